@@ -1,0 +1,31 @@
+"""Flask-Notifications: real-time, per-user notifications for Flask.
+
+Public names: :class:`Notifications`, :class:`Event`, :class:`EventHub`,
+:data:`current_notifications` and the errors in :mod:`flask_notifications.errors`.
+"""
+
+from .errors import (
+    ConfigurationError,
+    EventTooLargeError,
+    InvalidEventError,
+    NotificationsError,
+)
+from .event import Event
+from .event_filter import EventFilter
+from .event_hub import EventHub, current_notifications
+from .extension import Notifications
+
+__version__ = "0.2.0.dev0"
+
+__all__ = [
+    "ConfigurationError",
+    "Event",
+    "EventFilter",
+    "EventHub",
+    "EventTooLargeError",
+    "InvalidEventError",
+    "Notifications",
+    "NotificationsError",
+    "__version__",
+    "current_notifications",
+]

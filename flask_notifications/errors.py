@@ -1,0 +1,33 @@
+"""Exceptions raised by Flask-Notifications.
+
+Every error caused by bad input is a :class:`ValueError` subclass, so callers
+that already guard against ``ValueError`` keep working.
+"""
+
+from __future__ import annotations
+
+
+class NotificationsError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class InvalidEventError(NotificationsError, ValueError):
+    """An event (or its JSON form) is malformed.
+
+    :param field: name of the offending field, or ``None`` when the problem is
+        the event as a whole (for example malformed JSON).
+    :param message: what is wrong with it.
+    """
+
+    def __init__(self, field: str | None, message: str) -> None:
+        self.field = field
+        text = f"{field}: {message}" if field else message
+        super().__init__(f"invalid event: {text}")
+
+
+class EventTooLargeError(InvalidEventError):
+    """The JSON form of an event is bigger than ``NOTIFICATIONS_MAX_EVENT_BYTES``."""
+
+
+class ConfigurationError(NotificationsError, ValueError):
+    """A ``NOTIFICATIONS_*`` (or ``BACKEND``) configuration value is wrong."""

@@ -1,0 +1,233 @@
+"""The :class:`EventHub`: a filter and the consumers it feeds.
+
+Also home of :data:`current_notifications` and the :func:`register_consumer`
+decorator, where the original documentation placed them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from flask import current_app
+from werkzeug.local import LocalProxy
+
+from ._tasks import ensure_task
+from .consumers.consumer import Consumer, FunctionConsumer
+from .event_filter import EventFilter
+from .filters.always import Always
+
+if TYPE_CHECKING:
+    from .extension import Notifications
+
+C = TypeVar("C", bound=Callable[..., Any])
+
+
+def hub_id_for(label: str) -> str:
+    """Return the hub id for ``label``: a hash, the same in every process.
+
+    :param label: the hub's label.
+    """
+    return hashlib.blake2b(label.encode("utf-8"), digest_size=16).hexdigest()
+
+
+class EventHub:
+    """A filter plus the consumers that receive the events passing it.
+
+    Create hubs with :meth:`Notifications.create_hub
+    <flask_notifications.Notifications.create_hub>`; a hub starts with the
+    :class:`~flask_notifications.filters.Always` filter and no consumers.
+
+    :param label: a fixed, human-readable name. Workers find the hub by the
+        id derived from it, so it must not be randomised.
+    """
+
+    def __init__(self, label: str) -> None:
+        if not isinstance(label, str):
+            raise TypeError(f"a hub label must be a string, not {type(label).__name__}")
+        if not label:
+            raise ValueError("a hub label must not be empty")
+        self.label = label
+        #: Stable identifier derived from :attr:`label` (a hex digest).
+        self.hub_id = hub_id_for(label)
+        #: The hub's filter; set it with :meth:`filter_by`.
+        self.filter: EventFilter = Always()
+        self._consumers: dict[str, Consumer] = {}
+        # Read by send() without a lock; replaced whole on every change.
+        self._names: tuple[str, ...] = ()
+
+    def filter_by(self, event_filter: EventFilter) -> EventHub:
+        """Replace the hub's filter.
+
+        :param event_filter: any :class:`~flask_notifications.event_filter.EventFilter`,
+            usually composed with ``&``, ``|``, ``^`` and ``~``.
+        :returns: the hub, so calls can be chained.
+        """
+        if not isinstance(event_filter, EventFilter):
+            raise TypeError(f"filter_by() takes an EventFilter, not {type(event_filter).__name__}")
+        self.filter = event_filter
+        return self
+
+    @overload
+    def register_consumer(
+        self, consumer: None = None, *, celery_task_name: str | None = None
+    ) -> Callable[[C], C]: ...
+
+    @overload
+    def register_consumer(self, consumer: C, *, celery_task_name: str | None = None) -> C: ...
+
+    def register_consumer(
+        self, consumer: Any = None, *, celery_task_name: str | None = None
+    ) -> Any:
+        """Register a consumer; usable three ways::
+
+            @hub.register_consumer
+            def log(event): ...
+
+            @hub.register_consumer(celery_task_name="app.write_to_file")
+            def write_to_file(event, *args, **kwargs): ...
+
+            hub.register_consumer(PushConsumer(redis, hub.hub_id))
+
+        Registering the same consumer (or function) again does nothing.
+
+        :param consumer: a :class:`~flask_notifications.consumers.consumer.Consumer`
+            or a function taking the event; omitted when used as
+            ``@register_consumer(...)``.
+        :param celery_task_name: name of the Celery task that runs the consumer,
+            given relative to your application (``"app.write_to_file"``) so the
+            worker, which imports the application, registers the same name.
+            Defaults to the function's or the consumer class's dotted path, with
+            ``-2``, ``-3``... appended for further consumers of one class.
+        :returns: what was registered (the function itself for functions), or a
+            decorator when ``consumer`` is omitted.
+        :raises ValueError: if ``celery_task_name`` is already used on this hub
+            by another consumer.
+        """
+        if consumer is None:
+
+            def decorator(func: C) -> C:
+                return self.register_consumer(func, celery_task_name=celery_task_name)
+
+            return decorator
+        if self.is_registered(consumer):
+            return consumer
+        if isinstance(consumer, Consumer):
+            wrapped = consumer
+        elif callable(consumer):
+            wrapped = FunctionConsumer(consumer, celery_task_name)
+        else:
+            raise TypeError(
+                f"register_consumer() takes a Consumer or a function, not {type(consumer).__name__}"
+            )
+        name = self._task_name(wrapped, celery_task_name)
+        ensure_task(name)
+        self._consumers[name] = wrapped
+        self._names = tuple(self._consumers)
+        return consumer
+
+    def _task_name(self, consumer: Consumer, explicit: str | None) -> str:
+        name = explicit or consumer.celery_task_name
+        if name is not None:
+            if not isinstance(name, str) or not name:
+                raise ValueError("celery_task_name must be a non-empty string")
+            if name in self._consumers:
+                raise ValueError(
+                    f"celery_task_name {name!r} is already used on hub {self.label!r} "
+                    f"by {self._consumers[name]!r}"
+                )
+            return name
+        base = consumer.default_task_name()
+        name, n = base, 1
+        while name in self._consumers:
+            n += 1
+            name = f"{base}-{n}"
+        return name
+
+    def _name_of(self, consumer: Any) -> str | None:
+        if isinstance(consumer, str):
+            return consumer if consumer in self._consumers else None
+        for name, registered in self._consumers.items():
+            if registered is consumer or (
+                isinstance(registered, FunctionConsumer) and registered.func is consumer
+            ):
+                return name
+        return None
+
+    def is_registered(self, consumer: Consumer | Callable[..., Any] | str) -> bool:
+        """Whether ``consumer`` (an instance, a registered function or a task
+        name) is registered on this hub.
+
+        :param consumer: what to look for.
+        """
+        return self._name_of(consumer) is not None
+
+    def deregister_consumer(self, consumer: Consumer | Callable[..., Any] | str) -> bool:
+        """Stop sending events to ``consumer``.
+
+        Events sent afterwards are not enqueued for it, and a worker whose hub
+        no longer has it skips tasks already queued.
+
+        :param consumer: a consumer instance, a registered function or a task name.
+        :returns: whether it was registered.
+        """
+        name = self._name_of(consumer)
+        if name is None:
+            return False
+        del self._consumers[name]
+        self._names = tuple(self._consumers)
+        return True
+
+    def get_consumer(self, celery_task_name: str) -> Consumer | None:
+        """Return the consumer run by the task ``celery_task_name``, if any.
+
+        :param celery_task_name: a task name of this hub.
+        """
+        return self._consumers.get(celery_task_name)
+
+    @property
+    def consumers(self) -> dict[str, Consumer]:
+        """A copy of the registered consumers, by task name, in registration order."""
+        return dict(self._consumers)
+
+    def __repr__(self) -> str:
+        return f"<EventHub {self.label!r} id={self.hub_id} filter={self.filter!r}>"
+
+
+def register_consumer(
+    hub: EventHub | str, consumer: Any = None, *, celery_task_name: str | None = None
+) -> Any:
+    """Module-level form of :meth:`EventHub.register_consumer`::
+
+        @register_consumer(hub, celery_task_name="app.write_to_file")
+        def write_to_file(event, *args, **kwargs): ...
+
+    :param hub: an :class:`EventHub`, or a hub label (then resolved, or
+        created, through :data:`current_notifications`, so inside an
+        application context).
+    :param consumer: as in :meth:`EventHub.register_consumer`.
+    :param celery_task_name: as in :meth:`EventHub.register_consumer`.
+    """
+    if isinstance(hub, str):
+        hub = current_notifications.create_hub(hub)
+    if not isinstance(hub, EventHub):
+        raise TypeError(
+            f"register_consumer() takes an EventHub or a label, not {type(hub).__name__}"
+        )
+    return hub.register_consumer(consumer, celery_task_name=celery_task_name)
+
+
+def _get_current_notifications() -> Notifications:
+    state = current_app.extensions.get("notifications")
+    if state is None:
+        raise RuntimeError(
+            "Flask-Notifications is not initialised on this app: call "
+            "Notifications(app) or notifications.init_app(app) first"
+        )
+    return state.extension  # type: ignore[no-any-return]
+
+
+#: Root of the notification extension: the :class:`~flask_notifications.Notifications`
+#: object of the current application. Also available in Jinja templates.
+current_notifications: Notifications = LocalProxy(_get_current_notifications)  # type: ignore[assignment]

@@ -1,0 +1,248 @@
+"""The :class:`Notifications` Flask extension."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import redis
+from flask import Flask, current_app
+from werkzeug.utils import ImportStringError, import_string
+
+from ._tasks import bind_flask_app
+from .errors import ConfigurationError
+from .event import DEFAULT_MAX_EVENT_BYTES, Event
+from .event_hub import EventHub, current_notifications, hub_id_for
+from .pubsub.backend import Backend
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+#: The default backend, as the documentation's ``BACKEND`` key names it.
+DEFAULT_BACKEND = "flask_notifications.pubsub.redis_pubsub.RedisPubSub"
+_DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+_CELERY_BROKER_KEYS = ("CELERY_BROKER_URL", "BROKER_URL", "broker_url")
+
+
+@dataclass(eq=False)
+class _State:
+    """What one Flask app needs; stored in ``app.extensions["notifications"]``."""
+
+    extension: Notifications
+    celery: Celery
+    redis: redis.Redis
+    backend_class: type[Backend]
+
+
+class Notifications:
+    """The Flask-Notifications extension.
+
+    Hubs belong to the extension object, like blueprints, so they can be
+    defined before :meth:`init_app`; everything tied to an application (its
+    Redis client, its Celery app, its backend class) lives in
+    ``app.extensions["notifications"]``.
+
+    :param app: the application to initialise right away.
+    :param celery: passed on to :meth:`init_app`.
+    :param broker: passed on to :meth:`init_app`.
+    """
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        celery: Celery | None = None,
+        broker: redis.Redis | Any = None,
+    ) -> None:
+        self._hubs: dict[str, EventHub] = {}
+        if app is not None:
+            self.init_app(app, celery=celery, broker=broker)
+
+    # -- setup -----------------------------------------------------------------
+
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        celery: Celery | None = None,
+        broker: redis.Redis | Any = None,
+    ) -> None:
+        """Register the extension on ``app``.
+
+        :param app: the Flask application.
+        :param celery: the Celery app that runs the consumers. When omitted,
+            the app's Flask-CeleryExt Celery is used, or one is created with
+            Flask-CeleryExt; its broker defaults to the notifications Redis.
+        :param broker: the client handed to the backend (a :class:`redis.Redis`
+            for the default backend). When omitted, a Redis client is built
+            from ``NOTIFICATIONS_REDIS_URL``.
+        :raises RuntimeError: if the extension is already registered on ``app``.
+        :raises ConfigurationError: if the backend setting names no Backend class.
+        """
+        if "notifications" in app.extensions:
+            raise RuntimeError(
+                "Flask-Notifications is already registered on this app; "
+                "create one Notifications per app or call init_app once"
+            )
+        config = app.config
+        config.setdefault("NOTIFICATIONS_REDIS_URL", config.get("REDIS_URL", _DEFAULT_REDIS_URL))
+        config.setdefault("NOTIFICATIONS_BACKEND", config.get("BACKEND", DEFAULT_BACKEND))
+        config.setdefault("NOTIFICATIONS_MAX_EVENT_BYTES", DEFAULT_MAX_EVENT_BYTES)
+
+        backend_class = _load_backend(config["NOTIFICATIONS_BACKEND"])
+        if broker is None:
+            broker = redis.Redis.from_url(config["NOTIFICATIONS_REDIS_URL"])
+        if celery is None:
+            celery = _celery_for(app)
+        bind_flask_app(celery, app)
+
+        app.extensions["notifications"] = _State(self, celery, broker, backend_class)
+        app.jinja_env.globals["current_notifications"] = current_notifications
+
+    # -- hubs ------------------------------------------------------------------
+
+    def create_hub(self, label: str) -> EventHub:
+        """Return the hub named ``label``, creating it on first use.
+
+        :param label: a fixed name (never randomised: workers find the hub by
+            the id derived from it).
+        """
+        hub = self._hubs.get(hub_id_for(label)) if isinstance(label, str) else None
+        if hub is None:
+            hub = EventHub(label)
+            # setdefault: two threads creating one label get the same hub.
+            hub = self._hubs.setdefault(hub.hub_id, hub)
+        return hub
+
+    def get_hub_by_id(self, hub_id: str) -> EventHub | None:
+        """Return the hub whose :attr:`~EventHub.hub_id` is ``hub_id``, if any.
+
+        :param hub_id: a hub id.
+        """
+        return self._hubs.get(hub_id)
+
+    @property
+    def hubs(self) -> tuple[EventHub, ...]:
+        """Every hub created on this extension, in creation order."""
+        return tuple(self._hubs.values())
+
+    # -- per-app objects ---------------------------------------------------------
+
+    @property
+    def celery(self) -> Celery:
+        """The current application's Celery app."""
+        return _state().celery
+
+    @property
+    def redis(self) -> redis.Redis | Any:
+        """The current application's broker client (Redis by default)."""
+        return _state().redis
+
+    def create_backend(self) -> Backend:
+        """Build a new backend for the current application.
+
+        Each backend holds its own subscription; publishing through any of
+        them reaches every subscriber.
+        """
+        state = _state()
+        return state.backend_class.from_app(current_app._get_current_object(), state.redis)  # type: ignore[attr-defined]
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, event: Event | str | bytes | Mapping[str, Any]) -> Event:
+        """Validate ``event`` and hand it to every hub.
+
+        Each hub whose filter passes enqueues one Celery task per consumer
+        (JSON-serialised, with ``expires=`` when the event expires). All
+        filters run before anything is enqueued, so an invalid event or a
+        failing filter sends nothing. An event that has already expired is
+        not enqueued at all.
+
+        :param event: an :class:`~flask_notifications.event.Event`, its JSON
+            form, or a mapping of its fields.
+        :returns: the validated event (with its generated ``event_id``).
+        :raises InvalidEventError: if the event is malformed or too large.
+        """
+        state = _state()
+        max_bytes = current_app.config["NOTIFICATIONS_MAX_EVENT_BYTES"]
+        if isinstance(event, Event):
+            event.validate()
+        elif isinstance(event, str | bytes | bytearray):
+            event = Event.from_json(event, max_bytes)
+        elif isinstance(event, Mapping):
+            event = Event.from_dict(event)
+        else:
+            raise TypeError(f"send() takes an Event or its JSON, not {type(event).__name__}")
+        payload = event.to_json(max_bytes)
+
+        expires: datetime | None = event["expiration_datetime"]
+        if expires is not None:
+            if expires.tzinfo is None:
+                expires = expires.astimezone()  # naive means local time
+            if expires.timestamp() <= time.time():
+                return event
+
+        targets = [
+            (hub.hub_id, name)
+            for hub in tuple(self._hubs.values())
+            if hub.filter(event)
+            for name in hub._names
+        ]
+        if targets:
+            celery = state.celery
+            tasks = celery.tasks
+            # One producer (one pooled broker connection) for all the tasks of the event.
+            with celery.producer_or_acquire() as producer:
+                for hub_id, name in targets:
+                    tasks[name].apply_async(
+                        (payload, hub_id), expires=expires, serializer="json", producer=producer
+                    )
+        return event
+
+
+def _state() -> _State:
+    state = current_app.extensions.get("notifications")
+    if state is None:
+        raise RuntimeError(
+            "Flask-Notifications is not initialised on this app: call "
+            "Notifications(app) or notifications.init_app(app) first"
+        )
+    return state  # type: ignore[no-any-return]
+
+
+def _load_backend(path: object) -> type[Backend]:
+    if isinstance(path, type) and issubclass(path, Backend):
+        return path
+    if not isinstance(path, str):
+        raise ConfigurationError(f"NOTIFICATIONS_BACKEND must be a dotted path, not {path!r}")
+    try:
+        cls = import_string(path)
+    except ImportStringError as exc:
+        raise ConfigurationError(
+            f"NOTIFICATIONS_BACKEND (or BACKEND) {path!r} cannot be imported: {exc.exception}"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ConfigurationError(
+            f"NOTIFICATIONS_BACKEND (or BACKEND) {path!r} is not a subclass of "
+            "flask_notifications.pubsub.backend.Backend"
+        )
+    return cls
+
+
+def _celery_for(app: Flask) -> Celery:
+    existing = app.extensions.get("flask-celeryext")
+    if existing is not None and existing.celery is not None:
+        return existing.celery  # type: ignore[no-any-return]
+    from flask_celeryext import FlaskCeleryExt
+
+    config = app.config
+    if not any(key in config for key in _CELERY_BROKER_KEYS):
+        # The documentation's set-up: Redis carries both pub/sub and the Celery queue.
+        config["CELERY_BROKER_URL"] = config["NOTIFICATIONS_REDIS_URL"]
+    config.setdefault("CELERY_ACCEPT_CONTENT", ["json"])
+    config.setdefault("CELERY_TASK_SERIALIZER", "json")
+    config.setdefault("CELERY_RESULT_SERIALIZER", "json")
+    return FlaskCeleryExt(app).celery

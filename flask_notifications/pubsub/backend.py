@@ -1,0 +1,65 @@
+"""The :class:`Backend` interface: how pushed events reach every web process.
+
+A backend carries event JSON on channels named by hub id. The default is
+:class:`~flask_notifications.pubsub.redis_pubsub.RedisPubSub`; another broker
+plugs in by subclassing :class:`Backend` and naming the subclass in the
+``NOTIFICATIONS_BACKEND`` (or the documented ``BACKEND``) configuration key.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+
+class Backend(ABC):
+    """A publish/subscribe channel between consumers and web processes.
+
+    Publishing is safe from any thread. A backend instance holds at most one
+    subscription; :meth:`subscribe` then :meth:`listen` is used by a single
+    reader (the web process's stream dispatcher, a CLI ``tail``, a test).
+    """
+
+    @classmethod
+    def from_app(cls, app: Flask, broker: Any) -> Backend:
+        """Build a backend for ``app``; override to read your own settings.
+
+        :param app: the Flask application being served.
+        :param broker: the client given as ``init_app(broker=...)``, or the
+            Redis client built from ``NOTIFICATIONS_REDIS_URL``.
+        """
+        return cls(broker)  # type: ignore[call-arg]
+
+    @abstractmethod
+    def publish(self, channel: str, message: str) -> None:
+        """Send ``message`` (event JSON) to every subscriber of ``channel``.
+
+        :param channel: a hub id.
+        :param message: the event's JSON form.
+        """
+
+    @abstractmethod
+    def subscribe(self, *channels: str) -> None:
+        """Start receiving messages published on ``channels`` (hub ids).
+
+        :param channels: one or more hub ids.
+        """
+
+    def unsubscribe(self, *channels: str) -> None:
+        """Stop receiving messages from ``channels``; all channels when empty.
+
+        :param channels: hub ids.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
+    def listen(self) -> Iterator[dict[str, Any]]:
+        """Yield ``{"type": "message", "channel": hub_id, "data": event_json}``
+        for each message published on a subscribed channel, blocking between them."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release the subscription's resources."""

