@@ -29,27 +29,39 @@ logger = logging.getLogger("flask_notifications")
 _registered: set[str] = set()
 _registered_lock = threading.Lock()
 
-#: Attribute of a Celery app naming the Flask app its consumer tasks run in.
-FLASK_APP_ATTR = "flask_notifications_app"
+#: Attribute of a Celery app: the Flask apps its consumer tasks run in, by name.
+FLASK_APPS_ATTR = "flask_notifications_apps"
 
 
 def bind_flask_app(celery: Celery, app: Flask) -> None:
-    """Make ``celery``'s consumer tasks run in ``app``'s context (the last app wins).
+    """Let ``celery``'s consumer tasks run in ``app``'s context.
+
+    Tasks carry the name of the app that sent them (``app.name``, the same in
+    the web process and in the worker, which imports the same module), so
+    several Flask apps may share one Celery app. A task whose app name is
+    unknown runs in the app bound last.
 
     :param celery: the Celery app.
     :param app: the Flask app whose hubs the tasks look up.
     """
-    setattr(celery, FLASK_APP_ATTR, app)
+    apps = celery.__dict__.setdefault(FLASK_APPS_ATTR, {})
+    apps.pop(app.name, None)  # re-insert so the newest binding is last
+    apps[app.name] = app
 
 
-def _flask_app_for(celery: Celery) -> Flask:
-    app = getattr(celery, FLASK_APP_ATTR, None) or getattr(celery, "flask_app", None)
+def _flask_app_for(celery: Celery, app_name: str | None) -> Flask:
+    apps: dict[str, Flask] = getattr(celery, FLASK_APPS_ATTR, {})
+    app = apps.get(app_name) if app_name is not None else None
+    if app is None and apps:
+        app = next(reversed(apps.values()))
+    if app is None:
+        app = getattr(celery, "flask_app", None)  # set by Flask-CeleryExt
     if app is None:
         raise RuntimeError(
             "this Celery app serves no Flask-Notifications app: call "
             "Notifications.init_app(app, celery=...) in the worker's process"
         )
-    return app  # type: ignore[no-any-return]
+    return app
 
 
 class ConsumerTask(Task):  # type: ignore[misc]
@@ -59,14 +71,16 @@ class ConsumerTask(Task):  # type: ignore[misc]
     ignore_result = True
     serializer = "json"
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, event_json: str, hub_id: str, app_name: str | None = None) -> Any:
         if has_app_context():
-            return super().__call__(*args, **kwargs)
-        with _flask_app_for(self.app).app_context():
-            return super().__call__(*args, **kwargs)
+            return super().__call__(event_json, hub_id, app_name)
+        with _flask_app_for(self.app, app_name).app_context():
+            return super().__call__(event_json, hub_id, app_name)
 
 
-def _run_consumer(task: ConsumerTask, event_json: str, hub_id: str) -> None:
+def _run_consumer(
+    task: ConsumerTask, event_json: str, hub_id: str, app_name: str | None = None
+) -> None:
     state = current_app.extensions.get("notifications")
     hub = state.extension.get_hub_by_id(hub_id) if state is not None else None
     consumer = hub.get_consumer(task.name) if hub is not None else None

@@ -209,6 +209,7 @@ class Event(dict[str, Any]):
             if field not in obj:
                 raise InvalidEventError(field, "is required")
         fields = dict(obj)
+        fields.setdefault("event_id", None)
         if not all(isinstance(k, str) for k in fields):
             raise InvalidEventError(None, "field names must be strings")
         return cls(**fields)

@@ -128,7 +128,7 @@ class EventHub:
         return consumer
 
     def _task_name(self, consumer: Consumer, explicit: str | None) -> str:
-        name = explicit or consumer.celery_task_name
+        name = explicit if explicit is not None else consumer.celery_task_name
         if name is not None:
             if not isinstance(name, str) or not name:
                 raise ValueError("celery_task_name must be a non-empty string")

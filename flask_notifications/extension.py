@@ -194,11 +194,15 @@ class Notifications:
         if targets:
             celery = state.celery
             tasks = celery.tasks
+            app_name = current_app.name
             # One producer (one pooled broker connection) for all the tasks of the event.
             with celery.producer_or_acquire() as producer:
                 for hub_id, name in targets:
                     tasks[name].apply_async(
-                        (payload, hub_id), expires=expires, serializer="json", producer=producer
+                        (payload, hub_id, app_name),
+                        expires=expires,
+                        serializer="json",
+                        producer=producer,
                     )
         return event
 

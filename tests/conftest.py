@@ -155,3 +155,5 @@ def worker_process(
                 proc.kill()
                 proc.wait()
         reader.join(5)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -1,0 +1,94 @@
+"""The documentation's example: two hubs with filters, and push/log consumers.
+
+Run it from this directory (a Redis on ``REDIS_URL``, default localhost)::
+
+    celery -A app:celery worker --loglevel=INFO     # the workers
+    flask --app app run                             # the web process
+    curl -X POST http://127.0.0.1:5000/send         # sends a "test" and a "system" event
+
+``events.log`` (or ``$EVENTS_LOG``) then holds the "test" event, written by
+``app.write_to_file``; ``system.log`` (or ``$SYSTEM_LOG``) holds the "system"
+event, written by a :class:`LogConsumer`; and both were published on their
+hub's Redis channel by a :class:`PushConsumer`.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+from flask import Flask, jsonify
+
+from flask_notifications import Event, Notifications
+from flask_notifications.consumers import LogConsumer, PushConsumer
+from flask_notifications.filters import BeforeDate, Not, WithEventType
+
+EVENTS_LOG = os.environ.get("EVENTS_LOG", "events.log")
+SYSTEM_LOG = os.environ.get("SYSTEM_LOG", "system.log")
+
+app = Flask(__name__)
+app.config["NOTIFICATIONS_REDIS_URL"] = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
+app.config["broker_connection_retry_on_startup"] = True
+
+notifications = Notifications(app=app)
+celery = app.extensions["notifications"].celery  # for `celery -A app:celery worker`
+redis = app.extensions["notifications"].redis
+
+# A hub for the "test" events sent from now on. Labels are fixed strings: the
+# worker imports this module too and must derive the same hub id.
+test_hub = notifications.create_hub("TestHub")
+test_hub_id = test_hub.hub_id
+now = datetime.now()
+test_hub.filter_by(WithEventType("test") & Not(BeforeDate(now)))
+
+
+@test_hub.register_consumer(celery_task_name="app.write_to_file")
+def write_to_file(event, *args, **kwargs):
+    with open(EVENTS_LOG, "a", encoding="utf-8") as f:
+        f.write(str(event) + "\n")
+
+
+test_hub.register_consumer(PushConsumer(redis, test_hub_id))
+
+# A second hub for "system" events: logged as JSON lines and pushed.
+system_hub = notifications.create_hub("SystemHub")
+system_hub.filter_by(WithEventType("system"))
+system_hub.register_consumer(LogConsumer(SYSTEM_LOG))
+system_hub.register_consumer(PushConsumer(redis, system_hub.hub_id))
+
+
+@app.post("/send")
+def send():
+    """Send the documentation's two events."""
+    passing = Event(
+        None,
+        "test",
+        "This event will pass the filter",
+        "This is the body of the test",
+        sender="system",
+    )
+    notifications.send(passing.to_json())
+    other = Event(
+        None,
+        "system",
+        "This event will not pass the filter",
+        "This is the body of the test",
+        sender="system",
+    )
+    notifications.send(other.to_json())
+    return jsonify(sent=[passing["event_id"], other["event_id"]])
+
+
+@app.get("/hubs")
+def hubs():
+    """The hubs, their filters and consumers."""
+    return jsonify(
+        {
+            hub.label: {
+                "hub_id": hub.hub_id,
+                "filter": repr(hub.filter),
+                "consumers": list(hub.consumers),
+            }
+            for hub in notifications.hubs
+        }
+    )

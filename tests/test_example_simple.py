@@ -1,0 +1,93 @@
+"""examples/simple end to end: a real `flask run` and a real `celery worker` subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+from flask_notifications import Event
+from flask_notifications.event_hub import hub_id_for
+from flask_notifications.pubsub.redis_pubsub import RedisPubSub
+from flask_notifications.testing import free_port
+
+from .conftest import ROOT, wait_for, worker_process
+from .test_pubsub import Listener
+
+EXAMPLE = ROOT / "examples" / "simple"
+
+pytestmark = pytest.mark.subprocess
+
+
+def fetch_json(url_or_request):
+    with urllib.request.urlopen(url_or_request, timeout=10) as response:
+        return json.load(response)
+
+
+@pytest.fixture
+def web(redis_url, tmp_path):
+    port = free_port()
+    env = dict(
+        os.environ,
+        REDIS_URL=redis_url,
+        EVENTS_LOG=str(tmp_path / "events.log"),
+        SYSTEM_LOG=str(tmp_path / "system.log"),
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "app", "run", "--port", str(port)],
+        cwd=EXAMPLE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            with urllib.request.urlopen(base + "/hubs", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        wait_for(up, 30)
+        assert proc.poll() is None, "flask run exited"
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_documented_example_with_worker_subprocess(
+    web, redis_url, redis_client, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("EVENTS_LOG", str(tmp_path / "events.log"))
+    monkeypatch.setenv("SYSTEM_LOG", str(tmp_path / "system.log"))
+    hubs = fetch_json(web + "/hubs")
+    assert hubs["TestHub"]["hub_id"] == hub_id_for("TestHub")
+    assert hubs["TestHub"]["consumers"] == [
+        "app.write_to_file",
+        "flask_notifications.consumers.push_consumer.PushConsumer",
+    ]
+
+    with (
+        Listener(
+            RedisPubSub(redis_client), hub_id_for("TestHub"), hub_id_for("SystemHub")
+        ) as listener,
+        worker_process("app:celery", redis_url, cwd=EXAMPLE) as worker,
+    ):
+        request = urllib.request.Request(web + "/send", method="POST")
+        test_id, system_id = fetch_json(request)["sent"]
+        pushed = {listener.get(15)["channel"]: None for _ in range(2)}
+        events_log, system_log = tmp_path / "events.log", tmp_path / "system.log"
+        wait_for(lambda: events_log.exists() and system_log.exists(), 15)
+        assert listener.empty(0.3)
+
+    assert set(pushed) == {hub_id_for("TestHub"), hub_id_for("SystemHub")}
+    written = events_log.read_text().splitlines()
+    assert len(written) == 1 and test_id in written[0]
+    (line,) = system_log.read_text().splitlines()
+    assert Event.from_json(line)["event_id"] == system_id
+    output = "".join(worker.output)
+    assert "app.write_to_file" in output and "succeeded" in output
