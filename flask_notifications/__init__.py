@@ -1,7 +1,7 @@
 """Flask-Notifications: real-time, per-user notifications for Flask.
 
-Public names: :class:`Notifications`, :class:`Event`, :class:`EventHub`,
-:data:`current_notifications` and the errors in :mod:`flask_notifications.errors`.
+Public names: ``Notifications``, ``Event``, ``EventHub``, ``EventFilter``,
+``current_notifications`` and the errors of :mod:`flask_notifications.errors`.
 """
 
 from .errors import (

@@ -59,13 +59,13 @@ class Event(dict[str, Any]):
     :param timestamp: seconds since the epoch (a float), or a
         :class:`~datetime.datetime`; defaults to now.
     :param sender: who sent it (a user id, ``"system"``, ...).
-    :param recipients: user ids the event is for; empty means everyone on the hub.
+    :param recipients: user ids the event is for.
     :param tags: free-form labels, see :class:`~flask_notifications.filters.WithTag`.
     :param expiration_datetime: after this moment the event is never consumed.
-        A naive datetime is read as local time, like :meth:`datetime.now`.
+        A naive datetime is read as local time, like ``datetime.now()``.
     :param custom_fields: any further JSON-serialisable fields, kept as they are.
     :raises InvalidEventError: when a field has the wrong type or value; the
-        message and :attr:`InvalidEventError.field` name the field.
+        message and the exception's ``field`` attribute name the field.
     """
 
     def __init__(
@@ -134,7 +134,7 @@ class Event(dict[str, Any]):
         return {k: v for k, v in self.items() if k not in RESERVED_FIELDS}
 
     def is_expired(self, now: float | None = None) -> bool:
-        """Whether :attr:`expiration_datetime` is set and has passed.
+        """Whether ``expiration_datetime`` is set and has passed.
 
         :param now: epoch seconds to compare with; defaults to the current time.
         """
@@ -227,7 +227,7 @@ class Event(dict[str, Any]):
         return cls.from_json(value)
 
     def __repr__(self) -> str:
-        return f"<Event {self['event_id']!r} type={self['event_type']!r} title={self['title']!r}>"
+        return f"{type(self).__name__}({dict.__repr__(self)})"
 
 
 # -- field helpers ------------------------------------------------------------

@@ -46,8 +46,14 @@ class EventFilter:
     def __invert__(self) -> EventFilter:
         return Not(self)
 
+    def __bool__(self) -> bool:
+        raise TypeError(
+            "an EventFilter has no truth value: combine filters with &, |, ^ and ~ "
+            "(Python's and/or/not cannot be overridden), or call it on an event"
+        )
+
     def __repr__(self) -> str:
-        params = ", ".join(f"{v!r}" for v in vars(self).values())
+        params = ", ".join(f"{v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({params})"
 
 
@@ -68,6 +74,8 @@ class _Composite(EventFilter):
         for f in filters:
             flat.extend(f.filters if type(f) is type(self) else (f,))  # type: ignore[attr-defined]
         self.filters: tuple[EventFilter, ...] = tuple(flat)
+        # Bound methods, looked up once: evaluation is the hot path of send().
+        self._checks = tuple(f.filter for f in flat)
 
     def __repr__(self) -> str:
         return "(" + f" {self._symbol} ".join(repr(f) for f in self.filters) + ")"
@@ -79,8 +87,10 @@ class And(_Composite):
     _symbol = "&"
 
     def filter(self, event: Mapping[str, Any], *args: Any, **kwargs: Any) -> bool:
-        for f in self.filters:
-            if not f.filter(event, *args, **kwargs):
+        if args or kwargs:
+            return all(check(event, *args, **kwargs) for check in self._checks)
+        for check in self._checks:
+            if not check(event):
                 return False
         return True
 
@@ -91,8 +101,10 @@ class Or(_Composite):
     _symbol = "|"
 
     def filter(self, event: Mapping[str, Any], *args: Any, **kwargs: Any) -> bool:
-        for f in self.filters:
-            if f.filter(event, *args, **kwargs):
+        if args or kwargs:
+            return any(check(event, *args, **kwargs) for check in self._checks)
+        for check in self._checks:
+            if check(event):
                 return True
         return False
 
@@ -104,8 +116,8 @@ class Xor(_Composite):
 
     def filter(self, event: Mapping[str, Any], *args: Any, **kwargs: Any) -> bool:
         result = False
-        for f in self.filters:
-            result ^= bool(f.filter(event, *args, **kwargs))
+        for check in self._checks:
+            result ^= bool(check(event, *args, **kwargs))
         return result
 
 
@@ -118,9 +130,10 @@ class Not(EventFilter):
     def __init__(self, event_filter: EventFilter) -> None:
         _check_operands("Not", (event_filter,))
         self.event_filter = event_filter
+        self._check = event_filter.filter
 
     def filter(self, event: Mapping[str, Any], *args: Any, **kwargs: Any) -> bool:
-        return not self.event_filter.filter(event, *args, **kwargs)
+        return not self._check(event, *args, **kwargs)
 
     def __invert__(self) -> EventFilter:
         return self.event_filter

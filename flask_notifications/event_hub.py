@@ -49,7 +49,7 @@ class EventHub:
         if not label:
             raise ValueError("a hub label must not be empty")
         self.label = label
-        #: Stable identifier derived from :attr:`label` (a hex digest).
+        #: Stable identifier derived from the label (a hex digest).
         self.hub_id = hub_id_for(label)
         #: The hub's filter; set it with :meth:`filter_by`.
         self.filter: EventFilter = Always()

@@ -7,7 +7,7 @@ import multiprocessing
 
 import pytest
 
-from flask_notifications import Event, InvalidEventError
+from flask_notifications import Event, InvalidEventError, Notifications
 from flask_notifications.consumers import Consumer, FunctionConsumer, LogConsumer, PushConsumer
 from flask_notifications.consumers.push_consumer import PushConsumer as DocumentedPushConsumer
 from flask_notifications.event_hub import EventHub
@@ -100,9 +100,30 @@ def test_push_consumer_accepts_a_backend_or_a_hub(redis_client):
     hub = EventHub("H")
     consumer = PushConsumer(backend, hub)
     assert consumer.backend is backend and consumer.hub_id == hub.hub_id
-    assert isinstance(PushConsumer(redis_client, "x").backend, RedisPubSub)
+    assert consumer.backend_for_current_app() is backend
+    plain = PushConsumer(redis_client, "x")
+    assert plain.backend is None and plain.client is redis_client
+    assert isinstance(plain.backend_for_current_app(), RedisPubSub)
+    assert plain.backend_for_current_app() is plain.backend_for_current_app()
     with pytest.raises(TypeError):
         PushConsumer(redis_client, "")
+
+
+class PrefixedBackend(RedisPubSub):
+    default_prefix = "custom-prefix:"
+
+
+def test_push_consumer_with_a_client_uses_the_configured_backend(make_app, redis_client):
+    app = make_app(NOTIFICATIONS_BACKEND=f"{__name__}.PrefixedBackend")
+    notifications = Notifications(app)
+    hub = notifications.create_hub("Configured")
+    consumer = PushConsumer(redis_client, hub.hub_id)
+    with app.app_context():
+        assert type(consumer.backend_for_current_app()) is PrefixedBackend
+        assert consumer.backend_for_current_app() is consumer.backend_for_current_app()
+        with Listener(notifications.create_backend(), hub.hub_id) as listener:
+            consumer(make_event(title="via the configured backend"))
+            assert Event.from_json(listener.get()["data"])["title"] == "via the configured backend"
 
 
 def test_log_consumer_appends_one_json_line_per_event(tmp_path):

@@ -83,6 +83,14 @@ def test_non_filter_operand_raises_type_error(other):
         And(T, other)
 
 
+def test_filters_refuse_truth_testing():
+    # `a and b` would silently be `b`: refuse it loudly.
+    with pytest.raises(TypeError, match="&"):
+        WithEventType("a") and WithEventType("b")  # noqa: B018
+    with pytest.raises(TypeError):
+        not Always()  # noqa: B018
+
+
 def test_chains_flatten_and_short_circuit():
     a, b, c = Counting(True), Counting(False), Counting(True)
     combined = a & b & c

@@ -109,16 +109,24 @@ def test_existing_broker_setting_is_respected():
 def test_celery_is_built_with_flask_celeryext_and_json_only(app):
     Notifications(app)
     celery = app.extensions["notifications"].celery
-    assert app.extensions["flask-celeryext"].celery is celery
+    assert app.extensions["flask-celeryext"].celery._get_current_object() is celery
     assert set(celery.conf.accept_content) == {"json"}
     assert celery.conf.task_serializer == "json"
     assert celery.conf.result_serializer == "json"
 
 
+def test_celery_app_created_later_does_not_take_over(app):
+    Notifications(app)
+    celery = app.extensions["notifications"].celery
+    Celery("created-later", broker="memory://")  # becomes Celery's *current* app
+    assert app.extensions["notifications"].celery is celery
+    assert celery.conf.broker_url == app.config["NOTIFICATIONS_REDIS_URL"]
+
+
 def test_existing_flask_celeryext_is_reused(app):
     ext = FlaskCeleryExt(app)
     Notifications(app)
-    assert app.extensions["notifications"].celery is ext.celery
+    assert app.extensions["notifications"].celery is ext.celery._get_current_object()
 
 
 class CustomBackend(RedisPubSub):

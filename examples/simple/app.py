@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, redirect, render_template_string, request
 
 from flask_notifications import Event, Notifications
 from flask_notifications.consumers import LogConsumer, PushConsumer
@@ -57,6 +57,40 @@ system_hub.register_consumer(LogConsumer(SYSTEM_LOG))
 system_hub.register_consumer(PushConsumer(redis, system_hub.hub_id))
 
 
+INDEX = """<!doctype html>
+<title>Flask-Notifications: the documentation's example</title>
+<h1>Flask-Notifications: the documentation's example</h1>
+<form method="post" action="/send?next=/"><button>Send a "test" and a "system" event</button></form>
+{% for hub in current_notifications.hubs %}
+  <h2>{{ hub.label }} <small>{{ hub.hub_id }}</small></h2>
+  <p>Filter: <code>{{ hub.filter }}</code><br>Consumers: {{ hub.consumers|join(", ") }}</p>
+{% endfor %}
+<h2>{{ events_log }}</h2><pre>{{ events }}</pre>
+<h2>{{ system_log }}</h2><pre>{{ system }}</pre>
+<p>The worker writes these files; reload after sending.</p>
+"""
+
+
+def _tail(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return "".join(f.readlines()[-10:])
+    except FileNotFoundError:
+        return "(nothing yet)"
+
+
+@app.get("/")
+def index():
+    """A page to send the events and see what the consumers wrote."""
+    return render_template_string(
+        INDEX,
+        events_log=EVENTS_LOG,
+        system_log=SYSTEM_LOG,
+        events=_tail(EVENTS_LOG),
+        system=_tail(SYSTEM_LOG),
+    )
+
+
 @app.post("/send")
 def send():
     """Send the documentation's two events."""
@@ -76,6 +110,8 @@ def send():
         sender="system",
     )
     notifications.send(other.to_json())
+    if request.args.get("next") == "/":
+        return redirect("/")
     return jsonify(sent=[passing["event_id"], other["event_id"]])
 
 

@@ -86,4 +86,5 @@ class FunctionConsumer(Consumer):
         return self.func(event, *args, **kwargs)
 
     def default_task_name(self) -> str:
+        """The task name used when none was given: the function's dotted path."""
         return f"{self.func.__module__}.{self.func.__qualname__}"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
+
+from flask import Flask, current_app, has_app_context
 
 from ..pubsub.backend import Backend
 from ..pubsub.redis_pubsub import RedisPubSub
@@ -16,24 +19,50 @@ if TYPE_CHECKING:
 
 
 class PushConsumer(Consumer):
-    """Publishes each event's JSON on the backend channel of a hub, from where
-    every web process streams it to its browsers.
+    """Publishes each event's JSON on the backend channel of a hub; every
+    subscriber of that channel (see :meth:`Backend.listen
+    <flask_notifications.pubsub.backend.Backend.listen>`) receives it.
 
-    :param redis_or_backend: a :class:`redis.Redis` client (wrapped in
-        :class:`~flask_notifications.pubsub.redis_pubsub.RedisPubSub`) or any
+    Given a Redis client, it publishes through the application's configured
+    backend class (``NOTIFICATIONS_BACKEND``), so publishers and subscribers
+    agree; given a backend instance, through that one.
+
+    :param redis_or_backend: a :class:`redis.Redis` client or any
         :class:`~flask_notifications.pubsub.backend.Backend`.
-    :param hub_id: the channel: a hub id (or the :class:`EventHub` itself).
+    :param hub_id: the channel: a hub id (or the
+        :class:`~flask_notifications.event_hub.EventHub` itself).
     """
 
     def __init__(self, redis_or_backend: redis.Redis | Backend, hub_id: str | EventHub) -> None:
-        self.backend = (
-            redis_or_backend
-            if isinstance(redis_or_backend, Backend)
-            else RedisPubSub(redis_or_backend)
-        )
+        #: The backend given to the constructor, or ``None`` when given a client.
+        self.backend: Backend | None = None
+        #: The broker client given to the constructor, or ``None``.
+        self.client: Any = None
+        if isinstance(redis_or_backend, Backend):
+            self.backend = redis_or_backend
+        else:
+            self.client = redis_or_backend
         self.hub_id: str = getattr(hub_id, "hub_id", hub_id)  # type: ignore[arg-type]
         if not isinstance(self.hub_id, str) or not self.hub_id:
             raise TypeError("PushConsumer() needs a hub id string or an EventHub")
+        # One backend per app, built on first use (never per event).
+        self._backends: WeakKeyDictionary[Flask, Backend] = WeakKeyDictionary()
+        self._plain: Backend | None = None
+
+    def backend_for_current_app(self) -> Backend:
+        """The backend this consumer publishes through in the current context."""
+        if self.backend is not None:
+            return self.backend
+        state = current_app.extensions.get("notifications") if has_app_context() else None
+        if state is None:
+            if self._plain is None:
+                self._plain = RedisPubSub(self.client)
+            return self._plain
+        app = current_app._get_current_object()  # type: ignore[attr-defined]
+        backend = self._backends.get(app)
+        if backend is None:
+            backend = self._backends[app] = state.backend_class.from_app(app, self.client)
+        return backend
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> None:
-        self.backend.publish(self.hub_id, event.to_json())
+        self.backend_for_current_app().publish(self.hub_id, event.to_json())

@@ -1,7 +1,7 @@
 """Predefined filters; each also lives in a module of its own name
 (``flask_notifications.filters.with_event_type.WithEventType``, ...).
 
-:class:`Not` is the negation combinator from :mod:`flask_notifications.event_filter`,
+``Not`` is the negation combinator from :mod:`flask_notifications.event_filter`,
 exported here because the documentation's examples use it next to the filters.
 """
 

@@ -13,7 +13,7 @@ from ._dates import to_epoch
 class AfterDate(EventFilter):
     """Passes events whose ``timestamp`` is strictly after ``date``.
 
-    :param date: a datetime (naive means local time, like :meth:`datetime.now`)
+    :param date: a datetime (naive means local time, like ``datetime.now()``)
         or epoch seconds.
     """
 

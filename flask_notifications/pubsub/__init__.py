@@ -1,4 +1,4 @@
-"""Publish/subscribe backends: :class:`Backend` and the default :class:`RedisPubSub`."""
+"""Publish/subscribe backends: ``Backend`` and the default ``RedisPubSub``."""
 
 from .backend import Backend
 from .redis_pubsub import RedisPubSub

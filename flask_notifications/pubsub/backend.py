@@ -21,7 +21,7 @@ class Backend(ABC):
 
     Publishing is safe from any thread. A backend instance holds at most one
     subscription; :meth:`subscribe` then :meth:`listen` is used by a single
-    reader (the web process's stream dispatcher, a CLI ``tail``, a test).
+    reader thread.
     """
 
     @classmethod
