@@ -95,8 +95,7 @@ class Notifications:
         backend_class = _load_backend(config["NOTIFICATIONS_BACKEND"])
         if broker is None:
             broker = redis.Redis.from_url(config["NOTIFICATIONS_REDIS_URL"])
-        if celery is None:
-            celery = _celery_for(app)
+        celery = _celery_for(app) if celery is None else _unproxy(celery)
         bind_flask_app(celery, app)
 
         app.extensions["notifications"] = _State(self, celery, broker, backend_class)
@@ -246,6 +245,8 @@ def _celery_for(app: Flask) -> Celery:
     config.setdefault("CELERY_ACCEPT_CONTENT", ["json"])
     config.setdefault("CELERY_TASK_SERIALIZER", "json")
     config.setdefault("CELERY_RESULT_SERIALIZER", "json")
+    # Celery 5's behaviour, stated so workers do not warn that it will change.
+    config.setdefault("broker_connection_retry_on_startup", True)
     return _unproxy(FlaskCeleryExt(app).celery)
 
 

@@ -44,7 +44,8 @@ def test_init_app_with_celery_and_broker(make_app, redis_url):
     notifications = Notifications()
     notifications.init_app(app=app, celery=celery, broker=broker)
     with app.app_context():
-        assert notifications.celery is celery
+        # FlaskCeleryExt hands out Celery's current-app proxy: the object behind it is kept
+        assert notifications.celery is celery._get_current_object()
         assert notifications.redis is broker
 
 
@@ -113,6 +114,7 @@ def test_celery_is_built_with_flask_celeryext_and_json_only(app):
     assert set(celery.conf.accept_content) == {"json"}
     assert celery.conf.task_serializer == "json"
     assert celery.conf.result_serializer == "json"
+    assert celery.conf.broker_connection_retry_on_startup is True
 
 
 def test_celery_app_created_later_does_not_take_over(app):
