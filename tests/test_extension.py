@@ -79,6 +79,8 @@ def test_config_defaults():
     )
     assert app.config["NOTIFICATIONS_MAX_EVENT_BYTES"] == 64 * 1024
     assert app.config["CELERY_BROKER_URL"] == "redis://localhost:6379/0"
+    assert app.config["broker_connection_retry_on_startup"] is True
+    assert app.extensions["notifications"].celery.conf.broker_connection_retry_on_startup is True
 
 
 def test_redis_url_falls_back_to_redis_url_key():
@@ -114,7 +116,6 @@ def test_celery_is_built_with_flask_celeryext_and_json_only(app):
     assert set(celery.conf.accept_content) == {"json"}
     assert celery.conf.task_serializer == "json"
     assert celery.conf.result_serializer == "json"
-    assert celery.conf.broker_connection_retry_on_startup is True
 
 
 def test_celery_app_created_later_does_not_take_over(app):
