@@ -10,9 +10,9 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
-from flask import current_app
 from werkzeug.local import LocalProxy
 
+from ._state import get_state
 from ._tasks import ensure_task
 from .consumers.consumer import Consumer, FunctionConsumer
 from .event_filter import EventFilter
@@ -219,13 +219,7 @@ def register_consumer(
 
 
 def _get_current_notifications() -> Notifications:
-    state = current_app.extensions.get("notifications")
-    if state is None:
-        raise RuntimeError(
-            "Flask-Notifications is not initialised on this app: call "
-            "Notifications(app) or notifications.init_app(app) first"
-        )
-    return state.extension  # type: ignore[no-any-return]
+    return get_state().extension
 
 
 #: Root of the notification extension: the :class:`~flask_notifications.Notifications`

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +11,7 @@ import redis
 from flask import Flask, current_app
 from werkzeug.utils import ImportStringError, import_string
 
+from ._state import State, get_state
 from ._tasks import bind_flask_app
 from .errors import ConfigurationError
 from .event import DEFAULT_MAX_EVENT_BYTES, Event
@@ -25,16 +25,6 @@ if TYPE_CHECKING:
 DEFAULT_BACKEND = "flask_notifications.pubsub.redis_pubsub.RedisPubSub"
 _DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 _CELERY_BROKER_KEYS = ("CELERY_BROKER_URL", "BROKER_URL", "broker_url")
-
-
-@dataclass(eq=False)
-class _State:
-    """What one Flask app needs; stored in ``app.extensions["notifications"]``."""
-
-    extension: Notifications
-    celery: Celery
-    redis: redis.Redis
-    backend_class: type[Backend]
 
 
 class Notifications:
@@ -98,7 +88,7 @@ class Notifications:
         celery = _celery_for(app) if celery is None else _unproxy(celery)
         bind_flask_app(celery, app)
 
-        app.extensions["notifications"] = _State(self, celery, broker, backend_class)
+        app.extensions["notifications"] = State(self, celery, broker, backend_class)
         app.jinja_env.globals["current_notifications"] = current_notifications
 
     # -- hubs ------------------------------------------------------------------
@@ -133,12 +123,12 @@ class Notifications:
     @property
     def celery(self) -> Celery:
         """The current application's Celery app."""
-        return _state().celery
+        return get_state().celery
 
     @property
     def redis(self) -> redis.Redis | Any:
         """The current application's broker client (Redis by default)."""
-        return _state().redis
+        return get_state().redis
 
     def create_backend(self) -> Backend:
         """Build a new backend for the current application.
@@ -146,7 +136,7 @@ class Notifications:
         Each backend holds its own subscription; publishing through any of
         them reaches every subscriber.
         """
-        state = _state()
+        state = get_state()
         return state.backend_class.from_app(current_app._get_current_object(), state.redis)  # type: ignore[attr-defined]
 
     # -- sending -------------------------------------------------------------------
@@ -166,7 +156,7 @@ class Notifications:
         :raises InvalidEventError: if the event is malformed or too large.
         :raises TypeError: if ``event`` is none of the accepted types.
         """
-        state = _state()
+        state = get_state()
         max_bytes = current_app.config["NOTIFICATIONS_MAX_EVENT_BYTES"]
         if isinstance(event, Event):
             event.validate()
@@ -201,16 +191,6 @@ class Notifications:
                     (payload, hub_id, app_name), expires=expires, serializer="json"
                 )
         return event
-
-
-def _state() -> _State:
-    state = current_app.extensions.get("notifications")
-    if state is None:
-        raise RuntimeError(
-            "Flask-Notifications is not initialised on this app: call "
-            "Notifications(app) or notifications.init_app(app) first"
-        )
-    return state  # type: ignore[no-any-return]
 
 
 def _load_backend(path: object) -> type[Backend]:
