@@ -170,6 +170,12 @@ def test_create_backend_default(app, notifications):
     assert backend.redis is app.extensions["notifications"].redis
 
 
+def test_current_notifications_is_a_local_proxy():
+    from werkzeug.local import LocalProxy
+
+    assert isinstance(current_notifications, LocalProxy)
+
+
 def test_current_notifications_outside_app_and_uninitialised():
     with pytest.raises(RuntimeError):
         current_notifications.hubs  # noqa: B018
