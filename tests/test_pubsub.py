@@ -11,6 +11,7 @@ import pytest
 from flask_notifications.pubsub import Backend, RedisPubSub
 from flask_notifications.pubsub.backend import Backend as DocumentedBackend
 from flask_notifications.pubsub.redis_pubsub import RedisPubSub as DocumentedRedisPubSub
+from flask_notifications.pubsub.redis_pubsub import parse_id
 
 
 class Listener:
@@ -66,12 +67,23 @@ def test_backend_is_abstract():
 def test_publish_subscribe_listen(redis_client):
     with Listener(RedisPubSub(redis_client), "hub-a", "hub-b") as listener:
         publisher = RedisPubSub(redis_client)
-        publisher.publish("hub-a", '{"n": 1}')
+        first = publisher.publish("hub-a", '{"n": 1}')
         publisher.publish("hub-c", '{"n": 2}')
-        publisher.publish("hub-b", '{"n": "é"}')
-        assert listener.get() == {"type": "message", "channel": "hub-a", "data": '{"n": 1}'}
-        assert listener.get() == {"type": "message", "channel": "hub-b", "data": '{"n": "é"}'}
+        second = publisher.publish("hub-b", '{"n": "é"}')
+        assert listener.get() == {
+            "type": "message",
+            "channel": "hub-a",
+            "id": first,
+            "data": '{"n": 1}',
+        }
+        assert listener.get() == {
+            "type": "message",
+            "channel": "hub-b",
+            "id": second,
+            "data": '{"n": "é"}',
+        }
         assert listener.empty(0.2)
+    assert parse_id(first) and parse_id(second)  # ids are per hub: each has its own history
 
 
 def test_channels_are_namespaced(redis_client):
@@ -86,7 +98,8 @@ def test_channels_are_namespaced(redis_client):
     while message is None and time.monotonic() < deadline:
         message = raw.get_message(timeout=0.5)
     raw.close()
-    assert message["data"] == b"payload"
+    event_id, _, data = message["data"].partition(b" ")
+    assert data == b"payload" and parse_id(event_id.decode())
     custom = RedisPubSub(redis_client, prefix="myapp:")
     assert custom.channel_name("abc") == "myapp:abc"
 
@@ -115,3 +128,63 @@ def test_create_backend_end_to_end(app, notifications):
         with Listener(notifications.create_backend(), hub.hub_id) as listener:
             notifications.create_backend().publish(hub.hub_id, '{"x": 1}')
             assert listener.get()["data"] == '{"x": 1}'
+
+
+def test_history_keeps_what_was_published_with_the_same_ids(redis_client):
+    backend = RedisPubSub(redis_client)
+    with Listener(RedisPubSub(redis_client), "h") as listener:
+        ids = [backend.publish("h", f'{{"n": {i}}}') for i in range(5)]
+        live = [listener.get()["id"] for _ in range(5)]
+    assert live == ids
+    assert backend.history("h", ids[1]) == ([(ids[i], f'{{"n": {i}}}') for i in (2, 3, 4)], False)
+    assert backend.history("h", ids[-1]) == ([], False)
+    assert backend.history("h", ids[0], count=2).entries == [
+        (ids[1], '{"n": 1}'),
+        (ids[2], '{"n": 2}'),
+    ]
+    assert backend.history("other", ids[0]).entries == []
+
+
+def test_history_is_capped_and_asks_for_a_reset_when_events_were_trimmed(redis_client):
+    backend = RedisPubSub(redis_client, history_maxlen=3)
+    ids = [backend.publish("h", f'{{"n": {i}}}') for i in range(5)]
+    assert redis_client.xlen(backend.history_key("h")) == 3
+    # The client saw ids[1], the newest trimmed entry: nothing was missed.
+    assert backend.history("h", ids[1]) == ([(ids[i], f'{{"n": {i}}}') for i in (2, 3, 4)], False)
+    # The client saw only ids[0]: ids[1] is gone.
+    assert backend.history("h", ids[0]) == ([], True)
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "1-", "-1", "1-2-3", "1\n2", "9" * 30 + "-0", "1-0 "])
+def test_history_with_a_malformed_id_asks_for_a_reset(redis_client, bad):
+    backend = RedisPubSub(redis_client)
+    backend.publish("h", "{}")
+    assert backend.history("h", bad) == ([], True)
+
+
+def test_history_lost_or_from_another_redis_asks_for_a_reset(redis_client):
+    backend = RedisPubSub(redis_client)
+    assert backend.history("never-published", "1-0") == ([], True)
+    last = backend.publish("h", "{}")
+    ms, seq = parse_id(last)
+    assert backend.history("h", f"{ms + 1000}-0") == ([], True)
+    assert backend.history("h", f"{ms}-{seq}") == ([], False)
+
+
+def test_history_maxlen_is_validated_and_configurable(make_app, redis_client):
+    for bad in (0, -1, 1.5, True, "10"):
+        with pytest.raises(ValueError, match="history_maxlen"):
+            RedisPubSub(redis_client, history_maxlen=bad)
+    app = make_app(NOTIFICATIONS_HISTORY_MAXLEN=7)
+    from flask_notifications import Notifications
+
+    notifications = Notifications(app)
+    with app.app_context():
+        assert notifications.create_backend().history_maxlen == 7
+
+
+def test_publish_survives_a_script_cache_flush(redis_client):
+    backend = RedisPubSub(redis_client)
+    backend.publish("h", "{}")
+    redis_client.script_flush()  # as after a Redis restart
+    assert parse_id(backend.publish("h", "{}"))

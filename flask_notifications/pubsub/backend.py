@@ -10,10 +10,20 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from flask import Flask
+
+
+class History(NamedTuple):
+    """What :meth:`Backend.history` returns."""
+
+    #: ``(id, event JSON)`` pairs, oldest first.
+    entries: list[tuple[str, str]]
+    #: ``True`` when the reader missed events that are no longer kept: it
+    #: should reload its state instead of replaying.
+    reset: bool = False
 
 
 class Backend(ABC):
@@ -35,12 +45,25 @@ class Backend(ABC):
         return cls(broker)  # type: ignore[call-arg]
 
     @abstractmethod
-    def publish(self, channel: str, message: str) -> None:
+    def publish(self, channel: str, message: str) -> str | None:
         """Send ``message`` (event JSON) to every subscriber of ``channel``.
 
         :param channel: a hub id.
         :param message: the event's JSON form.
+        :returns: the message's history id, or ``None`` for a backend without history.
         """
+
+    def history(self, channel: str, after: str, count: int | None = None) -> History:
+        """Return what ``channel`` published after the id ``after``, for replay.
+
+        The default, for backends that keep no history, always asks the
+        reader to reset.
+
+        :param channel: a hub id.
+        :param after: the last id the reader saw.
+        :param count: at most this many entries.
+        """
+        return History([], reset=True)
 
     @abstractmethod
     def subscribe(self, *channels: str) -> None:
@@ -58,8 +81,9 @@ class Backend(ABC):
 
     @abstractmethod
     def listen(self) -> Iterator[dict[str, Any]]:
-        """Yield ``{"type": "message", "channel": hub_id, "data": event_json}``
-        for each message published on a subscribed channel, blocking between them."""
+        """Yield ``{"type": "message", "channel": hub_id, "id": history_id,
+        "data": event_json}`` for each message published on a subscribed
+        channel, blocking between them (``id`` is ``None`` without history)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release the subscription's resources."""
