@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from flask import current_app
@@ -12,6 +13,7 @@ if TYPE_CHECKING:
 
     from .extension import Notifications
     from .pubsub.backend import Backend
+    from .stream.dispatcher import Dispatcher
 
 
 @dataclass(eq=False)
@@ -22,6 +24,9 @@ class State:
     celery: Celery
     redis: Any
     backend_class: type[Backend]
+    #: This process's dispatcher, started by the first stream.
+    dispatcher: Dispatcher | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 def get_state() -> State:

@@ -41,14 +41,18 @@ class EventHub:
 
     :param label: a fixed, human-readable name. Workers find the hub by the
         id derived from it, so it must not be randomised.
+    :param public: whether anonymous clients may stream the hub's broadcast
+        events; a private hub's stream needs an identity.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, public: bool = False) -> None:
         if not isinstance(label, str):
             raise TypeError(f"a hub label must be a string, not {type(label).__name__}")
         if not label:
             raise ValueError("a hub label must not be empty")
         self.label = label
+        #: Whether anonymous clients may stream this hub's broadcast events.
+        self.public = bool(public)
         #: Stable identifier derived from the label (a hex digest).
         self.hub_id = hub_id_for(label)
         #: The hub's filter; set it with :meth:`filter_by`.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import redis
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, url_for
+from markupsafe import Markup
 from werkzeug.utils import ImportStringError, import_string
 
 from ._state import State, get_state
@@ -17,6 +19,10 @@ from .errors import ConfigurationError
 from .event import DEFAULT_MAX_EVENT_BYTES, Event
 from .event_hub import EventHub, current_notifications, hub_id_for
 from .pubsub.backend import Backend
+from .pubsub.redis_pubsub import DEFAULT_HISTORY_MAXLEN
+from .stream.dispatcher import Dispatcher
+from .stream.views import blueprint, stream_response
+from .stream.views import error as stream_error
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -25,6 +31,22 @@ if TYPE_CHECKING:
 DEFAULT_BACKEND = "flask_notifications.pubsub.redis_pubsub.RedisPubSub"
 _DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 _CELERY_BROKER_KEYS = ("CELERY_BROKER_URL", "BROKER_URL", "broker_url")
+_STREAM_DEFAULTS: dict[str, Any] = {
+    "NOTIFICATIONS_URL_PREFIX": "/notifications",
+    "NOTIFICATIONS_REGISTER_BLUEPRINT": True,
+    "NOTIFICATIONS_HISTORY_MAXLEN": DEFAULT_HISTORY_MAXLEN,
+    "NOTIFICATIONS_HEARTBEAT": 15,
+    "NOTIFICATIONS_STREAM_QUEUE": 1000,
+    "NOTIFICATIONS_STREAM_RETRY": 2000,
+}
+# key -> (type, smallest value)
+_NUMBERS: dict[str, tuple[type, float]] = {
+    "NOTIFICATIONS_MAX_EVENT_BYTES": (int, 256),
+    "NOTIFICATIONS_HISTORY_MAXLEN": (int, 1),
+    "NOTIFICATIONS_HEARTBEAT": (float, 0.01),
+    "NOTIFICATIONS_STREAM_QUEUE": (int, 1),
+    "NOTIFICATIONS_STREAM_RETRY": (int, 0),
+}
 
 
 class Notifications:
@@ -48,6 +70,8 @@ class Notifications:
         broker: redis.Redis | Any = None,
     ) -> None:
         self._hubs: dict[str, EventHub] = {}
+        self._identity_loader: Callable[[], Any] | None = None
+        self._stream_authorizer: Callable[[str | None, str], bool] | None = None
         if app is not None:
             self.init_app(app, celery=celery, broker=broker)
 
@@ -81,6 +105,9 @@ class Notifications:
         config.setdefault("NOTIFICATIONS_REDIS_URL", config.get("REDIS_URL", _DEFAULT_REDIS_URL))
         config.setdefault("NOTIFICATIONS_BACKEND", config.get("BACKEND", DEFAULT_BACKEND))
         config.setdefault("NOTIFICATIONS_MAX_EVENT_BYTES", DEFAULT_MAX_EVENT_BYTES)
+        for key, default in _STREAM_DEFAULTS.items():
+            config.setdefault(key, default)
+        _check_numbers(config)
 
         backend_class = _load_backend(config["NOTIFICATIONS_BACKEND"])
         if broker is None:
@@ -90,21 +117,107 @@ class Notifications:
 
         app.extensions["notifications"] = State(self, celery, broker, backend_class)
         app.jinja_env.globals["current_notifications"] = current_notifications
+        app.jinja_env.globals["notifications_script"] = _script_tag
+        if config["NOTIFICATIONS_REGISTER_BLUEPRINT"]:
+            app.register_blueprint(blueprint, url_prefix=config["NOTIFICATIONS_URL_PREFIX"])
+
+    # -- identity --------------------------------------------------------------
+
+    def identity_loader(self, func: Callable[[], Any]) -> Callable[[], Any]:
+        """Register the function that returns the current user's id (or ``None``).
+
+        Without one, the id of Flask-Login's ``current_user`` is used when
+        Flask-Login is installed and the user is authenticated. Ids are
+        compared as strings with events' recipients.
+
+        :param func: called without arguments inside the request.
+        """
+        self._identity_loader = func
+        return func
+
+    def stream_authorizer(
+        self, func: Callable[[str | None, str], bool]
+    ) -> Callable[[str | None, str], bool]:
+        """Register ``func(identity, hub_id) -> bool``, asked before a stream
+        opens; ``False`` answers 403.
+
+        :param func: the authorizer.
+        """
+        self._stream_authorizer = func
+        return func
+
+    def current_identity(self) -> str | None:
+        """The current user's id as a string, or ``None`` when anonymous."""
+        identity = self._identity_loader() if self._identity_loader else _flask_login_identity()
+        return None if identity is None else str(identity)
+
+    # -- streaming ---------------------------------------------------------------
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        """This process's dispatcher for the current app, started on first use
+        (and again in a forked child)."""
+        state = get_state()
+        dispatcher = state.dispatcher
+        if dispatcher is None or dispatcher.pid != os.getpid():
+            with state.lock:
+                dispatcher = state.dispatcher
+                if dispatcher is None or dispatcher.pid != os.getpid():
+                    app = current_app._get_current_object()  # type: ignore[attr-defined]
+                    dispatcher = state.dispatcher = Dispatcher(
+                        app,
+                        lambda: state.backend_class.from_app(app, state.redis),
+                        lambda: tuple(self._hubs),
+                    )
+        return dispatcher
+
+    def shutdown(self) -> None:
+        """Stop the current app's dispatcher in this process (its streams end;
+        clients reconnect elsewhere). The next stream starts a new one."""
+        state = get_state()
+        with state.lock:
+            dispatcher, state.dispatcher = state.dispatcher, None
+        if dispatcher is not None:
+            dispatcher.stop()
+
+    def flask_sse_notifier(self, hub_id: str) -> Response:
+        """Return the streaming ``text/event-stream`` response of the hub
+        ``hub_id`` for the current request, to mount on a route of your own.
+
+        :param hub_id: the hub's id (:attr:`EventHub.hub_id
+            <flask_notifications.event_hub.EventHub.hub_id>`).
+        """
+        hub = self._hubs.get(hub_id)
+        if hub is None:
+            return stream_error(404, f"no hub with id {hub_id!r}")
+        return stream_response(hub)
 
     # -- hubs ------------------------------------------------------------------
 
-    def create_hub(self, label: str) -> EventHub:
+    def create_hub(self, label: str, public: bool | None = None) -> EventHub:
         """Return the hub named ``label``, creating it on first use.
 
         :param label: a fixed name (never randomised: workers find the hub by
             the id derived from it).
+        :param public: let anonymous clients stream the hub's broadcast
+            events; hubs are private by default. ``None`` keeps an existing
+            hub's setting.
         """
         hub = self._hubs.get(hub_id_for(label)) if isinstance(label, str) else None
         if hub is None:
-            hub = EventHub(label)
+            hub = EventHub(label, public=bool(public))
             # setdefault: two threads creating one label get the same hub.
             hub = self._hubs.setdefault(hub.hub_id, hub)
+        elif public is not None:
+            hub.public = bool(public)
         return hub
+
+    def get_hub(self, label: str) -> EventHub | None:
+        """Return the hub labelled ``label``, if it exists.
+
+        :param label: a hub label.
+        """
+        return self._hubs.get(hub_id_for(label)) if isinstance(label, str) else None
 
     def get_hub_by_id(self, hub_id: str) -> EventHub | None:
         """Return the hub whose ``hub_id`` is ``hub_id``, if any.
@@ -191,6 +304,34 @@ class Notifications:
                     (payload, hub_id, app_name), expires=expires, serializer="json"
                 )
         return event
+
+
+def _check_numbers(config: Mapping[str, Any]) -> None:
+    for key, (kind, smallest) in _NUMBERS.items():
+        value = config[key]
+        ok_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
+        if isinstance(value, bool) or not ok_type or value < smallest:
+            raise ConfigurationError(
+                f"{key} must be {'a number' if kind is float else 'an integer'} "
+                f">= {smallest}, not {value!r}"
+            )
+
+
+def _flask_login_identity() -> Any:
+    try:
+        from flask_login import current_user
+    except ImportError:
+        return None
+    if getattr(current_app, "login_manager", None) is None:
+        return None
+    user = current_user._get_current_object()
+    return user.get_id() if user is not None and user.is_authenticated else None
+
+
+def _script_tag() -> Markup:
+    """``<script>`` tag of the JS client, for templates: ``{{ notifications_script() }}``."""
+    src = url_for("notifications.static", filename="flask_notifications.js")
+    return Markup(f'<script src="{src}" defer></script>')
 
 
 def _load_backend(path: object) -> type[Backend]:

@@ -157,3 +157,47 @@ def worker_process(
         reader.join(5)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+@pytest.fixture
+def stream_server(redis_url: str) -> Iterator[Callable[..., str]]:
+    """``stream_server(REDIS_URL=..., HEARTBEAT=...)`` starts ``tests/stream_app.py``
+    under gevent's WSGI server in a subprocess and returns its base URL."""
+    import urllib.request
+
+    from flask_notifications.testing import free_port
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(**env: str) -> str:
+        port = free_port()
+        full_env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+        full_env.update({k: str(v) for k, v in env.items()})
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "serve.py"), "stream_app:app", str(port)],
+            cwd=ROOT / "tests", env=full_env,
+        )  # fmt: skip
+        procs.append(proc)
+        base = f"http://127.0.0.1:{port}"
+
+        def up() -> bool:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=1) as response:
+                    return response.status == 200
+            except OSError:
+                return proc.poll() is not None
+
+        wait_for(up, 30)
+        assert proc.poll() is None, "the stream server exited"
+        return base
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

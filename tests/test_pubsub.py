@@ -188,3 +188,12 @@ def test_publish_survives_a_script_cache_flush(redis_client):
     backend.publish("h", "{}")
     redis_client.script_flush()  # as after a Redis restart
     assert parse_id(backend.publish("h", "{}"))
+
+
+def test_last_id_and_whole_history(redis_client):
+    backend = RedisPubSub(redis_client)
+    assert backend.last_id("h") is None
+    assert backend.history("h", None) == ([], False)
+    ids = [backend.publish("h", f'{{"n": {i}}}') for i in range(3)]
+    assert backend.last_id("h") == ids[-1]
+    assert backend.history("h", None).entries == [(i, f'{{"n": {n}}}') for n, i in enumerate(ids)]

@@ -53,17 +53,25 @@ class Backend(ABC):
         :returns: the message's history id, or ``None`` for a backend without history.
         """
 
-    def history(self, channel: str, after: str, count: int | None = None) -> History:
+    def history(self, channel: str, after: str | None, count: int | None = None) -> History:
         """Return what ``channel`` published after the id ``after``, for replay.
 
-        The default, for backends that keep no history, always asks the
-        reader to reset.
+        The default, for backends that keep no history, returns nothing and,
+        when ``after`` is given, asks the reader to reset.
 
         :param channel: a hub id.
-        :param after: the last id the reader saw.
+        :param after: the last id the reader saw; ``None`` for the whole history.
         :param count: at most this many entries.
         """
-        return History([], reset=True)
+        return History([], reset=after is not None)
+
+    def last_id(self, channel: str) -> str | None:
+        """Return the id of the newest event of ``channel``; ``None`` without
+        history (the default).
+
+        :param channel: a hub id.
+        """
+        return None
 
     @abstractmethod
     def subscribe(self, *channels: str) -> None:

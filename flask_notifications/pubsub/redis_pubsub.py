@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
+from redis import exceptions as redis_exceptions
+
 from .backend import Backend, History
 
 if TYPE_CHECKING:
@@ -114,16 +116,32 @@ class RedisPubSub(Backend):
         )
         return result.decode() if isinstance(result, bytes) else str(result)
 
-    def history(self, channel: str, after: str, count: int | None = None) -> History:
+    def last_id(self, channel: str) -> str | None:
+        """Return the id of the newest event of hub ``channel``, or ``None``.
+
+        :param channel: a hub id.
+        """
+        try:
+            info = self.redis.xinfo_stream(self.history_key(channel))
+        except redis_exceptions.ResponseError:  # no such stream yet
+            return None
+        return _text(info["last-generated-id"])
+
+    def history(self, channel: str, after: str | None, count: int | None = None) -> History:
         """Return what hub ``channel`` published after the id ``after``.
 
         :param channel: a hub id.
-        :param after: the last id the reader saw.
+        :param after: the last id the reader saw; ``None`` for the whole history.
         :param count: at most this many entries (default: the whole history).
         :returns: the entries, oldest first, or ``reset=True`` when some of
             what followed ``after`` is no longer in the history (or ``after``
             is malformed, or newer than anything this Redis published).
         """
+        if after is None:
+            entries = self.redis.xrange(
+                self.history_key(channel), count=count or self.history_maxlen
+            )
+            return History(_entries(entries))
         after_key = parse_id(after)
         if after_key is None:
             return History([], reset=True)
@@ -142,12 +160,7 @@ class RedisPubSub(Backend):
             trimmed_key = parse_id(trimmed.decode() if isinstance(trimmed, bytes) else trimmed)
             if trimmed_key is not None and after_key < trimmed_key:
                 return History([], reset=True)
-        return History(
-            [
-                (_text(entry_id), _text(fields[b"e"] if b"e" in fields else fields["e"]))
-                for entry_id, fields in entries
-            ]
-        )
+        return History(_entries(entries))
 
     @property
     def pubsub(self) -> redis.client.PubSub:
@@ -182,6 +195,12 @@ class RedisPubSub(Backend):
         if self._pubsub is not None:
             self._pubsub.close()
             self._pubsub = None
+
+
+def _entries(entries: list[tuple[Any, dict[Any, Any]]]) -> list[tuple[str, str]]:
+    return [
+        (_text(i), _text(fields[b"e"] if b"e" in fields else fields["e"])) for i, fields in entries
+    ]
 
 
 def _text(value: bytes | str) -> str:

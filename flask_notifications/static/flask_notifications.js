@@ -1,0 +1,178 @@
+/*!
+ * Flask-Notifications browser client. Plain JavaScript, no dependencies, no build step.
+ *
+ *   var conn = FlaskNotifications.connect({
+ *     hub: "Messages",                       // the hub label
+ *     types: ["message"],                    // event types to receive (SSE event names)
+ *     onEvent: function (event, type) {},    // each event (the event JSON, parsed)
+ *     onCount: function (n) {},              // "unread_count" events
+ *     onReset: function () {},               // events were missed: reload your state
+ *   });
+ *   conn.close();
+ *   FlaskNotifications.badge("#unread", 3);  // show 3; 0 hides the badge
+ *
+ * Streams with EventSource; after a failed (re)connection it opens a new
+ * EventSource with ?lastEventId= so nothing is missed. When EventSource is
+ * missing, or keeps failing, it polls <prefix>?since=<timestamp> instead.
+ */
+(function (global) {
+  "use strict";
+
+  function defaultPrefix() {
+    var script = document.currentScript;
+    var src = script && script.src;
+    var marker = "/static/flask_notifications.js";
+    if (src && src.indexOf(marker) !== -1) {
+      return new URL(src, global.location.href).pathname.split(marker)[0];
+    }
+    return "/notifications";
+  }
+
+  var PREFIX = defaultPrefix();
+
+  function badge(target, count) {
+    var el = typeof target === "string" ? document.querySelector(target) : target;
+    if (!el) {
+      return;
+    }
+    var n = Number(count) || 0;
+    el.textContent = String(n);
+    el.style.visibility = n > 0 ? "visible" : "hidden";
+  }
+
+  function countOf(data) {
+    if (data && typeof data === "object") {
+      if ("unread" in data) return data.unread;
+      if ("count" in data) return data.count;
+    }
+    return data;
+  }
+
+  function connect(options) {
+    var opts = options || {};
+    var prefix = opts.prefix || PREFIX;
+    var types = (opts.types || []).concat(["message"]);
+    var onEvent = opts.onEvent || function () {};
+    var onCount = opts.onCount || function () {};
+    var onReset = opts.onReset || function () {};
+    var pollInterval = opts.pollInterval || 10000;
+    var maxFailures = opts.maxFailures || 5;
+    var streamUrl = prefix + "/stream/" + encodeURIComponent(opts.hub);
+
+    var source = null;
+    var lastId = null;
+    var failures = 0;
+    var closed = false;
+    var timer = null;
+    var polling = false;
+    var since = opts.since || Date.now() / 1000;
+    var seen = {};
+
+    function deliver(type, raw, id) {
+      var data;
+      try {
+        data = JSON.parse(raw);
+      } catch (e) {
+        return;
+      }
+      if (data && data.event_id) {
+        if (seen[data.event_id]) return;  // polled and streamed: once only
+        seen[data.event_id] = true;
+      }
+      if (type === "unread_count") {
+        onCount(countOf(data));
+      } else {
+        onEvent(data, type);
+      }
+    }
+
+    function listen(type) {
+      source.addEventListener(type, function (msg) {
+        if (msg.lastEventId) lastId = msg.lastEventId;
+        deliver(type, msg.data, msg.lastEventId);
+      });
+    }
+
+    function openStream() {
+      if (closed) return;
+      var url = streamUrl + (lastId ? "?lastEventId=" + encodeURIComponent(lastId) : "");
+      source = new global.EventSource(url, { withCredentials: true });
+      source.onopen = function () {
+        failures = 0;
+      };
+      source.onerror = function () {
+        // The browser retries by itself while readyState is CONNECTING; a
+        // CLOSED source (an HTTP error) is ours to reopen, with backoff.
+        if (source.readyState !== global.EventSource.CLOSED) return;
+        failures += 1;
+        source = null;
+        if (failures >= maxFailures) {
+          startPolling();
+        } else {
+          timer = setTimeout(openStream, Math.min(30000, 500 * Math.pow(2, failures)));
+        }
+      };
+      for (var i = 0; i < types.length; i++) listen(types[i]);
+      listen("unread_count");
+      source.addEventListener("reset", function (msg) {
+        if (msg.lastEventId) lastId = msg.lastEventId;
+        onReset();
+      });
+    }
+
+    function poll() {
+      if (closed) return;
+      var xhr = new XMLHttpRequest();
+      xhr.open("GET", prefix + "?since=" + encodeURIComponent(since));
+      xhr.withCredentials = true;
+      xhr.onload = function () {
+        if (xhr.status === 200) {
+          var items = [];
+          try {
+            items = JSON.parse(xhr.responseText);
+          } catch (e) {
+            items = [];
+          }
+          for (var i = 0; i < items.length; i++) {
+            var item = items[i];
+            if (item.timestamp > since) since = item.timestamp;
+            deliver(item.name, JSON.stringify(item.data), null);
+          }
+        }
+        timer = setTimeout(poll, pollInterval);
+      };
+      xhr.onerror = function () {
+        timer = setTimeout(poll, pollInterval);
+      };
+      xhr.send();
+    }
+
+    function startPolling() {
+      polling = true;
+      if (timer) clearTimeout(timer);
+      poll();
+    }
+
+    if (typeof global.EventSource === "function" && !opts.forcePolling) {
+      openStream();
+    } else {
+      startPolling();
+    }
+
+    return {
+      close: function () {
+        closed = true;
+        if (timer) clearTimeout(timer);
+        if (source) source.close();
+      },
+      get lastEventId() {
+        return lastId;
+      },
+      get polling() {
+        return polling;
+      },
+    };
+  }
+
+  global.FlaskNotifications = { connect: connect, badge: badge, prefix: PREFIX };
+})(window);

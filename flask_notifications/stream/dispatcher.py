@@ -1,0 +1,339 @@
+"""The per-process dispatcher: one backend subscription, fanned out to streams.
+
+Each web process runs one :class:`Dispatcher` per application, started with
+the first stream. Its reader thread (a greenlet under gevent's monkey
+patching) decodes and frames each event once, then hands the bytes to the
+local streams allowed to see it. Targeted events are routed through an index
+by identity, so an event for one user costs the same with 10 or 10,000
+streams open. One heartbeat timer serves every stream of the process.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from ..pubsub.redis_pubsub import parse_id
+from .framing import HEARTBEAT, frame
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from ..pubsub.backend import Backend
+
+logger = logging.getLogger("flask_notifications.stream")
+
+Key = tuple[int, int] | None
+_RESET_DATA = "{}"
+
+
+def _event_factory() -> Callable[[], Any]:
+    """``gevent.event.Event`` when gevent patched threading, else ``threading.Event``."""
+    try:
+        from gevent import monkey
+
+        if monkey.is_module_patched("threading"):
+            from gevent.event import Event
+
+            return Event
+    except ImportError:  # pragma: no cover - gevent is a dependency
+        pass
+    return threading.Event
+
+
+class Stream:
+    """One open SSE connection: a bounded queue of frames and a wake-up flag.
+
+    :param hub_id: the hub streamed.
+    :param identity: the user id the stream belongs to, or ``None``.
+    :param maxsize: frames that may wait before the stream counts as stalled.
+    :param event_class: the wake-up primitive's class.
+    """
+
+    __slots__ = ("hub_id", "identity", "maxsize", "queue", "wakeup", "closed", "reason")
+
+    def __init__(
+        self, hub_id: str, identity: str | None, maxsize: int, event_class: Callable[[], Any]
+    ) -> None:
+        self.hub_id = hub_id
+        self.identity = identity
+        self.maxsize = maxsize
+        self.queue: deque[tuple[Key, bytes]] = deque()
+        self.wakeup = event_class()
+        self.closed = False
+        self.reason = ""
+
+    def push(self, key: Key, data: bytes) -> None:
+        """Queue a frame; a stream whose queue is full is closed instead.
+
+        :param key: the frame's history id as a tuple (``None`` for heartbeats).
+        :param data: the frame.
+        """
+        if self.closed:
+            return
+        if len(self.queue) >= self.maxsize:
+            self.close("queue full")
+            return
+        self.queue.append((key, data))
+        self.wakeup.set()
+
+    def close(self, reason: str) -> None:
+        """Ask the stream to end (its client reconnects and replays).
+
+        :param reason: why, for the log.
+        """
+        if not self.closed:
+            self.closed, self.reason = True, reason
+            self.wakeup.set()
+
+    def wait(self, timeout: float | None = None) -> list[tuple[Key, bytes]] | None:
+        """Block until frames arrive; return them, or ``None`` once closed.
+
+        :param timeout: seconds to wait at most (for tests); forever when ``None``.
+        """
+        while True:
+            if self.queue:
+                frames = []
+                popleft = self.queue.popleft
+                try:  # popleft, not list()+clear(): a frame pushed meanwhile stays
+                    while True:
+                        frames.append(popleft())
+                except IndexError:
+                    return frames
+            if self.closed:
+                return None
+            self.wakeup.clear()
+            if self.queue or self.closed:
+                continue
+            if not self.wakeup.wait(timeout) and timeout is not None:
+                return []
+
+
+class _HubStreams:
+    __slots__ = ("all", "by_identity")
+
+    def __init__(self) -> None:
+        self.all: set[Stream] = set()
+        self.by_identity: dict[str, set[Stream]] = {}
+
+
+class Dispatcher:
+    """Routes the events of every hub to this process's open streams.
+
+    :param app: the application (for its backend and settings).
+    :param make_backend: builds a fresh backend (again after a lost connection).
+    :param hub_ids: returns the ids of the hubs to subscribe to.
+    """
+
+    def __init__(
+        self, app: Flask, make_backend: Callable[[], Backend], hub_ids: Callable[[], Iterable[str]]
+    ) -> None:
+        config = app.config
+        self.heartbeat = float(config["NOTIFICATIONS_HEARTBEAT"])
+        self.queue_size = int(config["NOTIFICATIONS_STREAM_QUEUE"])
+        self.pid = os.getpid()
+        self._make_backend = make_backend
+        self._hub_ids = hub_ids
+        self._event_class = _event_factory()
+        self._lock = threading.Lock()
+        self._hubs: dict[str, _HubStreams] = {}
+        self._subscribed: frozenset[str] = frozenset()
+        self._last_ids: dict[str, str | None] = {}
+        self._stopped = threading.Event()
+        self._ready = threading.Event()
+        #: The backend the reader listens on; also used for history reads.
+        self.backend: Backend = make_backend()
+        self._listener: Backend | None = None
+        self._reader = threading.Thread(
+            target=self._read_forever, name="notifications-dispatcher", daemon=True
+        )
+        self._timer = threading.Thread(
+            target=self._beat_forever, name="notifications-heartbeat", daemon=True
+        )
+        self._reader.start()
+        self._timer.start()
+        self._ready.wait(10)
+
+    # -- streams -------------------------------------------------------------------
+
+    def open(self, hub_id: str, identity: str | None) -> Stream:
+        """Register a stream; live events for it queue up from now on.
+
+        :param hub_id: the hub to stream.
+        :param identity: the stream's user id, or ``None`` (broadcasts only).
+        """
+        stream = Stream(hub_id, identity, self.queue_size, self._event_class)
+        with self._lock:
+            hub = self._hubs.get(hub_id)
+            if hub is None:
+                hub = self._hubs[hub_id] = _HubStreams()
+            hub.all.add(stream)
+            if identity is not None:
+                hub.by_identity.setdefault(identity, set()).add(stream)
+            resubscribe = hub_id not in self._subscribed
+            known = hub_id in self._last_ids
+        if not known:
+            # Where a backfill after a lost connection starts for this hub.
+            last = self.backend.last_id(hub_id)
+            with self._lock:
+                self._last_ids.setdefault(hub_id, last)  # type: ignore[arg-type]
+        if resubscribe:  # a hub created after the reader started
+            self._restart_listener()
+        return stream
+
+    def close(self, stream: Stream) -> None:
+        """Unregister ``stream``.
+
+        :param stream: a stream returned by :meth:`open`.
+        """
+        stream.close("closed")
+        with self._lock:
+            hub = self._hubs.get(stream.hub_id)
+            if hub is None:
+                return
+            hub.all.discard(stream)
+            if stream.identity is not None:
+                mine = hub.by_identity.get(stream.identity)
+                if mine is not None:
+                    mine.discard(stream)
+                    if not mine:
+                        del hub.by_identity[stream.identity]
+            if not hub.all:
+                del self._hubs[stream.hub_id]
+
+    @property
+    def stream_count(self) -> int:
+        """How many streams are open in this process."""
+        with self._lock:
+            return sum(len(hub.all) for hub in self._hubs.values())
+
+    # -- routing ---------------------------------------------------------------------
+
+    def dispatch(self, hub_id: str, event_id: str | None, data: str) -> None:
+        """Frame one event and queue it on every local stream that may see it.
+
+        :param hub_id: the hub it was published on.
+        :param event_id: its history id.
+        :param data: the event JSON.
+        """
+        key = parse_id(event_id) if event_id is not None else None
+        if key is not None:
+            seen = self._last_ids.get(hub_id)
+            if seen is None or (parse_id(seen) or (0, 0)) < key:
+                self._last_ids[hub_id] = event_id  # type: ignore[assignment]
+        hub = self._hubs.get(hub_id)
+        if hub is None:
+            return
+        try:
+            event = json.loads(data)
+            recipients = event.get("recipients") or ()
+            event_type = str(event.get("event_type") or "message")
+        except (ValueError, AttributeError):
+            logger.warning("undecodable event on hub %s skipped", hub_id)
+            return
+        data_frame = frame(event_id, event_type, data)
+        with self._lock:
+            if recipients:
+                targets = [s for r in recipients for s in hub.by_identity.get(str(r), ())]
+            else:
+                targets = list(hub.all)
+        for stream in targets:
+            stream.push(key, data_frame)
+
+    def reset_hub(self, hub_id: str, last_id: str | None) -> None:
+        """Tell every stream of ``hub_id`` that events were lost.
+
+        :param hub_id: the hub.
+        :param last_id: the newest id now, so clients resume from there.
+        """
+        reset = frame(last_id or "", "reset", _RESET_DATA)
+        key = parse_id(last_id) if last_id else None
+        with self._lock:
+            targets = list(self._hubs.get(hub_id, _HubStreams()).all)
+        for stream in targets:
+            stream.push(key, reset)
+
+    # -- the reader ------------------------------------------------------------------
+
+    def _restart_listener(self) -> None:
+        listener = self._listener
+        if listener is not None:
+            listener.close()  # the reader reconnects, resubscribes and backfills
+
+    def _read_forever(self) -> None:
+        delay = 0.1
+        first = True
+        while not self._stopped.is_set():
+            listener = None
+            try:
+                listener = self._make_backend()
+                hub_ids = frozenset(self._hub_ids()) | frozenset(self._hubs)
+                if hub_ids:
+                    listener.subscribe(*hub_ids)
+                with self._lock:
+                    self._subscribed = hub_ids
+                self._listener = listener
+                if not first:
+                    self._backfill()
+                first = False
+                self._ready.set()
+                delay = 0.1
+                if not hub_ids:
+                    self._stopped.wait(0.5)
+                    continue
+                for message in listener.listen():
+                    self.dispatch(message["channel"], message.get("id"), message["data"])
+            except Exception as exc:  # noqa: BLE001 - the reader must survive anything
+                if self._stopped.is_set():
+                    break
+                logger.warning(
+                    "notifications subscription lost (%s); reconnecting in %.1fs", exc, delay
+                )
+                self._ready.set()
+                self._stopped.wait(delay)
+                delay = min(delay * 2, 5.0)
+            finally:
+                if listener is not None:
+                    try:
+                        listener.close()
+                    except Exception:  # noqa: BLE001
+                        pass
+
+    def _backfill(self) -> None:
+        """After a reconnect: deliver from history what the subscription missed."""
+        with self._lock:
+            hubs = list(self._hubs)
+        for hub_id in hubs:
+            after = self._last_ids.get(hub_id)
+            history = self.backend.history(hub_id, after)
+            if history.reset:
+                self.reset_hub(hub_id, self.backend.last_id(hub_id))
+                continue
+            for event_id, data in history.entries:
+                self.dispatch(hub_id, event_id, data)
+
+    def _beat_forever(self) -> None:
+        while not self._stopped.wait(self.heartbeat):
+            with self._lock:
+                streams = [s for hub in self._hubs.values() for s in hub.all]
+            for stream in streams:
+                stream.push(None, HEARTBEAT)
+
+    def stop(self) -> None:
+        """Stop the reader and the timer and end every stream."""
+        self._stopped.set()
+        self._restart_listener()
+        with self._lock:
+            streams = [s for hub in self._hubs.values() for s in hub.all]
+        for stream in streams:
+            stream.close("shutdown")
+        self._reader.join(5)
+        self._timer.join(5)
+
+
+__all__ = ["Dispatcher", "Stream"]

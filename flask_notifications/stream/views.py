@@ -1,0 +1,153 @@
+"""The streaming response and the blueprint that serves it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING
+
+from flask import Blueprint, Response, current_app, jsonify, request
+from redis import exceptions as redis_exceptions
+
+from .._state import get_state
+from ..pubsub.redis_pubsub import parse_id
+from .framing import frame, id_only, preamble
+
+if TYPE_CHECKING:
+    from ..event_hub import EventHub
+    from .dispatcher import Dispatcher, Key, Stream
+
+logger = logging.getLogger("flask_notifications.stream")
+
+#: Serves ``GET <NOTIFICATIONS_URL_PREFIX>/stream/<hub label>`` and the JS client
+#: (``<prefix>/static/flask_notifications.js``).
+blueprint = Blueprint(
+    "notifications", __name__, static_folder="../static", static_url_path="/static"
+)
+
+_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def error(status: int, message: str) -> Response:
+    """A JSON error response: ``{"error": message}``.
+
+    :param status: the HTTP status.
+    :param message: what is wrong.
+    """
+    response = jsonify(error=message)
+    response.status_code = status
+    return response
+
+
+def _visible(data: str, identity: str | None) -> tuple[bool, str]:
+    try:
+        event = json.loads(data)
+        recipients = event.get("recipients") or ()
+        event_type = str(event.get("event_type") or "message")
+    except (ValueError, AttributeError):
+        return False, ""
+    return (not recipients or (identity is not None and identity in recipients)), event_type
+
+
+def stream_response(hub: EventHub) -> Response:
+    """Return the ``text/event-stream`` response of ``hub`` for the current request.
+
+    Checks the identity and the authorizer, replays what the client missed
+    (``Last-Event-ID`` header or ``lastEventId`` query argument), then streams
+    live events. Frames carry ``id:`` (the history id), ``event:`` (the event
+    type) and ``data:`` (the event JSON).
+
+    :param hub: the hub to stream.
+    """
+    state = get_state()
+    extension = state.extension
+    identity = extension.current_identity()
+    if identity is None and not hub.public:
+        return error(401, f"authentication is required to stream hub {hub.label!r}")
+    authorize = extension._stream_authorizer
+    if authorize is not None and not authorize(identity, hub.hub_id):
+        return error(403, f"not allowed to stream hub {hub.label!r}")
+
+    last_event_id = request.headers.get("Last-Event-ID")
+    if last_event_id is None:
+        last_event_id = request.args.get("lastEventId")
+    retry_ms = current_app.config["NOTIFICATIONS_STREAM_RETRY"]
+    try:
+        dispatcher = extension.dispatcher
+        backend = dispatcher.backend
+        cursor = last_event_id if last_event_id is not None else backend.last_id(hub.hub_id)
+        stream = dispatcher.open(hub.hub_id, identity)  # live events queue from here
+        try:
+            head, last_key = _replay(backend, hub.hub_id, identity, last_event_id, cursor)
+        except BaseException:
+            dispatcher.close(stream)
+            raise
+    except redis_exceptions.RedisError as exc:
+        logger.warning("cannot open a stream of hub %s: %s", hub.label, exc)
+        response = error(503, "the notifications backend is unavailable; retry later")
+        response.headers["Retry-After"] = "2"
+        return response
+
+    # No stream_with_context: the request context (and any database session a
+    # teardown handler closes) is released when the view returns, not hours later.
+    body = _generate(dispatcher, stream, preamble(retry_ms) + head, last_key)
+    return Response(body, mimetype="text/event-stream", headers=_HEADERS)
+
+
+def _replay(
+    backend: object,
+    hub_id: str,
+    identity: str | None,
+    last_event_id: str | None,
+    cursor: str | None,
+) -> tuple[bytes, Key]:
+    frames: list[bytes] = []
+    if last_event_id is None:
+        # A first connection: give the client an id now, so that a reconnect
+        # before its first event still replays what it missed.
+        last_key = parse_id(cursor) if cursor else None
+        if cursor:
+            frames.append(id_only(cursor))
+        history = backend.history(hub_id, cursor)  # type: ignore[attr-defined]
+    else:
+        history = backend.history(hub_id, last_event_id)  # type: ignore[attr-defined]
+        if history.reset:
+            now = backend.last_id(hub_id)  # type: ignore[attr-defined]
+            frames.append(frame(now or "", "reset", "{}"))
+            return b"".join(frames), (parse_id(now) if now else None)
+        last_key = parse_id(last_event_id)
+    for event_id, data in history.entries:
+        visible, event_type = _visible(data, identity)
+        if visible:
+            frames.append(frame(event_id, event_type, data))
+        last_key = parse_id(event_id)
+    return b"".join(frames), last_key
+
+
+def _generate(dispatcher: Dispatcher, stream: Stream, head: bytes, last_key: Key):  # type: ignore[no-untyped-def]
+    try:
+        yield head
+        while True:
+            frames = stream.wait()
+            if frames is None:
+                return
+            out = []
+            for key, data in frames:
+                if key is None:
+                    out.append(data)
+                elif last_key is None or key > last_key:  # replayed or backfilled already
+                    out.append(data)
+                    last_key = key
+            if out:
+                yield b"".join(out)
+    finally:
+        dispatcher.close(stream)
+
+
+@blueprint.get("/stream/<path:label>")
+def stream(label: str) -> Response:
+    """Stream the hub labelled ``label``."""
+    hub = get_state().extension.get_hub(label)
+    if hub is None:
+        return error(404, f"no hub labelled {label!r}")
+    return stream_response(hub)

@@ -1,0 +1,81 @@
+"""The app the streaming tests serve with gevent (``examples/serve.py``) in a subprocess.
+
+Identity comes from the ``X-User`` header (or ``?user=``); settings from the
+environment, so each test can start a server with its own.
+"""
+
+from __future__ import annotations
+
+import os
+
+from flask import Flask, render_template_string, request
+
+from flask_notifications import Notifications
+
+app = Flask(__name__)
+app.config.update(
+    NOTIFICATIONS_REDIS_URL=os.environ["REDIS_URL"],
+    NOTIFICATIONS_HEARTBEAT=float(os.environ.get("HEARTBEAT", "15")),
+    NOTIFICATIONS_STREAM_QUEUE=int(os.environ.get("STREAM_QUEUE", "1000")),
+    NOTIFICATIONS_HISTORY_MAXLEN=int(os.environ.get("HISTORY_MAXLEN", "10000")),
+    broker_connection_retry_on_startup=True,
+)
+notifications = Notifications(app)
+inbox = notifications.create_hub("Inbox")
+news = notifications.create_hub("News", public=True)
+secret = notifications.create_hub("Secret")
+
+
+@notifications.identity_loader
+def identity():
+    return request.headers.get("X-User") or request.args.get("user")
+
+
+@notifications.stream_authorizer
+def authorize(user, hub_id):
+    return hub_id != secret.hub_id or user == "admin"
+
+
+@app.get("/custom/<label>")
+def custom(label):
+    """The documented way: mount a hub's stream on a route of your own."""
+    return notifications.flask_sse_notifier(notifications.create_hub(label).hub_id)
+
+
+@app.get("/health")
+def health():
+    return {"pid": os.getpid()}
+
+
+@app.get("/streams")
+def streams():
+    return {"open": notifications.dispatcher.stream_count}
+
+
+PAGE = """<!doctype html>
+<title>stream test</title>
+{{ notifications_script() }}
+<span id="badge" style="visibility: hidden">0</span>
+<ul id="events"></ul>
+<script>
+  window.received = [];
+  document.addEventListener("DOMContentLoaded", function () {
+    window.conn = FlaskNotifications.connect({
+      hub: "Inbox",
+      types: ["message"],
+      onEvent: function (event, type) {
+        window.received.push(event);
+        var li = document.createElement("li");
+        li.textContent = type + ": " + event.title;
+        document.getElementById("events").appendChild(li);
+      },
+      onCount: function (n) { FlaskNotifications.badge("#badge", n); },
+    });
+  });
+</script>
+"""
+
+
+@app.get("/page")
+def page():
+    return render_template_string(PAGE)

@@ -1,0 +1,269 @@
+"""Real-time streaming over real HTTP: a gevent server subprocess, a real Redis."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from flask_notifications import Event
+from flask_notifications.event_hub import hub_id_for
+from flask_notifications.pubsub.redis_pubsub import RedisPubSub, parse_id
+
+from .sse_client import SSEClient
+
+INBOX, NEWS, SECRET = hub_id_for("Inbox"), hub_id_for("News"), hub_id_for("Secret")
+
+
+def ev(title, recipients=None, event_type="message", **custom):
+    return Event(None, event_type, title, "body", recipients=recipients, **custom)
+
+
+@pytest.fixture
+def publish(redis_client):
+    backend = RedisPubSub(redis_client)
+
+    def _publish(hub_id, event):
+        return backend.publish(hub_id, event.to_json())
+
+    return _publish
+
+
+def stream(base, label="Inbox", user=None, headers=None, path=None, **kw):
+    all_headers = dict(headers or {})
+    if user:
+        all_headers["X-User"] = user
+    return SSEClient(base + (path or f"/notifications/stream/{label}"), all_headers, **kw)
+
+
+def titles(events):
+    return [json.loads(e["data"])["title"] for e in events]
+
+
+def test_headers_and_retry_arrive_at_once(stream_server):
+    base = stream_server()
+    started = time.monotonic()
+    with stream(base, user="alice") as client:
+        assert client.status == 200
+        assert client.headers["content-type"].startswith("text/event-stream")
+        assert client.headers["cache-control"] == "no-cache"
+        assert client.headers["x-accel-buffering"] == "no"
+        with pytest.raises(TimeoutError):
+            client.next_event(timeout=0.3)  # nothing published: no event...
+        assert client.retry == 2000 and "ok" in client.comments  # ...but the preamble came
+    assert time.monotonic() - started < 5
+
+
+def test_frames_carry_history_id_type_and_event_json(stream_server, publish):
+    base = stream_server()
+    with stream(base, user="alice") as client:
+        time.sleep(0.2)
+        event = ev(
+            "hello", recipients=["alice"], event_type="chat", priority="high", data={"k": [1]}
+        )
+        history_id = publish(INBOX, event)
+        received = client.next_event()
+    assert received["id"] == history_id
+    assert received["event"] == "chat"
+    assert Event.from_json(received["data"]) == event
+    assert json.loads(received["data"])["priority"] == "high"
+
+
+def test_newlines_cannot_break_framing(stream_server, publish):
+    base = stream_server()
+    with stream(base, user="alice") as client:
+        time.sleep(0.2)
+        tricky = ev(
+            "line1\nline2\r\n\ndata: forged",
+            recipients=["alice"],
+            event_type="evil\nevent: x\r\n\r\ndata: y",
+        )
+        publish(INBOX, tricky)
+        publish(INBOX, ev("after", recipients=["alice"]))
+        first, second = client.events(2)
+    assert first["event"] == "evilevent: xdata: y"
+    assert Event.from_json(first["data"]) == tricky
+    assert titles([second]) == ["after"]
+
+
+def test_each_user_receives_only_their_events_and_broadcasts(stream_server, publish):
+    base = stream_server()
+    with stream(base, user="alice") as alice, stream(base, user="bob") as bob:
+        time.sleep(0.2)
+        publish(INBOX, ev("for alice", ["alice"]))
+        publish(INBOX, ev("for bob", ["bob"]))
+        publish(INBOX, ev("for both", ["alice", "bob", "carol"]))
+        publish(INBOX, ev("for everyone"))
+        publish(NEWS, ev("other hub"))
+        assert titles(alice.events(3)) == ["for alice", "for both", "for everyone"]
+        assert titles(bob.events(3)) == ["for bob", "for both", "for everyone"]
+        with pytest.raises(TimeoutError):
+            alice.next_event(timeout=0.3)
+
+
+def test_private_hub_needs_identity_and_authorizer(stream_server):
+    base = stream_server()
+    with stream(base) as anonymous:
+        assert anonymous.status == 401
+        assert "Inbox" in json.loads(anonymous.read_body())["error"]
+    with stream(base, "Secret", user="alice") as refused:
+        assert refused.status == 403
+        assert "Secret" in json.loads(refused.read_body())["error"]
+    with stream(base, "Secret", user="admin") as admin:
+        assert admin.status == 200
+    with stream(base, "Nope", user="alice") as missing:
+        assert missing.status == 404
+        assert json.loads(missing.read_body())["error"] == "no hub labelled 'Nope'"
+
+
+def test_public_hub_streams_broadcasts_to_anonymous_clients(stream_server, publish):
+    base = stream_server()
+    with stream(base, "News") as anonymous, stream(base, "News", user="alice") as alice:
+        assert anonymous.status == alice.status == 200
+        time.sleep(0.2)
+        publish(NEWS, ev("private to alice", ["alice"]))
+        publish(NEWS, ev("public news"))
+        assert titles(anonymous.events(1)) == ["public news"]
+        assert titles(alice.events(2)) == ["private to alice", "public news"]
+
+
+def test_flask_sse_notifier_on_an_app_route(stream_server, publish):
+    base = stream_server()
+    with stream(base, user="bob", path="/custom/Inbox") as client:
+        assert client.status == 200
+        time.sleep(0.2)
+        publish(INBOX, ev("custom route", ["bob"]))
+        assert titles(client.events(1)) == ["custom route"]
+
+
+def test_replay_after_a_dropped_connection_without_gap_or_duplicate(stream_server, publish):
+    base = stream_server()
+    client = stream(base, user="alice")
+    time.sleep(0.2)
+    publish(INBOX, ev("one", ["alice"]))
+    (first,) = client.events(1)
+    client.close()  # the connection drops
+    publish(INBOX, ev("two", ["alice"]))
+    publish(INBOX, ev("not mine", ["bob"]))
+    publish(INBOX, ev("three"))
+    with stream(base, user="alice", headers={"Last-Event-ID": first["id"]}) as again:
+        replayed = again.events(2)
+        publish(INBOX, ev("four", ["alice"]))
+        live = again.events(1)
+        with pytest.raises(TimeoutError):
+            again.next_event(timeout=0.3)
+    assert titles(replayed + live) == ["two", "three", "four"]
+    ids = [parse_id(e["id"]) for e in [first, *replayed, *live]]
+    assert ids == sorted(ids) and len(set(ids)) == 4
+
+
+def test_replay_with_query_argument(stream_server, publish):
+    base = stream_server()
+    first_id = publish(INBOX, ev("old", ["alice"]))
+    publish(INBOX, ev("missed", ["alice"]))
+    with stream(
+        base, path=f"/notifications/stream/Inbox?user=alice&lastEventId={first_id}"
+    ) as client:
+        assert titles(client.events(1)) == ["missed"]
+
+
+def test_first_connection_gets_an_id_so_a_reconnect_replays(stream_server, publish):
+    base = stream_server()
+    publish(INBOX, ev("before connecting", ["alice"]))
+    client = stream(base, user="alice")
+    with pytest.raises(TimeoutError):
+        client.next_event(timeout=0.3)  # history before the connection is not replayed
+    cursor = client.last_event_id
+    assert cursor is not None
+    client.close()
+    publish(INBOX, ev("while away", ["alice"]))
+    with stream(base, user="alice", headers={"Last-Event-ID": cursor}) as again:
+        assert titles(again.events(1)) == ["while away"]
+
+
+def test_an_id_older_than_the_history_sends_reset(stream_server, redis_client):
+    base = stream_server(HISTORY_MAXLEN="3")
+    publisher = RedisPubSub(redis_client, history_maxlen=3)  # the publisher (a worker) trims
+
+    def publish(hub_id, event):
+        return publisher.publish(hub_id, event.to_json())
+
+    old = publish(INBOX, ev("old", ["alice"]))
+    ids = [publish(INBOX, ev(f"n{i}", ["alice"])) for i in range(5)]
+    with stream(base, user="alice", headers={"Last-Event-ID": old}) as client:
+        reset = client.next_event()
+        assert reset["event"] == "reset" and reset["id"] == ids[-1]
+        publish(INBOX, ev("live", ["alice"]))
+        assert titles(client.events(1)) == ["live"]
+
+
+@pytest.mark.parametrize("bad", ["garbage", "1-2-3", "99999999999999999-0", " "])
+def test_a_malformed_or_unknown_last_event_id_sends_reset(stream_server, publish, bad):
+    base = stream_server()
+    publish(INBOX, ev("x", ["alice"]))
+    with stream(base, user="alice", headers={"Last-Event-ID": bad}) as client:
+        assert client.status == 200
+        assert client.next_event()["event"] == "reset"
+
+
+def test_heartbeat_comments_arrive(stream_server):
+    base = stream_server(HEARTBEAT="0.3")
+    with stream(base, user="alice") as client:
+        with pytest.raises(TimeoutError):
+            client.next_event(timeout=1.2)
+        assert client.comments.count("") >= 2  # ":\n\n" heartbeats, besides ":ok"
+
+
+def test_one_subscription_per_process_whatever_the_number_of_streams(stream_server, redis_client):
+    base = stream_server()
+    clients = [stream(base, user=f"u{i}") for i in range(40)]
+    try:
+        assert all(c.status == 200 for c in clients)
+        pubsub_clients = [
+            c for c in redis_client.client_list() if int(c.get("sub", 0)) or int(c.get("psub", 0))
+        ]
+        assert len(pubsub_clients) == 1
+        assert redis_client.pubsub_numsub(RedisPubSub.default_prefix + INBOX)[0][1] == 1
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_closed_streams_are_unregistered(stream_server):
+    import urllib.request
+
+    base = stream_server(HEARTBEAT="0.2")
+    clients = [stream(base, user=f"u{i}") for i in range(5)]
+    for c in clients:
+        c.close()
+
+    def open_count():
+        with urllib.request.urlopen(base + "/streams") as response:
+            return json.load(response)["open"]
+
+    deadline = time.monotonic() + 5
+    while open_count() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert open_count() == 0
+
+
+def test_two_server_processes_behind_one_redis_both_deliver(stream_server, publish):
+    first, second = stream_server(), stream_server()
+    with stream(first, user="alice") as a, stream(second, user="alice") as b:
+        time.sleep(0.2)
+        publish(INBOX, ev("everywhere", ["alice"]))
+        assert titles(a.events(1)) == titles(b.events(1)) == ["everywhere"]
+
+
+def test_the_js_client_and_template_helper_are_served(stream_server):
+    import urllib.request
+
+    base = stream_server()
+    with urllib.request.urlopen(base + "/notifications/static/flask_notifications.js") as response:
+        assert "FlaskNotifications" in response.read().decode()
+    with urllib.request.urlopen(base + "/page") as response:
+        assert (
+            '<script src="/notifications/static/flask_notifications.js" defer></script>'
+            in response.read().decode()
+        )
