@@ -159,45 +159,72 @@ def worker_process(
             proc.stdout.close()
 
 
-@pytest.fixture
-def stream_server(redis_url: str) -> Iterator[Callable[..., str]]:
-    """``stream_server(REDIS_URL=..., HEARTBEAT=...)`` starts ``tests/stream_app.py``
-    under gevent's WSGI server in a subprocess and returns its base URL."""
+def _start_stream_server(redis_url: str, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start ``tests/stream_app.py`` under gevent's WSGI server in a subprocess."""
     import urllib.request
 
     from flask_notifications.testing import free_port
 
+    port = free_port()
+    full_env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    full_env.update({k: str(v) for k, v in env.items()})
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "examples" / "serve.py"), "stream_app:app", str(port)],
+        cwd=ROOT / "tests", env=full_env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        wait_for(up, 30)
+        assert proc.poll() is None, "the stream server exited"
+    except BaseException:
+        _stop(proc)
+        raise
+    return base, proc
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def _shared_stream_server(redis_server: RedisServer) -> Iterator[str]:
+    base, proc = _start_stream_server(redis_server.url)
+    yield base
+    _stop(proc)
+
+
+@pytest.fixture
+def stream_base(_shared_stream_server: str, redis_url: str) -> str:
+    """The base URL of a stream server with default settings, shared by the
+    tests (Redis is flushed before each)."""
+    return _shared_stream_server
+
+
+@pytest.fixture
+def stream_server(redis_url: str) -> Iterator[Callable[..., str]]:
+    """``stream_server(HEARTBEAT="0.3", ...)`` starts a stream server of its own
+    (settings from the environment) and returns its base URL."""
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(**env: str) -> str:
-        port = free_port()
-        full_env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
-        full_env.update({k: str(v) for k, v in env.items()})
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "examples" / "serve.py"), "stream_app:app", str(port)],
-            cwd=ROOT / "tests", env=full_env,
-        )  # fmt: skip
+        base, proc = _start_stream_server(env.pop("REDIS_URL", redis_url), **env)
         procs.append(proc)
-        base = f"http://127.0.0.1:{port}"
-
-        def up() -> bool:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=1) as response:
-                    return response.status == 200
-            except OSError:
-                return proc.poll() is not None
-
-        wait_for(up, 30)
-        assert proc.poll() is None, "the stream server exited"
         return base
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)

@@ -93,7 +93,9 @@ class SSEClient:
     def read_body(self, timeout: float = 5.0) -> bytes:
         """Read a non-streaming body until the server closes or ``timeout``."""
         deadline = time.monotonic() + timeout
-        while not self.eof and time.monotonic() < deadline:
+        length = int(self.headers.get("content-length", -1))
+        self._decode()
+        while not self.eof and len(self._body) != length and time.monotonic() < deadline:
             self._recv()
             self._decode()
         return self._body

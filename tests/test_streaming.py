@@ -41,8 +41,8 @@ def titles(events):
     return [json.loads(e["data"])["title"] for e in events]
 
 
-def test_headers_and_retry_arrive_at_once(stream_server):
-    base = stream_server()
+def test_headers_and_retry_arrive_at_once(stream_base):
+    base = stream_base
     started = time.monotonic()
     with stream(base, user="alice") as client:
         assert client.status == 200
@@ -55,8 +55,8 @@ def test_headers_and_retry_arrive_at_once(stream_server):
     assert time.monotonic() - started < 5
 
 
-def test_frames_carry_history_id_type_and_event_json(stream_server, publish):
-    base = stream_server()
+def test_frames_carry_history_id_type_and_event_json(stream_base, publish):
+    base = stream_base
     with stream(base, user="alice") as client:
         time.sleep(0.2)
         event = ev(
@@ -70,8 +70,8 @@ def test_frames_carry_history_id_type_and_event_json(stream_server, publish):
     assert json.loads(received["data"])["priority"] == "high"
 
 
-def test_newlines_cannot_break_framing(stream_server, publish):
-    base = stream_server()
+def test_newlines_cannot_break_framing(stream_base, publish):
+    base = stream_base
     with stream(base, user="alice") as client:
         time.sleep(0.2)
         tricky = ev(
@@ -87,8 +87,8 @@ def test_newlines_cannot_break_framing(stream_server, publish):
     assert titles([second]) == ["after"]
 
 
-def test_each_user_receives_only_their_events_and_broadcasts(stream_server, publish):
-    base = stream_server()
+def test_each_user_receives_only_their_events_and_broadcasts(stream_base, publish):
+    base = stream_base
     with stream(base, user="alice") as alice, stream(base, user="bob") as bob:
         time.sleep(0.2)
         publish(INBOX, ev("for alice", ["alice"]))
@@ -102,8 +102,8 @@ def test_each_user_receives_only_their_events_and_broadcasts(stream_server, publ
             alice.next_event(timeout=0.3)
 
 
-def test_private_hub_needs_identity_and_authorizer(stream_server):
-    base = stream_server()
+def test_private_hub_needs_identity_and_authorizer(stream_base):
+    base = stream_base
     with stream(base) as anonymous:
         assert anonymous.status == 401
         assert "Inbox" in json.loads(anonymous.read_body())["error"]
@@ -117,8 +117,8 @@ def test_private_hub_needs_identity_and_authorizer(stream_server):
         assert json.loads(missing.read_body())["error"] == "no hub labelled 'Nope'"
 
 
-def test_public_hub_streams_broadcasts_to_anonymous_clients(stream_server, publish):
-    base = stream_server()
+def test_public_hub_streams_broadcasts_to_anonymous_clients(stream_base, publish):
+    base = stream_base
     with stream(base, "News") as anonymous, stream(base, "News", user="alice") as alice:
         assert anonymous.status == alice.status == 200
         time.sleep(0.2)
@@ -128,8 +128,8 @@ def test_public_hub_streams_broadcasts_to_anonymous_clients(stream_server, publi
         assert titles(alice.events(2)) == ["private to alice", "public news"]
 
 
-def test_flask_sse_notifier_on_an_app_route(stream_server, publish):
-    base = stream_server()
+def test_flask_sse_notifier_on_an_app_route(stream_base, publish):
+    base = stream_base
     with stream(base, user="bob", path="/custom/Inbox") as client:
         assert client.status == 200
         time.sleep(0.2)
@@ -137,8 +137,8 @@ def test_flask_sse_notifier_on_an_app_route(stream_server, publish):
         assert titles(client.events(1)) == ["custom route"]
 
 
-def test_replay_after_a_dropped_connection_without_gap_or_duplicate(stream_server, publish):
-    base = stream_server()
+def test_replay_after_a_dropped_connection_without_gap_or_duplicate(stream_base, publish):
+    base = stream_base
     client = stream(base, user="alice")
     time.sleep(0.2)
     publish(INBOX, ev("one", ["alice"]))
@@ -158,8 +158,8 @@ def test_replay_after_a_dropped_connection_without_gap_or_duplicate(stream_serve
     assert ids == sorted(ids) and len(set(ids)) == 4
 
 
-def test_replay_with_query_argument(stream_server, publish):
-    base = stream_server()
+def test_replay_with_query_argument(stream_base, publish):
+    base = stream_base
     first_id = publish(INBOX, ev("old", ["alice"]))
     publish(INBOX, ev("missed", ["alice"]))
     with stream(
@@ -168,8 +168,8 @@ def test_replay_with_query_argument(stream_server, publish):
         assert titles(client.events(1)) == ["missed"]
 
 
-def test_first_connection_gets_an_id_so_a_reconnect_replays(stream_server, publish):
-    base = stream_server()
+def test_first_connection_gets_an_id_so_a_reconnect_replays(stream_base, publish):
+    base = stream_base
     publish(INBOX, ev("before connecting", ["alice"]))
     client = stream(base, user="alice")
     with pytest.raises(TimeoutError):
@@ -199,8 +199,8 @@ def test_an_id_older_than_the_history_sends_reset(stream_server, redis_client):
 
 
 @pytest.mark.parametrize("bad", ["garbage", "1-2-3", "99999999999999999-0", " "])
-def test_a_malformed_or_unknown_last_event_id_sends_reset(stream_server, publish, bad):
-    base = stream_server()
+def test_a_malformed_or_unknown_last_event_id_sends_reset(stream_base, publish, bad):
+    base = stream_base
     publish(INBOX, ev("x", ["alice"]))
     with stream(base, user="alice", headers={"Last-Event-ID": bad}) as client:
         assert client.status == 200
@@ -215,8 +215,8 @@ def test_heartbeat_comments_arrive(stream_server):
         assert client.comments.count("") >= 2  # ":\n\n" heartbeats, besides ":ok"
 
 
-def test_one_subscription_per_process_whatever_the_number_of_streams(stream_server, redis_client):
-    base = stream_server()
+def test_one_subscription_per_process_whatever_the_number_of_streams(stream_base, redis_client):
+    base = stream_base
     clients = [stream(base, user=f"u{i}") for i in range(40)]
     try:
         assert all(c.status == 200 for c in clients)
@@ -256,10 +256,10 @@ def test_two_server_processes_behind_one_redis_both_deliver(stream_server, publi
         assert titles(a.events(1)) == titles(b.events(1)) == ["everywhere"]
 
 
-def test_the_js_client_and_template_helper_are_served(stream_server):
+def test_the_js_client_and_template_helper_are_served(stream_base):
     import urllib.request
 
-    base = stream_server()
+    base = stream_base
     with urllib.request.urlopen(base + "/notifications/static/flask_notifications.js") as response:
         assert "FlaskNotifications" in response.read().decode()
     with urllib.request.urlopen(base + "/page") as response:
@@ -267,3 +267,80 @@ def test_the_js_client_and_template_helper_are_served(stream_server):
             '<script src="/notifications/static/flask_notifications.js" defer></script>'
             in response.read().decode()
         )
+
+
+def test_a_stalled_client_is_cut_while_a_healthy_one_keeps_receiving(stream_server, publish):
+    import urllib.request
+
+    base = stream_server(STREAM_QUEUE="20")
+    import threading
+
+    stalled = stream(base, user="alice", rcvbuf=4096)  # connects, then never reads
+    healthy = stream(base, user="alice")
+    time.sleep(0.2)
+    padding = "x" * 30_000
+    count = 300  # ~9 MB: more than the socket buffers can hide
+    received = []
+    reader = threading.Thread(target=lambda: received.extend(healthy.events(count, timeout=15)))
+    reader.start()
+    for i in range(count):
+        publish(INBOX, ev(f"n{i}", ["alice"], padding=padding))
+    reader.join(30)
+    assert titles(received) == [f"n{i}" for i in range(count)]
+
+    stalled.sock.settimeout(10)
+    late = []
+    while (event := stalled.next_event(timeout=10)) is not None:
+        late.append(event)
+    assert len(late) < count  # the server ended this stream instead of queueing for it
+    assert titles(late) == [f"n{i}" for i in range(len(late))]  # what it got is in order
+    with urllib.request.urlopen(base + "/streams") as response:
+        assert json.load(response)["open"] == 1  # only the healthy stream is left
+    healthy.close()
+    stalled.close()
+
+
+def test_streams_survive_a_redis_restart_and_miss_nothing(stream_server, tmp_path):
+    import redis as redis_lib
+
+    from flask_notifications.testing import RedisServer
+
+    with RedisServer(directory=tmp_path, appendonly=True) as server:
+        client = redis_lib.Redis.from_url(server.url)
+        publisher = RedisPubSub(client)
+        base = stream_server(REDIS_URL=server.url)
+        with stream(base, user="alice") as alice:
+            time.sleep(0.2)
+            publisher.publish(INBOX, ev("before", ["alice"]).to_json())
+            assert titles(alice.events(1)) == ["before"]
+
+            server.stop(keep_directory=True)
+            time.sleep(0.5)  # the dispatcher notices and retries with backoff
+            with stream(base, user="bob") as refused:
+                assert refused.status == 503  # no new stream while the backend is down
+            server.start()
+            for i in range(3):  # published before the dispatcher has resubscribed
+                publisher.publish(INBOX, ev(f"after{i}", ["alice"]).to_json())
+            got = alice.events(3, timeout=15)
+            assert titles(got) == ["after0", "after1", "after2"]
+            publisher.publish(INBOX, ev("live again", ["alice"]).to_json())
+            assert titles(alice.events(1, timeout=10)) == ["live again"]
+            with pytest.raises(TimeoutError):
+                alice.next_event(timeout=0.5)  # and nothing twice
+        client.close()
+
+
+def test_send_through_a_worker_reaches_the_stream(stream_base, make_app, worker):
+    from flask_notifications import Notifications
+    from flask_notifications.consumers import PushConsumer
+
+    app = make_app()
+    notifications = Notifications(app)
+    hub = notifications.create_hub("Inbox")
+    hub.register_consumer(PushConsumer(app.extensions["notifications"].redis, hub.hub_id))
+    with stream(stream_base, user="alice") as alice:
+        time.sleep(0.2)
+        with app.app_context(), worker(app):
+            sent = notifications.send(ev("via celery", ["alice"]))
+            received = alice.next_event(timeout=10)
+    assert Event.from_json(received["data"]) == sent

@@ -14,6 +14,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -288,6 +289,9 @@ class Dispatcher:
                     continue
                 for message in listener.listen():
                     self.dispatch(message["channel"], message.get("id"), message["data"])
+                    # Let the streams write what was queued: under gevent a burst
+                    # read from one socket buffer would otherwise fill their queues.
+                    time.sleep(0)
             except Exception as exc:  # noqa: BLE001 - the reader must survive anything
                 if self._stopped.is_set():
                     break
