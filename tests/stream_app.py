@@ -28,7 +28,7 @@ secret = notifications.create_hub("Secret")
 
 @notifications.identity_loader
 def identity():
-    return request.headers.get("X-User") or request.args.get("user")
+    return request.headers.get("X-User") or request.args.get("user") or request.cookies.get("user")
 
 
 @notifications.stream_authorizer
