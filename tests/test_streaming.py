@@ -344,3 +344,50 @@ def test_send_through_a_worker_reaches_the_stream(stream_base, make_app, worker)
             sent = notifications.send(ev("via celery", ["alice"]))
             received = alice.next_event(timeout=10)
     assert Event.from_json(received["data"]) == sent
+
+
+def test_runs_under_gunicorn_gevent_workers(redis_url, publish):
+    import os
+    import subprocess
+    import sys
+    import urllib.request
+
+    from flask_notifications.testing import free_port
+
+    from .conftest import ROOT, wait_for
+
+    port = free_port()
+    env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2",
+         "--worker-connections", "1000", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "2",
+         "--log-level", "warning", "stream_app:app"],
+        cwd=ROOT / "tests", env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+
+    def up():
+        try:
+            with urllib.request.urlopen(base + "/health", timeout=1) as response:
+                return response.status == 200
+        except OSError:
+            return proc.poll() is not None
+
+    try:
+        wait_for(up, 30)
+        clients = [stream(base, user=f"u{i}") for i in range(20)]
+        try:
+            assert all(c.status == 200 for c in clients)
+            time.sleep(0.3)
+            publish(INBOX, ev("to every worker's streams"))
+            assert all(titles(c.events(1)) == ["to every worker's streams"] for c in clients)
+        finally:
+            for c in clients:
+                c.close()
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
