@@ -38,6 +38,8 @@ _STREAM_DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_HEARTBEAT": 15,
     "NOTIFICATIONS_STREAM_QUEUE": 1000,
     "NOTIFICATIONS_STREAM_RETRY": 2000,
+    "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": 50,
+    "NOTIFICATIONS_REDIS_POOL_TIMEOUT": 10,
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {
@@ -46,6 +48,8 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "NOTIFICATIONS_HEARTBEAT": (float, 0.01),
     "NOTIFICATIONS_STREAM_QUEUE": (int, 1),
     "NOTIFICATIONS_STREAM_RETRY": (int, 0),
+    "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": (int, 2),
+    "NOTIFICATIONS_REDIS_POOL_TIMEOUT": (float, 0.01),
 }
 
 
@@ -111,7 +115,14 @@ class Notifications:
 
         backend_class = _load_backend(config["NOTIFICATIONS_BACKEND"])
         if broker is None:
-            broker = redis.Redis.from_url(config["NOTIFICATIONS_REDIS_URL"])
+            # A blocking pool: when every connection is busy (thousands of
+            # streams opening at once), callers wait for one instead of failing.
+            pool = redis.BlockingConnectionPool.from_url(
+                config["NOTIFICATIONS_REDIS_URL"],
+                max_connections=config["NOTIFICATIONS_REDIS_MAX_CONNECTIONS"],
+                timeout=config["NOTIFICATIONS_REDIS_POOL_TIMEOUT"],
+            )
+            broker = redis.Redis(connection_pool=pool)
         celery = _celery_for(app) if celery is None else _unproxy(celery)
         bind_flask_app(celery, app)
 
@@ -330,6 +341,11 @@ def _flask_login_identity() -> Any:
 
 def _script_tag() -> Markup:
     """``<script>`` tag of the JS client, for templates: ``{{ notifications_script() }}``."""
+    if "notifications" not in current_app.blueprints:
+        raise RuntimeError(
+            "notifications_script() needs the blueprint (NOTIFICATIONS_REGISTER_BLUEPRINT); "
+            "without it, serve flask_notifications/static/flask_notifications.js yourself"
+        )
     src = url_for("notifications.static", filename="flask_notifications.js")
     return Markup(f'<script src="{src}" defer></script>')
 

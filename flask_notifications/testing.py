@@ -57,6 +57,8 @@ class RedisServer:
     :param appendonly: turn on the append-only file, so a restart keeps data.
     :param executable: the binary; :func:`find_redis_server` when omitted.
     :param port: a fixed port; a free one when omitted.
+    :param extra_args: further ``redis-server`` arguments, e.g.
+        ``["--maxclients", "20000"]``.
     """
 
     def __init__(
@@ -66,12 +68,14 @@ class RedisServer:
         appendonly: bool = False,
         executable: str | None = None,
         port: int | None = None,
+        extra_args: list[str] | None = None,
     ) -> None:
         self.executable = executable or find_redis_server()
         self.appendonly = appendonly
         self._own_dir = directory is None
         self.directory = Path(directory or tempfile.mkdtemp(prefix="flask-notifications-redis-"))
         self.port = port or free_port()
+        self.extra_args = list(extra_args or [])
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,6 +99,7 @@ class RedisServer:
             "--appendfsync", "always",
             "--daemonize", "no",
             "--loglevel", "warning",
+            *self.extra_args,
         ]  # fmt: skip
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.directory

@@ -49,6 +49,8 @@ class SSEClient:
         }
         self._chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
         self.last_event_id: str | None = None
+        #: The "ready" event that opens a stream (next_event skips it).
+        self.ready: dict[str, str | None] | None = None
         self.comments: list[str] = []
         self.retry: int | None = None
 
@@ -110,6 +112,9 @@ class SSEClient:
             if block_end >= 0:
                 block, self._body = self._body[:block_end], self._body[block_end + 2 :]
                 event = self._parse(block.decode("utf-8"))
+                if event is not None and event["event"] == "ready" and self.ready is None:
+                    self.ready = event
+                    continue
                 if event is not None:
                     return event
                 continue

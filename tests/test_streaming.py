@@ -175,7 +175,7 @@ def test_first_connection_gets_an_id_so_a_reconnect_replays(stream_base, publish
     with pytest.raises(TimeoutError):
         client.next_event(timeout=0.3)  # history before the connection is not replayed
     cursor = client.last_event_id
-    assert cursor is not None
+    assert cursor is not None and client.ready["id"] == cursor  # the "ready" event carries it
     client.close()
     publish(INBOX, ev("while away", ["alice"]))
     with stream(base, user="alice", headers={"Last-Event-ID": cursor}) as again:
@@ -301,6 +301,8 @@ def test_a_stalled_client_is_cut_while_a_healthy_one_keeps_receiving(stream_serv
 
 
 def test_streams_survive_a_redis_restart_and_miss_nothing(stream_server, tmp_path):
+    import urllib.request
+
     import redis as redis_lib
 
     from flask_notifications.testing import RedisServer
@@ -318,6 +320,10 @@ def test_streams_survive_a_redis_restart_and_miss_nothing(stream_server, tmp_pat
             time.sleep(0.5)  # the dispatcher notices and retries with backoff
             with stream(base, user="bob") as refused:
                 assert refused.status == 503  # no new stream while the backend is down
+            with stream(base, "News", user="bob", headers={"Last-Event-ID": "1-0"}) as refused:
+                assert refused.status == 503
+            with urllib.request.urlopen(base + "/streams") as response:
+                assert json.load(response)["open"] == 1  # the refused ones left nothing behind
             server.start()
             for i in range(3):  # published before the dispatcher has resubscribed
                 publisher.publish(INBOX, ev(f"after{i}", ["alice"]).to_json())
@@ -391,3 +397,47 @@ def test_runs_under_gunicorn_gevent_workers(redis_url, publish):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def test_replay_is_not_capped_by_the_readers_history_setting(stream_server, publish):
+    base = stream_server(HISTORY_MAXLEN="2")  # the publisher keeps 10,000
+    first = publish(INBOX, ev("seen", ["alice"]))
+    for i in range(5):
+        publish(INBOX, ev(f"missed{i}", ["alice"]))
+    with stream(base, user="alice", headers={"Last-Event-ID": first}) as client:
+        assert titles(client.events(5)) == [f"missed{i}" for i in range(5)]
+
+
+def test_any_backend_failure_opening_a_stream_is_a_503(make_app):
+    from flask import Flask, request
+
+    from flask_notifications import Notifications
+    from flask_notifications.pubsub.redis_pubsub import RedisPubSub as Base
+
+    class Broken(Base):
+        def last_id(self, channel):
+            raise OSError("broker unreachable")
+
+    app = make_app(NOTIFICATIONS_BACKEND=f"{__name__}.Broken")
+    globals()["Broken"] = Broken
+    notifications = Notifications(app)
+    notifications.create_hub("Inbox")
+    notifications.identity_loader(lambda: request.headers.get("X-User"))
+    response = app.test_client().get("/notifications/stream/Inbox", headers={"X-User": "a"})
+    assert response.status_code == 503
+    assert "unavailable" in response.get_json()["error"]
+    with app.app_context():
+        assert notifications.dispatcher.stream_count == 0
+        notifications.shutdown()
+    assert isinstance(app, Flask)
+
+
+def test_script_helper_needs_the_blueprint(make_app):
+    from flask import render_template_string
+
+    from flask_notifications import Notifications
+
+    app = make_app(NOTIFICATIONS_REGISTER_BLUEPRINT=False)
+    Notifications(app)
+    with app.test_request_context(), pytest.raises(RuntimeError, match="blueprint"):
+        render_template_string("{{ notifications_script() }}")

@@ -132,15 +132,15 @@ class RedisPubSub(Backend):
 
         :param channel: a hub id.
         :param after: the last id the reader saw; ``None`` for the whole history.
-        :param count: at most this many entries (default: the whole history).
+        :param count: at most this many entries (default: all that follow).
         :returns: the entries, oldest first, or ``reset=True`` when some of
             what followed ``after`` is no longer in the history (or ``after``
             is malformed, or newer than anything this Redis published).
         """
+        # No default COUNT: the publisher's history_maxlen bounds the stream, and
+        # a reader configured with a smaller one must not silently skip events.
         if after is None:
-            entries = self.redis.xrange(
-                self.history_key(channel), count=count or self.history_maxlen
-            )
+            entries = self.redis.xrange(self.history_key(channel), count=count)
             return History(_entries(entries))
         after_key = parse_id(after)
         if after_key is None:
@@ -148,7 +148,7 @@ class RedisPubSub(Backend):
         pipe = self.redis.pipeline(transaction=True)
         pipe.get(self._trimmed_key(channel))
         pipe.xinfo_stream(self.history_key(channel))
-        pipe.xrange(self.history_key(channel), min="(" + after, count=count or self.history_maxlen)
+        pipe.xrange(self.history_key(channel), min="(" + after, count=count)
         trimmed, info, entries = pipe.execute(raise_on_error=False)
         if isinstance(info, Exception):  # no history at all: it was lost
             return History([], reset=True)

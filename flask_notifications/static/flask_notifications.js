@@ -67,6 +67,7 @@
     var polling = false;
     var since = opts.since || Date.now() / 1000;
     var seen = {};
+    var seenOrder = [];
 
     function deliver(type, raw, id) {
       var data;
@@ -78,6 +79,8 @@
       if (data && data.event_id) {
         if (seen[data.event_id]) return;  // polled and streamed: once only
         seen[data.event_id] = true;
+        seenOrder.push(data.event_id);
+        if (seenOrder.length > 1000) delete seen[seenOrder.shift()];
       }
       if (type === "unread_count") {
         onCount(countOf(data));
@@ -114,8 +117,12 @@
       };
       for (var i = 0; i < types.length; i++) listen(types[i]);
       listen("unread_count");
-      source.addEventListener("reset", function (msg) {
+      source.addEventListener("ready", function (msg) {
+        // The stream's starting point, so a reopen after an error misses nothing.
         if (msg.lastEventId) lastId = msg.lastEventId;
+      });
+      source.addEventListener("reset", function (msg) {
+        lastId = msg.lastEventId || null;
         onReset();
       });
     }

@@ -150,6 +150,7 @@ class Dispatcher:
         #: The backend the reader listens on; also used for history reads.
         self.backend: Backend = make_backend()
         self._listener: Backend | None = None
+        self._restarting = False
         self._reader = threading.Thread(
             target=self._read_forever, name="notifications-dispatcher", daemon=True
         )
@@ -168,6 +169,12 @@ class Dispatcher:
         :param hub_id: the hub to stream.
         :param identity: the stream's user id, or ``None`` (broadcasts only).
         """
+        if hub_id not in self._last_ids:
+            # Where a backfill after a lost connection starts for this hub; read
+            # before registering, so a backend error leaves nothing behind.
+            last = self.backend.last_id(hub_id)
+            with self._lock:
+                self._last_ids.setdefault(hub_id, last)
         stream = Stream(hub_id, identity, self.queue_size, self._event_class)
         with self._lock:
             hub = self._hubs.get(hub_id)
@@ -177,12 +184,6 @@ class Dispatcher:
             if identity is not None:
                 hub.by_identity.setdefault(identity, set()).add(stream)
             resubscribe = hub_id not in self._subscribed
-            known = hub_id in self._last_ids
-        if not known:
-            # Where a backfill after a lost connection starts for this hub.
-            last = self.backend.last_id(hub_id)
-            with self._lock:
-                self._last_ids.setdefault(hub_id, last)  # type: ignore[arg-type]
         if resubscribe:  # a hub created after the reader started
             self._restart_listener()
         return stream
@@ -264,7 +265,11 @@ class Dispatcher:
     def _restart_listener(self) -> None:
         listener = self._listener
         if listener is not None:
-            listener.close()  # the reader reconnects, resubscribes and backfills
+            self._restarting = True
+            try:  # the reader reconnects, resubscribes and backfills
+                listener.close()
+            except Exception:  # noqa: BLE001 - the reader may be closing it at the same time
+                logger.debug("subscription already closing", exc_info=True)
 
     def _read_forever(self) -> None:
         delay = 0.1
@@ -295,6 +300,9 @@ class Dispatcher:
             except Exception as exc:  # noqa: BLE001 - the reader must survive anything
                 if self._stopped.is_set():
                     break
+                if self._restarting:  # closed on purpose, to subscribe to a new hub
+                    self._restarting = False
+                    continue
                 logger.warning(
                     "notifications subscription lost (%s); reconnecting in %.1fs", exc, delay
                 )

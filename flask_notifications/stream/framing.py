@@ -43,14 +43,6 @@ def frame(event_id: str | None, event_type: str, data: str) -> bytes:
     return body.encode("utf-8")
 
 
-def id_only(event_id: str) -> bytes:
-    """A block that only sets the client's last event id (no event fires).
-
-    :param event_id: the id to set.
-    """
-    return f"id: {clean(event_id)}\n\n".encode()
-
-
 def preamble(retry_ms: int) -> bytes:
     """The first bytes of a stream: the reconnection delay and a comment, sent
     at once so headers reach the client before any event.

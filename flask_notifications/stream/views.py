@@ -11,7 +11,7 @@ from redis import exceptions as redis_exceptions
 
 from .._state import get_state
 from ..pubsub.redis_pubsub import parse_id
-from .framing import frame, id_only, preamble
+from .framing import frame, preamble
 
 if TYPE_CHECKING:
     from ..event_hub import EventHub
@@ -82,8 +82,15 @@ def stream_response(hub: EventHub) -> Response:
         except BaseException:
             dispatcher.close(stream)
             raise
-    except redis_exceptions.RedisError as exc:
-        logger.warning("cannot open a stream of hub %s: %s", hub.label, exc)
+    except Exception as exc:  # noqa: BLE001 - any backend's outage: 503, never 500
+        expected = isinstance(exc, redis_exceptions.RedisError)
+        logger.log(
+            logging.WARNING if expected else logging.ERROR,
+            "cannot open a stream of hub %s: %s",
+            hub.label,
+            exc,
+            exc_info=not expected,
+        )
         response = error(503, "the notifications backend is unavailable; retry later")
         response.headers["Retry-After"] = "2"
         return response
@@ -103,11 +110,10 @@ def _replay(
 ) -> tuple[bytes, Key]:
     frames: list[bytes] = []
     if last_event_id is None:
-        # A first connection: give the client an id now, so that a reconnect
-        # before its first event still replays what it missed.
+        # A first connection: a "ready" event gives the client an id now, so a
+        # reconnect before its first event still replays what it missed.
         last_key = parse_id(cursor) if cursor else None
-        if cursor:
-            frames.append(id_only(cursor))
+        frames.append(frame(cursor, "ready", "{}"))
         history = backend.history(hub_id, cursor)  # type: ignore[attr-defined]
     else:
         history = backend.history(hub_id, last_event_id)  # type: ignore[attr-defined]
