@@ -1,9 +1,11 @@
 """Fan-out: Flask-Notifications next to Flask-SSE, same gunicorn -k gevent, same Redis.
 
 Starts its own redis-server on 127.0.0.1, then for each system a gunicorn
-server (``-k gevent -w 1``, so the figures are per process) running
-``benchmarks/fanout_apps.py``. One asyncio client process opens the streams
-and parses them; a separate publisher process publishes at a fixed rate:
+server (``-k gevent``, ``--workers`` of them: 2 by default, 1 for ``idle`` so
+that its figures are per process) running
+``benchmarks/fanout_apps.py``. One load client (``sse_load.js``, Node.js,
+so that it leaves the CPU to the servers) opens the streams and parses them;
+a separate publisher process publishes at a fixed rate:
 
 - Flask-Notifications: ``RedisPubSub.publish``, the path of a worker's
   PushConsumer (history entry + live message in one script);
@@ -27,35 +29,31 @@ Usage: python benchmarks/fanout.py --scenario broadcast [--streams 5000] [--rate
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import multiprocessing
 import os
-import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
-from array import array
 from pathlib import Path
 
 from flask_notifications.testing import RedisServer, free_port
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-# Flask-Notifications keeps field order (seq, sent); Flask's JSON sorts keys (sent, seq).
-EVENT_RX = re.compile(rb'"seq": ?(\d+), ?"sent": ?([0-9.]+)|"sent": ?([0-9.]+), ?"seq": ?(\d+)')
 
 
 # -- servers ----------------------------------------------------------------------
 
 
-def start_server(system: str, redis_url: str) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(system: str, redis_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = dict(os.environ, BENCH_APP=system, REDIS_URL=redis_url, PYTHONPATH=f"{ROOT}:{HERE}")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1",
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
          "--worker-connections", "30000", "--backlog", "4096", "--graceful-timeout", "2",
          "-b", f"127.0.0.1:{port}", "--log-level", "error", "fanout_apps:app"],
         cwd=HERE, env=env,
@@ -128,193 +126,117 @@ def publish_loop(
     client.close()
 
 
-# -- the client ---------------------------------------------------------------------
+# -- the load client (Node.js: cheap enough to leave the CPU to the servers) ---------
 
 
-class Stats:
-    def __init__(self, streams: int, events: int, mode: str) -> None:
-        self.mode = mode
-        self.streams = streams
-        self.events = events
-        self.connected = 0
-        self.refused = 0
-        self.closed_early = 0
-        self.received = 0
-        self.duplicates = 0
-        self.latencies = array("d")
-        self.seen = [bytearray(events) for _ in range(streams)] if events else []
+def stream_paths(system: str, mode: str, streams: int) -> list[str]:
+    if system == "ours":
+        return [f"/notifications/stream/Bench?user=u{i}" for i in range(streams)]
+    return [f"/stream?channel={f'u{i}' if mode == 'targeted' else 'sse'}" for i in range(streams)]
 
 
-class SSEProtocol(asyncio.Protocol):
-    def __init__(self, index: int, stats: Stats, request: bytes) -> None:
-        self.index, self.stats, self.request = index, stats, request
-        self.buffer = b""
-        self.head_done = False
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        transport.write(self.request)
-
-    def data_received(self, data: bytes) -> None:
-        now = time.time()
-        buffer = self.buffer + data
-        if not self.head_done:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                self.buffer = buffer
-                return
-            status = buffer[9:12]
-            self.head_done = True
-            if status == b"200":
-                self.stats.connected += 1  # (Flask-SSE's are recounted from Redis)
-            else:
-                self.stats.refused += 1
-            buffer = buffer[end + 4 :]
-        cut = buffer.rfind(b"\n\n")
-        if cut < 0:
-            self.buffer = buffer
-            return
-        part, self.buffer = buffer[:cut], buffer[cut + 2 :]
-        stats = self.stats
-        seen = stats.seen[self.index] if stats.seen else None
-        for match in EVENT_RX.finditer(part):
-            if match[1] is not None:
-                seq, sent = int(match[1]), float(match[2])
-            else:
-                seq, sent = int(match[4]), float(match[3])
-            stats.latencies.append(now - sent)
-            if seen is not None and seq < len(seen):
-                if seen[seq]:
-                    stats.duplicates += 1
-                else:
-                    seen[seq] = 1
-                    stats.received += 1
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.stats.closed_early += 1
-
-
-def subscribed_streams(redis_url: str, stats: Stats) -> int:
+def subscribed_streams(redis_url: str, mode: str, streams: int) -> int:
     """Flask-SSE sends no headers before its first event: count its Redis subscriptions."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
     try:
-        if stats.mode == "broadcast":
+        if mode == "broadcast":
             return int(client.pubsub_numsub("sse")[0][1])
-        names = [f"u{i}" for i in range(stats.streams)]
+        names = [f"u{i}" for i in range(streams)]
         chunks = [names[i : i + 1000] for i in range(0, len(names), 1000)]
         return sum(int(n) for chunk in chunks for _, n in client.pubsub_numsub(*chunk))
     finally:
         client.close()
 
 
-async def open_streams(
-    system: str, port: int, stats: Stats, redis_url: str, batch: int = 250
-) -> list[asyncio.Transport]:
-    loop = asyncio.get_running_loop()
-    transports = []
-    for start in range(0, stats.streams, batch):
-        coros = []
-        for i in range(start, min(start + batch, stats.streams)):
-            if system == "ours":
-                path = f"/notifications/stream/Bench?user=u{i}"
-            else:
-                channel = f"u{i}" if stats.mode == "targeted" else "sse"
-                path = f"/stream?channel={channel}"
-            request = (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-                       "Accept: text/event-stream\r\n\r\n").encode()  # fmt: skip
-            coros.append(
-                loop.create_connection(
-                    lambda i=i, r=request: SSEProtocol(i, stats, r), "127.0.0.1", port
-                )
-            )
-        for transport, _ in await asyncio.gather(*coros):
-            transports.append(transport)
-        await asyncio.sleep(0.05)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if system == "ours" and stats.connected + stats.refused >= stats.streams:
-            break
-        if system != "ours" and subscribed_streams(redis_url, stats) >= stats.streams:
-            break
-        await asyncio.sleep(0.2)
-    if system != "ours":
-        stats.connected = subscribed_streams(redis_url, stats)
-    return transports
+def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
+    import select
+
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    if not ready:
+        raise SystemExit("the load client did not answer in time")
+    return proc.stdout.readline().strip()
 
 
-def expected_deliveries(stats: Stats) -> int:
-    return stats.events * (stats.streams if stats.mode == "broadcast" else 1)
-
-
-async def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[str, object]:
-    mode = args.scenario
-    events = 0 if mode == "idle" else int(args.rate * args.duration)
-    stats = Stats(args.streams, events, "targeted" if mode == "targeted" else "broadcast")
-    proc, base = start_server(system, redis_url)
+def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[str, object]:
+    mode = "targeted" if args.scenario == "targeted" else "broadcast"
+    events = 0 if args.scenario == "idle" else int(args.rate * args.duration)
+    proc, base = start_server(system, redis_url, args.workers)
     port = int(base.rsplit(":", 1)[1])
+    client = None
     try:
-        with urllib.request.urlopen(
-            base + ("/notifications/stream/Bench?user=warm" if system == "ours" else "/health"),
-            timeout=2,
-        ) as r:
-            r.read(1)  # warm up: the dispatcher starts, imports are done
-    except OSError:
-        pass
-    try:
-        await asyncio.sleep(0.5)
+        warm = "/notifications/stream/Bench?user=warm" if system == "ours" else "/health"
+        try:
+            with urllib.request.urlopen(base + warm, timeout=2) as response:
+                response.read(1)  # the dispatcher starts, imports are done
+        except OSError:
+            pass
+        time.sleep(0.5)
         rss_before = worker_rss_kb(proc)
+        deadline_ms = int((3 + args.duration + args.drain) * 1000)
+        config = {
+            "port": port,
+            "paths": stream_paths(system, mode, args.streams),
+            "events": events,
+            "mode": mode,
+            "deadline_ms": deadline_ms if events else 3_600_000,
+            "no_head": system != "ours",
+        }
         started = time.monotonic()
-        transports = await open_streams(system, port, stats, redis_url)
+        config_file = Path(tempfile.mkstemp(prefix="sse-load-", suffix=".json")[1])
+        config_file.write_text(json.dumps(config))
+        client = subprocess.Popen(
+            ["node", str(HERE / "sse_load.js"), str(config_file)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        _, connected, refused = read_line(client, 120).split()
+        if system != "ours":  # count Flask-SSE's subscriptions instead
+            wait_until = time.monotonic() + 60
+            while subscribed_streams(redis_url, mode, args.streams) < args.streams:
+                if time.monotonic() > wait_until:
+                    break
+                time.sleep(0.2)
+            connected = str(subscribed_streams(redis_url, mode, args.streams))
         connect_seconds = time.monotonic() - started
-        await asyncio.sleep(2)
+        time.sleep(2)
         rss_connected = worker_rss_kb(proc)
         result: dict[str, object] = {
             "system": system,
-            "streams": stats.connected,
-            "refused": stats.refused,
+            "streams": int(connected),
+            "refused": int(refused),
             "connect_s": connect_seconds,
-            "rss_per_stream_kb": (rss_connected - rss_before) / max(1, stats.connected),
+            "rss_per_stream_kb": (rss_connected - rss_before) / max(1, int(connected)),
             "rss_mb": rss_connected / 1024,
         }
         if events:
             start_at = time.time() + 1.0
             publisher = multiprocessing.get_context("spawn").Process(
                 target=publish_loop,
-                args=(system, redis_url, stats.mode, args.streams, args.rate, events, start_at),
+                args=(system, redis_url, mode, args.streams, args.rate, events, start_at),
             )
             publisher.start()
-            expected = expected_deliveries(stats)
-            deadline = start_at + args.duration + args.drain
-            while time.time() < deadline:
-                await asyncio.sleep(0.2)
-                if not publisher.is_alive() and stats.received >= expected:
-                    break
+            stats = json.loads(read_line(client, deadline_ms / 1000 + 30))
             publisher.join(30)
-            lat = sorted(stats.latencies)
             result.update(
                 events=events,
-                expected=expected,
-                received=stats.received,
-                lost=expected - stats.received,
-                duplicates=stats.duplicates,
-                p50_ms=_pct(lat, 50) * 1000,
-                p99_ms=_pct(lat, 99) * 1000,
-                max_ms=(lat[-1] if lat else float("nan")) * 1000,
-                rss_after_mb=worker_rss_kb(proc) / 1024,
+                expected=stats["expected"],
+                received=stats["received"],
+                lost=stats["expected"] - stats["received"],
+                duplicates=stats["duplicates"],
+                p50_ms=(stats["p50"] or float("nan")) * 1000,
+                p99_ms=(stats["p99"] or float("nan")) * 1000,
+                max_ms=(stats["max"] or float("nan")) * 1000,
             )
-        for transport in transports:
-            transport.close()
-        await asyncio.sleep(0.5)
         return result
     finally:
+        if client is not None:
+            if client.poll() is None:
+                client.terminate()
+                client.wait(10)
+            config_file.unlink(missing_ok=True)
         stop(proc)
-
-
-def _pct(values: list[float] | array, pct: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(len(values) * pct / 100))]
 
 
 def main() -> None:
@@ -329,12 +251,16 @@ def main() -> None:
         "--drain", type=float, default=30, help="seconds to wait for late deliveries"
     )
     parser.add_argument("--systems", default="ours,flask_sse")
+    parser.add_argument(
+        "--workers", type=int, help="gunicorn workers, the same for both (default 2; idle: 1)"
+    )
     args = parser.parse_args()
     defaults = {"broadcast": (5000, 20), "targeted": (5000, 1000), "idle": (10000, 0)}[
         args.scenario
     ]
     args.streams = args.streams or defaults[0]
     args.rate = args.rate if args.rate is not None else defaults[1]
+    args.workers = args.workers or (1 if args.scenario == "idle" else 2)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(
@@ -344,13 +270,15 @@ def main() -> None:
     results = []
     with RedisServer(extra_args=["--maxclients", str(2 * args.streams + 1000)]) as server:
         for system in args.systems.split(","):
-            results.append(asyncio.run(run_system(system, server.url, args)))
+            results.append(run_system(system, server.url, args))
 
     import flask_notifications
 
-    print(f"scenario {args.scenario}: {args.streams} streams, {args.rate:g} events/s for "
-          f"{args.duration:g} s; gunicorn -k gevent -w 1; python {sys.version.split()[0]}; "
-          f"flask-notifications {flask_notifications.__version__}")  # fmt: skip
+    print(
+        f"scenario {args.scenario}: {args.streams} streams, {args.rate:g} events/s for "
+        f"{args.duration:g} s; gunicorn -k gevent -w {args.workers}; "
+        f"python {sys.version.split()[0]}; flask-notifications {flask_notifications.__version__}"
+    )
     columns = ["system", "streams", "refused", "connect_s", "rss_per_stream_kb", "rss_mb"]
     if args.scenario != "idle":
         columns += [

@@ -77,11 +77,14 @@ class Stream:
         """
         if self.closed:
             return
-        if len(self.queue) >= self.maxsize:
+        queue = self.queue
+        pending = len(queue)
+        if pending >= self.maxsize:
             self.close("queue full")
             return
-        self.queue.append((key, data))
-        self.wakeup.set()
+        queue.append((key, data))
+        if not pending:  # with frames pending, the stream was woken already
+            self.wakeup.set()
 
     def close(self, reason: str) -> None:
         """Ask the stream to end (its client reconnects and replays).
@@ -292,11 +295,13 @@ class Dispatcher:
                 if not hub_ids:
                     self._stopped.wait(0.5)
                     continue
-                for message in listener.listen():
+                for count, message in enumerate(listener.listen(), 1):
                     self.dispatch(message["channel"], message.get("id"), message["data"])
-                    # Let the streams write what was queued: under gevent a burst
-                    # read from one socket buffer would otherwise fill their queues.
-                    time.sleep(0)
+                    if count % 16 == 0:
+                        # Let the streams write: under gevent, a burst read from one
+                        # socket buffer would otherwise fill their queues. Between
+                        # yields, frames coalesce into one write per stream.
+                        time.sleep(0)
             except Exception as exc:  # noqa: BLE001 - the reader must survive anything
                 if self._stopped.is_set():
                     break
