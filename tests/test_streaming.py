@@ -441,3 +441,47 @@ def test_script_helper_needs_the_blueprint(make_app):
     Notifications(app)
     with app.test_request_context(), pytest.raises(RuntimeError, match="blueprint"):
         render_template_string("{{ notifications_script() }}")
+
+
+def test_default_identity_is_flask_login_current_user(make_app):
+    from flask import Flask
+    from flask_login import LoginManager, UserMixin, login_user
+
+    from flask_notifications import Notifications
+
+    class User(UserMixin):
+        def __init__(self, user_id):
+            self.id = user_id
+
+    app = make_app(SECRET_KEY="test")
+    login = LoginManager(app)
+    login.user_loader(User)
+    notifications = Notifications(app)  # no identity_loader: Flask-Login's user is used
+    notifications.create_hub("Inbox")
+
+    @app.post("/login/<user_id>")
+    def log_in(user_id):
+        login_user(User(user_id))
+        return "ok"
+
+    client = app.test_client()
+    assert client.get("/notifications/stream/Inbox").status_code == 401
+    client.post("/login/42")
+    response = client.get("/notifications/stream/Inbox", buffered=False)
+    assert response.status_code == 200
+    with app.test_request_context():
+        login_user(User(7))
+        assert notifications.current_identity() == "7"
+    response.close()
+    with app.app_context():
+        notifications.shutdown()
+    assert isinstance(app, Flask)
+
+
+def test_without_flask_login_manager_the_default_identity_is_anonymous(make_app):
+    from flask_notifications import Notifications
+
+    app = make_app()
+    notifications = Notifications(app)
+    with app.test_request_context():
+        assert notifications.current_identity() is None
