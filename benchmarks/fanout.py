@@ -40,7 +40,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from flask_notifications.testing import RedisServer, free_port
+from flask_notifications.testing import RedisServer, free_port, stop_process, wait_for_http
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -59,27 +59,12 @@ def start_server(system: str, redis_url: str, workers: int) -> tuple[subprocess.
         cwd=HERE, env=env,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1):
-                break
-        except OSError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                stop(proc)
-                raise SystemExit(f"{system} server did not start") from None
-            time.sleep(0.2)
+    try:
+        wait_for_http(base + "/health", proc)
+    except RuntimeError:
+        stop_process(proc)
+        raise SystemExit(f"{system} server did not start") from None
     return proc, base
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def worker_rss_kb(master: subprocess.Popen[bytes]) -> int:
@@ -236,7 +221,7 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
                 client.terminate()
                 client.wait(10)
             config_file.unlink(missing_ok=True)
-        stop(proc)
+        stop_process(proc, 15)
 
 
 def main() -> None:

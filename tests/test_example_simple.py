@@ -13,7 +13,7 @@ import pytest
 from flask_notifications import Event
 from flask_notifications.event_hub import hub_id_for
 from flask_notifications.pubsub.redis_pubsub import RedisPubSub
-from flask_notifications.testing import free_port
+from flask_notifications.testing import free_port, stop_process, wait_for_http
 
 from .conftest import ROOT, wait_for, worker_process
 from .test_pubsub import Listener
@@ -42,21 +42,11 @@ def web(redis_url, tmp_path):
         cwd=EXAMPLE, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            with urllib.request.urlopen(base + "/hubs", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return proc.poll() is not None
-
     try:
-        wait_for(up, 30)
-        assert proc.poll() is None, "flask run exited"
+        wait_for_http(base + "/hubs", proc)
         yield base
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc)
 
 
 def test_documented_example_with_worker_subprocess(

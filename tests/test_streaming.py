@@ -356,11 +356,10 @@ def test_runs_under_gunicorn_gevent_workers(redis_url, publish):
     import os
     import subprocess
     import sys
-    import urllib.request
 
-    from flask_notifications.testing import free_port
+    from flask_notifications.testing import free_port, stop_process, wait_for_http
 
-    from .conftest import ROOT, wait_for
+    from .conftest import ROOT
 
     port = free_port()
     env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
@@ -371,16 +370,8 @@ def test_runs_under_gunicorn_gevent_workers(redis_url, publish):
         cwd=ROOT / "tests", env=env,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-
-    def up():
-        try:
-            with urllib.request.urlopen(base + "/health", timeout=1) as response:
-                return response.status == 200
-        except OSError:
-            return proc.poll() is not None
-
     try:
-        wait_for(up, 30)
+        wait_for_http(base + "/health", proc)
         clients = [stream(base, user=f"u{i}") for i in range(20)]
         try:
             assert all(c.status == 200 for c in clients)
@@ -391,12 +382,7 @@ def test_runs_under_gunicorn_gevent_workers(redis_url, publish):
             for c in clients:
                 c.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
 
 
 def test_replay_is_not_capped_by_the_readers_history_setting(stream_server, publish):
