@@ -7,8 +7,9 @@ environment, so each test can start a server with its own.
 from __future__ import annotations
 
 import os
+import time
 
-from flask import Flask, render_template_string, request
+from flask import Flask, jsonify, render_template_string, request
 
 from flask_notifications import Notifications
 
@@ -60,9 +61,13 @@ PAGE = """<!doctype html>
 <script>
   window.received = [];
   document.addEventListener("DOMContentLoaded", function () {
+    var params = new URLSearchParams(location.search);
     window.conn = FlaskNotifications.connect({
-      hub: "Inbox",
+      hub: params.get("hub") || "Inbox",
       types: ["message"],
+      forcePolling: params.has("forcePolling"),
+      maxFailures: Number(params.get("maxFailures") || 5),
+      pollInterval: 200,
       onEvent: function (event, type) {
         window.received.push(event);
         var li = document.createElement("li");
@@ -79,3 +84,21 @@ PAGE = """<!doctype html>
 @app.get("/page")
 def page():
     return render_template_string(PAGE)
+
+
+# A stand-in for the polling endpoint (the stored-notifications feature serves
+# the real one): the tutorial's format, strictly newer than ``since``.
+POLLED: list[dict] = []
+
+
+@app.post("/test-poll")
+def add_polled():
+    item = dict(request.get_json(), timestamp=time.time())
+    POLLED.append(item)
+    return jsonify(item)
+
+
+@app.get("/notifications")
+def polled():
+    since = float(request.args.get("since", 0))
+    return jsonify([item for item in POLLED if item["timestamp"] > since])

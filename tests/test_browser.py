@@ -73,3 +73,46 @@ def test_js_client_receives_events_and_updates_the_badge(browser, stream_base, r
     page.screenshot(path=str(artifacts / "browser-js-client.png"))
     assert page.evaluate("window.received.length") == 1
     context.close()
+
+
+def _alice_page(browser, base, query=""):
+    context = browser.new_context()
+    host = urlsplit(base).hostname
+    context.add_cookies([{"name": "user", "value": "alice", "domain": host, "path": "/"}])
+    page = context.new_page()
+    page.goto(base + "/page" + query)
+    page.wait_for_function("window.conn !== undefined")
+    return context, page
+
+
+def _post_polled(base, title):
+    import json
+    import urllib.request
+
+    event = Event(None, "message", title, "b", recipients=["alice"])
+    body = json.dumps({"id": 1, "name": "message", "data": json.loads(event.to_json())}).encode()
+    request = urllib.request.Request(
+        base + "/test-poll", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request) as response:
+        response.read()
+
+
+def test_js_client_polls_when_told_to_and_delivers_each_event_once(browser, stream_base):
+    context, page = _alice_page(browser, stream_base, "?forcePolling=1")
+    assert page.evaluate("window.conn.polling") is True
+    _post_polled(stream_base, "polled event")
+    page.wait_for_selector("#events li")
+    page.wait_for_timeout(700)  # several more polls: nothing twice
+    assert page.inner_text("#events") == "message: polled event"
+    context.close()
+
+
+def test_js_client_falls_back_to_polling_when_the_stream_keeps_failing(browser, stream_base):
+    # alice may not stream "Secret" (403): after maxFailures attempts the client polls.
+    context, page = _alice_page(browser, stream_base, "?hub=Secret&maxFailures=2")
+    page.wait_for_function("window.conn.polling === true", timeout=15000)
+    _post_polled(stream_base, "via polling")
+    page.wait_for_selector("#events li")
+    assert page.inner_text("#events") == "message: via polling"
+    context.close()
