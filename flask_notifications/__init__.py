@@ -8,6 +8,7 @@ from .errors import (
     ConfigurationError,
     EventTooLargeError,
     InvalidEventError,
+    InvalidQueryError,
     NotificationsError,
 )
 from .event import Event
@@ -24,6 +25,7 @@ __all__ = [
     "EventHub",
     "EventTooLargeError",
     "InvalidEventError",
+    "InvalidQueryError",
     "Notifications",
     "NotificationsError",
     "__version__",

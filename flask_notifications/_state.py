@@ -26,6 +26,10 @@ class State:
     backend_class: type[Backend]
     #: This process's dispatcher, started by the first stream.
     dispatcher: Dispatcher | None = None
+    #: The inbox's SQLAlchemy engine, built on first use.
+    engine: Any = None
+    #: A backend for direct publishing (unread counts), built on first use.
+    publisher: Backend | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 

@@ -29,5 +29,10 @@ class EventTooLargeError(InvalidEventError):
     """The JSON form of an event is bigger than ``NOTIFICATIONS_MAX_EVENT_BYTES``."""
 
 
+class InvalidQueryError(NotificationsError, ValueError):
+    """A bad argument to the inbox or preferences API (a user id, a page,
+    ``since``...); the HTTP API answers it with 400."""
+
+
 class ConfigurationError(NotificationsError, ValueError):
     """A ``NOTIFICATIONS_*`` (or ``BACKEND``) configuration value is wrong."""

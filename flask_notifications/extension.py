@@ -13,16 +13,22 @@ from flask import Flask, Response, current_app, url_for
 from markupsafe import Markup
 from werkzeug.utils import ImportStringError, import_string
 
+from . import inbox as _inbox_routes  # noqa: F401 - registers the inbox API on the blueprint
 from ._state import State, get_state
 from ._tasks import bind_flask_app
+from .blueprint import blueprint
+from .blueprint import error as stream_error
+from .consumers.store_consumer import StoreConsumer
 from .errors import ConfigurationError
 from .event import DEFAULT_MAX_EVENT_BYTES, Event
 from .event_hub import EventHub, current_notifications, hub_id_for
+from .inbox.model_events import ModelEvents
+from .inbox.preferences import Preferences
+from .inbox.store import Inbox
 from .pubsub.backend import Backend
 from .pubsub.redis_pubsub import DEFAULT_HISTORY_MAXLEN
 from .stream.dispatcher import Dispatcher
-from .stream.views import blueprint, stream_response
-from .stream.views import error as stream_error
+from .stream.views import stream_response
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -40,6 +46,10 @@ _STREAM_DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_STREAM_RETRY": 2000,
     "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": 50,
     "NOTIFICATIONS_REDIS_POOL_TIMEOUT": 10,
+    "NOTIFICATIONS_DATABASE_URI": None,
+    "NOTIFICATIONS_INBOX_MAX_PER_PAGE": 100,
+    "NOTIFICATIONS_INBOX_HUB": None,
+    "NOTIFICATIONS_PREFERENCES": True,
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {
@@ -50,6 +60,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "NOTIFICATIONS_STREAM_RETRY": (int, 0),
     "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": (int, 2),
     "NOTIFICATIONS_REDIS_POOL_TIMEOUT": (float, 0.01),
+    "NOTIFICATIONS_INBOX_MAX_PER_PAGE": (int, 1),
 }
 
 
@@ -76,6 +87,11 @@ class Notifications:
         self._hubs: dict[str, EventHub] = {}
         self._identity_loader: Callable[[], Any] | None = None
         self._stream_authorizer: Callable[[str | None, str], bool] | None = None
+        #: Stored notifications of the current app: see :class:`~flask_notifications.inbox.Inbox`.
+        self.inbox = Inbox(self)
+        #: Opt-outs of the current app: see :class:`~flask_notifications.inbox.Preferences`.
+        self.preferences = Preferences()
+        self._model_events = ModelEvents(self)
         if app is not None:
             self.init_app(app, celery=celery, broker=broker)
 
@@ -181,6 +197,48 @@ class Notifications:
                         lambda: tuple(self._hubs),
                     )
         return dispatcher
+
+    @property
+    def publisher(self) -> Backend:
+        """A backend of the current app for publishing from this process."""
+        state = get_state()
+        if state.publisher is None:
+            state.publisher = self.create_backend()
+        return state.publisher
+
+    def inbox_hubs(self) -> list[EventHub]:
+        """The hubs that carry ``unread_count`` events: those with a
+        :class:`~flask_notifications.consumers.StoreConsumer`, and the one named
+        by ``NOTIFICATIONS_INBOX_HUB``."""
+        label = current_app.config.get("NOTIFICATIONS_INBOX_HUB")
+        return [
+            hub
+            for hub in self._hubs.values()
+            if hub.label == label
+            or any(isinstance(c, StoreConsumer) for c in hub._consumers.values())
+        ]
+
+    # -- model events -------------------------------------------------------------
+
+    def on_insert(self, model: type, factory: Callable[[Any], Event | None]) -> None:
+        """Send ``factory(instance)`` for each committed insert of ``model``.
+
+        The event is built when the session flushes and sent only after the
+        transaction commits (inside an app context); a rollback sends nothing.
+
+        :param model: a SQLAlchemy mapped class (subclasses match too).
+        :param factory: builds the :class:`~flask_notifications.event.Event`
+            (title, body, recipients, icon, data...) or returns ``None``.
+        """
+        self._model_events.register("insert", model, factory)
+
+    def on_update(self, model: type, factory: Callable[[Any], Event | None]) -> None:
+        """Like :meth:`on_insert`, for committed changes to existing instances.
+
+        :param model: a SQLAlchemy mapped class.
+        :param factory: builds the event, or returns ``None``.
+        """
+        self._model_events.register("update", model, factory)
 
     def shutdown(self) -> None:
         """Stop the current app's dispatcher in this process (its streams end;

@@ -7,11 +7,11 @@ environment, so each test can start a server with its own.
 from __future__ import annotations
 
 import os
-import time
+import tempfile
 
 from flask import Flask, jsonify, render_template_string, request
 
-from flask_notifications import Notifications
+from flask_notifications import Event, Notifications
 
 app = Flask(__name__)
 app.config.update(
@@ -19,6 +19,8 @@ app.config.update(
     NOTIFICATIONS_HEARTBEAT=float(os.environ.get("HEARTBEAT", "15")),
     NOTIFICATIONS_STREAM_QUEUE=int(os.environ.get("STREAM_QUEUE", "1000")),
     NOTIFICATIONS_HISTORY_MAXLEN=int(os.environ.get("HISTORY_MAXLEN", "10000")),
+    NOTIFICATIONS_DATABASE_URI=os.environ.get("DATABASE_URI")
+    or f"sqlite:///{tempfile.mkdtemp(prefix='stream-app-')}/inbox.sqlite",
     broker_connection_retry_on_startup=True,
 )
 notifications = Notifications(app)
@@ -86,19 +88,9 @@ def page():
     return render_template_string(PAGE)
 
 
-# A stand-in for the polling endpoint (the stored-notifications feature serves
-# the real one): the tutorial's format, strictly newer than ``since``.
-POLLED: list[dict] = []
-
-
 @app.post("/test-poll")
 def add_polled():
-    item = dict(request.get_json(), timestamp=time.time())
-    POLLED.append(item)
-    return jsonify(item)
-
-
-@app.get("/notifications")
-def polled():
-    since = float(request.args.get("since", 0))
-    return jsonify([item for item in POLLED if item["timestamp"] > since])
+    """Store a notification for alice in the real inbox (what the polling client reads)."""
+    body = request.get_json()
+    notifications.inbox.store(Event.from_dict(body["data"]), ["alice"])
+    return jsonify(stored=True)

@@ -90,7 +90,7 @@ def _post_polled(base, title):
     import urllib.request
 
     event = Event(None, "message", title, "b", recipients=["alice"])
-    body = json.dumps({"id": 1, "name": "message", "data": json.loads(event.to_json())}).encode()
+    body = json.dumps({"data": json.loads(event.to_json())}).encode()
     request = urllib.request.Request(
         base + "/test-poll", data=body, headers={"Content-Type": "application/json"}
     )

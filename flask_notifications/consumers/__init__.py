@@ -3,5 +3,6 @@
 from .consumer import Consumer, FunctionConsumer
 from .log_consumer import LogConsumer
 from .push_consumer import PushConsumer
+from .store_consumer import StoreConsumer
 
-__all__ = ["Consumer", "FunctionConsumer", "LogConsumer", "PushConsumer"]
+__all__ = ["Consumer", "FunctionConsumer", "LogConsumer", "PushConsumer", "StoreConsumer"]

@@ -7,6 +7,7 @@ from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app, has_app_context
 
+from ..event import Event
 from ..pubsub.backend import Backend
 from ..pubsub.redis_pubsub import RedisPubSub
 from .consumer import Consumer
@@ -14,7 +15,6 @@ from .consumer import Consumer
 if TYPE_CHECKING:
     import redis
 
-    from ..event import Event
     from ..event_hub import EventHub
 
 
@@ -64,5 +64,19 @@ class PushConsumer(Consumer):
             backend = self._backends[app] = state.backend_class.from_app(app, self.client)
         return backend
 
+    #: The preferences channel this consumer honours.
+    channel = "stream"
+
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> None:
+        recipients = event["recipients"]
+        if recipients and has_app_context() and current_app.config.get("NOTIFICATIONS_PREFERENCES"):
+            state = current_app.extensions.get("notifications")
+            if state is not None:
+                allowed = state.extension.preferences.allowed(
+                    recipients, event["event_type"], self.channel
+                )
+                if not allowed:
+                    return  # everyone opted out: an empty list would mean "broadcast"
+                if len(allowed) != len(recipients):
+                    event = Event.from_dict(dict(event, recipients=allowed))
         self.backend_for_current_app().publish(self.hub_id, event.to_json())

@@ -53,6 +53,16 @@ class Backend(ABC):
         :returns: the message's history id, or ``None`` for a backend without history.
         """
 
+    def publish_transient(self, channel: str, messages: list[str]) -> None:
+        """Publish state that is not worth replaying (unread counts), without
+        history ids. The default publishes each message with :meth:`publish`.
+
+        :param channel: a hub id.
+        :param messages: event JSON strings.
+        """
+        for message in messages:
+            self.publish(channel, message)
+
     def history(self, channel: str, after: str | None, count: int | None = None) -> History:
         """Return what ``channel`` published after the id ``after``, for replay.
 

@@ -116,6 +116,19 @@ class RedisPubSub(Backend):
         )
         return result.decode() if isinstance(result, bytes) else str(result)
 
+    def publish_transient(self, channel: str, messages: list[str]) -> None:
+        """Publish ``messages`` live only (no history entry, no id), all in one
+        round trip: unread counts for thousands of users cost one pipeline.
+
+        :param channel: a hub id.
+        :param messages: event JSON strings.
+        """
+        pipe = self.redis.pipeline(transaction=False)
+        name = self.prefix + channel
+        for message in messages:
+            pipe.publish(name, message)
+        pipe.execute()
+
     def last_id(self, channel: str) -> str | None:
         """Return the id of the newest event of hub ``channel``, or ``None``.
 

@@ -6,10 +6,11 @@ import json
 import logging
 from typing import TYPE_CHECKING
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Response, current_app, request
 from redis import exceptions as redis_exceptions
 
 from .._state import get_state
+from ..blueprint import blueprint, error
 from ..pubsub.redis_pubsub import parse_id
 from .framing import frame, preamble
 
@@ -19,24 +20,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("flask_notifications.stream")
 
-#: Serves ``GET <NOTIFICATIONS_URL_PREFIX>/stream/<hub label>`` and the JS client
-#: (``<prefix>/static/flask_notifications.js``).
-blueprint = Blueprint(
-    "notifications", __name__, static_folder="../static", static_url_path="/static"
-)
-
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def error(status: int, message: str) -> Response:
-    """A JSON error response: ``{"error": message}``.
-
-    :param status: the HTTP status.
-    :param message: what is wrong.
-    """
-    response = jsonify(error=message)
-    response.status_code = status
-    return response
 
 
 def _visible(data: str, identity: str | None) -> tuple[bool, str]:

@@ -1,0 +1,31 @@
+"""The :class:`StoreConsumer`: keeps events in the inbox."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._state import get_state
+from ..event import Event
+from .consumer import Consumer
+
+
+class StoreConsumer(Consumer):
+    """Stores each event in the inbox, one row per recipient (one bulk insert),
+    skipping users who opted out of the event type on the ``inbox`` channel.
+    Broadcast events (no recipients) are not stored.
+
+    The hubs a StoreConsumer is registered on also carry the ``unread_count``
+    events that keep badges up to date.
+    """
+
+    #: The preferences channel this consumer honours.
+    channel = "inbox"
+
+    def consume(self, event: Event, *args: Any, **kwargs: Any) -> int:
+        if not event["recipients"]:
+            return 0
+        extension = get_state().extension
+        allowed = extension.preferences.allowed(
+            event["recipients"], event["event_type"], self.channel
+        )
+        return extension.inbox.store(event, allowed)

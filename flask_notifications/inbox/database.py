@@ -1,0 +1,60 @@
+"""Which database the inbox uses, built once per application."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import TYPE_CHECKING
+
+from flask import Flask, current_app
+from sqlalchemy import Engine, create_engine, event
+
+from .._state import get_state
+from .models import metadata
+
+if TYPE_CHECKING:
+    from .._state import State
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA busy_timeout=5000")
+        # WAL lets readers (web processes) work while a worker writes. It is an
+        # optimisation: if another connection holds the file, keep its mode.
+        cursor.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.OperationalError:
+        pass
+    finally:
+        cursor.close()
+
+
+def _make_engine(app: Flask) -> Engine:
+    uri = app.config.get("NOTIFICATIONS_DATABASE_URI")
+    if not uri:
+        db = app.extensions.get("sqlalchemy")
+        if db is not None:  # the app's Flask-SQLAlchemy database
+            return db.engine  # type: ignore[no-any-return]
+        os.makedirs(app.instance_path, exist_ok=True)
+        uri = "sqlite:///" + os.path.join(app.instance_path, "notifications.sqlite")
+    engine = create_engine(uri, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def get_engine(state: State | None = None) -> Engine:
+    """The current app's inbox engine; its tables are created on first use.
+
+    :param state: the app's state (looked up when omitted).
+    """
+    state = state or get_state()
+    engine = state.engine
+    if engine is None:
+        with state.lock:
+            engine = state.engine
+            if engine is None:
+                engine = _make_engine(current_app._get_current_object())  # type: ignore[attr-defined]
+                metadata.create_all(engine, checkfirst=True)
+                state.engine = engine
+    return engine

@@ -1,0 +1,97 @@
+"""Events from SQLAlchemy model changes, sent only after the transaction commits.
+
+The notifier service's post_save pattern: ``on_insert(Model, factory)``
+builds an event from each new ``Model`` instance when the session flushes
+(while its attributes can still be read), keeps it with the session, and
+sends it after the commit. A rollback drops it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from flask import has_app_context
+from sqlalchemy import event as sa_event
+from sqlalchemy.orm import Session
+
+from ..event import Event
+
+if TYPE_CHECKING:
+    from ..extension import Notifications
+
+logger = logging.getLogger("flask_notifications")
+
+Factory = Callable[[Any], Event | None]
+_PENDING = "flask_notifications.pending_events"
+
+
+class ModelEvents:
+    """The model hooks of one :class:`~flask_notifications.Notifications`.
+
+    :param extension: the extension whose :meth:`send` delivers the events.
+    """
+
+    def __init__(self, extension: Notifications) -> None:
+        self._extension = extension
+        self._hooks: dict[str, list[tuple[type, Factory]]] = {"insert": [], "update": []}
+        self._installed = False
+
+    def register(self, kind: str, model: type, factory: Factory) -> None:
+        """Send ``factory(instance)`` after a commit that inserted (``kind="insert"``)
+        or updated (``"update"``) an instance of ``model``.
+
+        :param kind: ``"insert"`` or ``"update"``.
+        :param model: a mapped class (subclasses match too).
+        :param factory: builds the event; returning ``None`` sends nothing.
+        """
+        if not isinstance(model, type):
+            raise TypeError(f"on_{kind}() takes a model class, not {type(model).__name__}")
+        if not callable(factory):
+            raise TypeError(f"on_{kind}() takes a callable factory, not {type(factory).__name__}")
+        self._hooks[kind].append((model, factory))
+        if not self._installed:
+            # Session-class listeners reach every session, Flask-SQLAlchemy's included.
+            sa_event.listen(Session, "after_flush", self._after_flush)
+            sa_event.listen(Session, "after_commit", self._after_commit)
+            sa_event.listen(Session, "after_rollback", self._after_rollback)
+            self._installed = True
+
+    def _build(self, kind: str, instances: Any, session: Session) -> list[Event]:
+        events = []
+        for instance in instances:
+            if kind == "update" and not session.is_modified(instance, include_collections=False):
+                continue
+            for model, factory in self._hooks[kind]:
+                if isinstance(instance, model):
+                    built = factory(instance)
+                    if built is not None:
+                        if not isinstance(built, Event):
+                            raise TypeError(f"{factory!r} must return an Event or None")
+                        events.append(built.validate())
+        return events
+
+    def _after_flush(self, session: Session, _context: Any) -> None:
+        events = self._build("insert", list(session.new), session)
+        if self._hooks["update"]:
+            events += self._build("update", list(session.dirty), session)
+        if events:
+            session.info.setdefault(_PENDING, []).extend((self, e) for e in events)
+
+    def _after_commit(self, session: Session) -> None:
+        pending = session.info.get(_PENDING)
+        if not pending:
+            return
+        mine = [e for owner, e in pending if owner is self]
+        session.info[_PENDING] = [(o, e) for o, e in pending if o is not self]
+        if not has_app_context():
+            logger.error(
+                "%d model event(s) committed outside an app context were not sent", len(mine)
+            )
+            return
+        for built in mine:
+            self._extension.send(built)
+
+    def _after_rollback(self, session: Session) -> None:
+        session.info.pop(_PENDING, None)

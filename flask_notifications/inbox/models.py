@@ -1,0 +1,68 @@
+"""The inbox tables (SQLAlchemy Core), in a :class:`~sqlalchemy.MetaData` of their own.
+
+Alembic / Flask-Migrate users: add :data:`metadata` to ``target_metadata``
+(``target_metadata = [db.metadata, flask_notifications.inbox.models.metadata]``)
+so autogenerate neither misses nor drops these tables. Without migrations,
+they are created on first use.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData()
+
+#: One row per recipient of a stored notification.
+notifications = Table(
+    "flask_notifications",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("recipient", String(256), nullable=False),
+    Column("name", String(128), nullable=False),
+    Column("event_id", String(256), nullable=True),
+    Column("event_type", String(128), nullable=False),
+    Column("title", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("icon", String(1024), nullable=True),
+    Column("client_action", String(256), nullable=True),
+    Column("timestamp", Float, nullable=False),
+    Column("read_at", Float, nullable=True),
+    # "since" and newest-first pages of one user
+    Index("ix_flask_notifications_recipient_ts", "recipient", "timestamp", "id"),
+    # unread counts: only unread rows are indexed
+    Index(
+        "ix_flask_notifications_unread",
+        "recipient",
+        "timestamp",
+        sqlite_where=text("read_at IS NULL"),
+        postgresql_where=text("read_at IS NULL"),
+    ),
+    # replace-by-name
+    Index("ix_flask_notifications_recipient_name", "recipient", "name"),
+    # ids are never reused (SQLite would reuse the highest one after a delete)
+    sqlite_autoincrement=True,
+)
+
+#: Opt-outs: a user does not want ``event_type`` (``"*"``: any) on ``channel``.
+preferences = Table(
+    "flask_notification_preferences",
+    metadata,
+    Column("recipient", String(256), primary_key=True),
+    Column("event_type", String(128), primary_key=True),
+    Column("channel", String(32), primary_key=True),
+)

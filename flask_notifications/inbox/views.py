@@ -1,0 +1,111 @@
+"""The inbox HTTP API, on the extension's blueprint."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from flask import Response, current_app, jsonify, request
+
+from .._state import get_state
+from ..blueprint import blueprint, error
+from ..errors import InvalidQueryError
+
+
+def _identified(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Run ``view(identity, ...)`` for the current user; 401 JSON without one,
+    400 JSON for bad input."""
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        identity = get_state().extension.current_identity()
+        if identity is None:
+            return error(401, "authentication is required")
+        if request.method == "POST" and not request.is_json:
+            # A cross-site HTML form cannot send application/json.
+            return error(415, "POST requests must have Content-Type: application/json")
+        try:
+            return view(identity, *args, **kwargs)
+        except InvalidQueryError as exc:
+            return error(400, str(exc))
+
+    return wrapper
+
+
+def _number(name: str, default: float) -> float:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidQueryError(f"{name} must be a number, not {raw[:40]!r}") from None
+    if not math.isfinite(value):
+        raise InvalidQueryError(f"{name} must be a finite number, not {raw[:40]!r}")
+    return value
+
+
+def _integer(name: str, default: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or len(raw) > 9:
+        raise InvalidQueryError(f"{name} must be a positive integer, not {raw[:40]!r}")
+    return int(raw)
+
+
+def _inbox():  # type: ignore[no-untyped-def]
+    return get_state().extension.inbox
+
+
+@blueprint.get("")
+@_identified
+def since(identity: str) -> Response:
+    """``GET <prefix>?since=<epoch>``: the tutorial's polling endpoint."""
+    return jsonify(_inbox().since(identity, _number("since", 0.0)))
+
+
+@blueprint.get("/inbox")
+@_identified
+def inbox(identity: str) -> Response:
+    """``GET <prefix>/inbox?page=1&per_page=20&unread=1``: newest first."""
+    unread = request.args.get("unread", "0")
+    if unread not in ("0", "1", "true", "false"):
+        raise InvalidQueryError(f"unread must be 0 or 1, not {unread[:40]!r}")
+    default = min(20, current_app.config["NOTIFICATIONS_INBOX_MAX_PER_PAGE"])
+    page = _inbox().list(
+        identity,
+        page=_integer("page", 1),
+        per_page=_integer("per_page", default),
+        unread_only=unread in ("1", "true"),
+    )
+    return jsonify(page.to_dict())
+
+
+@blueprint.get("/unread-count")
+@_identified
+def unread_count(identity: str) -> Response:
+    """``GET <prefix>/unread-count``: ``{"unread": N}``."""
+    return jsonify(unread=_inbox().unread_count(identity))
+
+
+@blueprint.post("/<notification_id>/read")
+@_identified
+def mark_read(identity: str, notification_id: str) -> Response:
+    """``POST <prefix>/<id>/read``: 204, or 404 when it is not the caller's."""
+    if not notification_id.isdigit() or len(notification_id) > 18:
+        return error(
+            400, f"a notification id must be a positive integer, not {notification_id[:40]!r}"
+        )
+    if not _inbox().mark_read(identity, int(notification_id)):
+        return error(404, "no such notification")
+    return Response(status=204)
+
+
+@blueprint.post("/read-all")
+@_identified
+def mark_all_read(identity: str) -> Response:
+    """``POST <prefix>/read-all``: ``{"updated": N}``."""
+    return jsonify(updated=_inbox().mark_all_read(identity))
