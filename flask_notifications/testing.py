@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -192,6 +193,114 @@ class RedisServer:
         return self.start()
 
     def __enter__(self) -> RedisServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+def find_postgres_bin() -> Path | None:
+    """Return the ``bin`` directory of an installed PostgreSQL server (Debian's
+    ``/usr/lib/postgresql/<version>/bin``), newest first, or ``None``."""
+    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
+        if (candidate / "postgres").exists() and (candidate / "initdb").exists():
+            return candidate
+    return None
+
+
+class PostgresServer:
+    """A throw-away PostgreSQL cluster on 127.0.0.1 and a free port.
+
+    Runs as the ``postgres`` account when started by root (``initdb`` refuses
+    root), in a temporary directory removed on :meth:`stop`; only the server
+    process this object started is ever signalled.
+
+    :param bindir: the server's ``bin`` directory; :func:`find_postgres_bin` when omitted.
+    :param database: the database created for the caller.
+    """
+
+    def __init__(self, *, bindir: Path | None = None, database: str = "notifications") -> None:
+        found = bindir or find_postgres_bin()
+        if found is None:
+            raise FileNotFoundError(
+                "no PostgreSQL server found (Debian: apt-get install postgresql)"
+            )
+        self.bindir = found
+        self.database = database
+        self.port = free_port()
+        self.directory: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """An SQLAlchemy URL of the database (driver: psycopg 3)."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.database}"
+
+    def start(self, timeout: float = 30.0) -> PostgresServer:
+        """Create the cluster, start the server and create the database.
+
+        :param timeout: seconds to wait for the server.
+        """
+        import pwd
+
+        import psycopg
+
+        user = "postgres" if os.geteuid() == 0 else None
+        # Not under a private temporary directory: the postgres account must reach it.
+        self.directory = Path(tempfile.mkdtemp(prefix="flask-notifications-pg-"))
+        data = self.directory / "data"
+        data.mkdir()
+        if user is not None:
+            account = pwd.getpwnam(user)
+            for path in (self.directory, data):
+                shutil.chown(path, account.pw_uid, account.pw_gid)
+        subprocess.run(
+            [str(self.bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",
+             "--no-sync"],
+            check=True, stdout=subprocess.DEVNULL, user=user,
+        )  # fmt: skip
+        self.process = subprocess.Popen(
+            [str(self.bindir / "postgres"), "-D", str(data), "-p", str(self.port),
+             "-k", str(self.directory), "-c", "listen_addresses=127.0.0.1",
+             "-c", "fsync=off", "-c", "full_page_writes=off"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=user,
+        )  # fmt: skip
+        dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with psycopg.connect(dsn, autocommit=True) as conn:
+                    conn.execute(f'CREATE DATABASE "{self.database}"')
+                return self
+            except psycopg.OperationalError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"PostgreSQL did not start on port {self.port}") from None
+                time.sleep(0.1)
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the server this object started (fast shutdown) and remove its files.
+
+        :param timeout: seconds to wait before killing it.
+        """
+        process, self.process = self.process, None
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGINT)  # PostgreSQL's fast shutdown
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+    def __enter__(self) -> PostgresServer:
         return self.start()
 
     def __exit__(

@@ -205,74 +205,18 @@ def stream_server(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str]
         stop_process(proc)
 
 
-def _postgres_bin() -> Path | None:
-    for candidate in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
-        if (candidate / "postgres").exists() and (candidate / "initdb").exists():
-            return candidate
-    return None
-
-
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str]:
-    """A throw-away PostgreSQL cluster on a free port (Debian's ``postgresql``),
-    run as the ``postgres`` user; yields an SQLAlchemy URL of an empty database."""
-    import pwd
-    import shutil
+    """A throw-away PostgreSQL cluster (Debian's ``postgresql``) on a free port;
+    yields an SQLAlchemy URL of an empty database."""
+    from flask_notifications.testing import PostgresServer, find_postgres_bin
 
-    bindir = _postgres_bin()
-    try:
-        account = pwd.getpwnam("postgres")
-    except KeyError:
-        account = None
-    if bindir is None or account is None:
+    if find_postgres_bin() is None:
         if os.environ.get("FLASK_NOTIFICATIONS_REQUIRE_POSTGRES"):
             pytest.fail("PostgreSQL is required (run-tests.sh installs Debian's postgresql)")
         pytest.skip("no PostgreSQL server binaries")
-    import tempfile
-
-    # Not under pytest's tmp dir: its parents are private to root.
-    base = Path(tempfile.mkdtemp(prefix="flask-notifications-pg-"))
-    data = base / "data"
-    data.mkdir()
-    for path in (base, data):
-        shutil.chown(path, account.pw_uid, account.pw_gid)
-    user = "postgres" if os.geteuid() == 0 else None
-    subprocess.run(
-        [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-        check=True, stdout=subprocess.DEVNULL, user=user,
-    )  # fmt: skip
-    port = free_port()
-    proc = subprocess.Popen(
-        [str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(base),
-         "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "full_page_writes=off"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, user=user,
-    )  # fmt: skip
-    import psycopg
-
-    def ready() -> bool:
-        try:
-            psycopg.connect(f"host=127.0.0.1 port={port} user=postgres dbname=postgres").close()
-            return True
-        except psycopg.OperationalError:
-            return proc.poll() is not None
-
-    try:
-        wait_for(ready, 30)
-        assert proc.poll() is None, "postgres exited"
-        with psycopg.connect(
-            f"host=127.0.0.1 port={port} user=postgres dbname=postgres", autocommit=True
-        ) as conn:
-            conn.execute("CREATE DATABASE notifications_test")
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/notifications_test"
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(2)  # SIGINT: PostgreSQL's fast shutdown
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(base, ignore_errors=True)
+    with PostgresServer(database="notifications_test") as server:
+        yield server.url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

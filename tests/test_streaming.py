@@ -471,3 +471,28 @@ def test_without_flask_login_manager_the_default_identity_is_anonymous(make_app)
     notifications = Notifications(app)
     with app.test_request_context():
         assert notifications.current_identity() is None
+
+
+def test_unread_counts_reach_only_the_users_streams(stream_base, make_app, tmp_path):
+    from flask_notifications import Notifications
+    from flask_notifications.consumers import StoreConsumer
+
+    app = make_app(
+        NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'inbox.sqlite'}",
+        CELERY_TASK_ALWAYS_EAGER=True,
+    )
+    notifications = Notifications(app)
+    notifications.create_hub("Inbox").register_consumer(StoreConsumer())
+    with stream(stream_base, user="alice") as alice, stream(stream_base, user="bob") as bob:
+        time.sleep(0.2)
+        with app.app_context():
+            notifications.send(ev("stored for alice", ["alice", "carol"]))
+            count = alice.next_event()
+            assert count["event"] == "unread_count" and count["id"] is None
+            assert json.loads(count["data"])["unread"] == 1
+            item = notifications.inbox.list("alice").items[0]
+            notifications.inbox.mark_read("alice", item["id"])
+            assert json.loads(alice.next_event()["data"])["unread"] == 0
+            notifications.shutdown()
+        with pytest.raises(TimeoutError):
+            bob.next_event(timeout=0.3)  # bob's stream got nothing

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from ..extension import Notifications
 
 _CHUNK = 1000  # ids per IN (...) clause
+_ENVELOPE = 5000  # users per unread-counts message
 
 
 @dataclass
@@ -328,6 +329,9 @@ class Inbox:
         with a :class:`~flask_notifications.consumers.StoreConsumer` (and the
         hub named by ``NOTIFICATIONS_INBOX_HUB``). Not kept in the history.
 
+        One ``{"unread_counts": {user: n}}`` message carries the counts of up to
+        5,000 users; the dispatchers frame events only for users online there.
+
         :param users: the users whose count changed.
         """
         hubs = self._extension.inbox_hubs()
@@ -335,9 +339,12 @@ class Inbox:
         if not hubs or not users:
             return
         counts = self.unread_counts(users)
+        # One envelope for all of them: each process's dispatcher turns it into
+        # unread_count events for the users with a stream open there.
+        items = list(counts.items())
         messages = [
-            Event(None, "unread_count", "", "", recipients=[u], unread=n).to_json()
-            for u, n in counts.items()
+            json.dumps({"unread_counts": dict(items[i : i + _ENVELOPE])}, separators=(",", ":"))
+            for i in range(0, len(items), _ENVELOPE)
         ]
         backend = self._extension.publisher
         for hub in hubs:

@@ -15,6 +15,7 @@ import logging
 import os
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,31 @@ logger = logging.getLogger("flask_notifications.stream")
 
 Key = tuple[int, int] | None
 _RESET_DATA = "{}"
+
+
+def count_event_json(user: str, unread: int, now: float) -> str:
+    """The JSON of ``Event(None, "unread_count", "", "", recipients=[user], unread=n)``,
+    written directly (one per online user each time counts change).
+
+    :param user: the user.
+    :param unread: the user's unread count.
+    :param now: the event's timestamp.
+    """
+    return json.dumps(
+        {
+            "event_id": str(uuid.uuid4()),  # unique: clients drop repeated ids
+            "event_type": "unread_count",
+            "title": "",
+            "body": "",
+            "timestamp": now,
+            "sender": "",
+            "recipients": [user],
+            "tags": [],
+            "expiration_datetime": None,
+            "unread": unread,
+        },
+        separators=(",", ":"),
+    )
 
 
 def _event_factory() -> Callable[[], Any]:
@@ -236,9 +262,12 @@ class Dispatcher:
             return
         try:
             event = json.loads(data)
+            if "unread_counts" in event and "event_type" not in event:
+                self._dispatch_counts(hub, event["unread_counts"])
+                return
             recipients = event.get("recipients") or ()
             event_type = str(event.get("event_type") or "message")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, TypeError):
             logger.warning("undecodable event on hub %s skipped", hub_id)
             return
         data_frame = frame(event_id, event_type, data)
@@ -249,6 +278,19 @@ class Dispatcher:
                 targets = list(hub.all)
         for stream in targets:
             stream.push(key, data_frame)
+
+    def _dispatch_counts(self, hub: _HubStreams, counts: dict[str, int]) -> None:
+        """Frame an ``unread_count`` event for each user of ``counts`` with a
+        stream here (transient: no id)."""
+        with self._lock:
+            online = [
+                (user, list(hub.by_identity[user])) for user in counts if user in hub.by_identity
+            ]
+        now = time.time()
+        for user, streams in online:
+            data_frame = frame(None, "unread_count", count_event_json(user, int(counts[user]), now))
+            for stream in streams:
+                stream.push(None, data_frame)
 
     def reset_hub(self, hub_id: str, last_id: str | None) -> None:
         """Tell every stream of ``hub_id`` that events were lost.
