@@ -104,3 +104,40 @@ def ensure_task(name: str) -> None:
             return
         _registered.add(name)
     shared_task(name=name, base=ConsumerTask, bind=True)(_run_consumer)
+
+
+_CELERY_BROKER_KEYS = ("CELERY_BROKER_URL", "BROKER_URL", "broker_url")
+
+
+def celery_for(app: Flask) -> Celery:
+    """The app's Flask-CeleryExt Celery app, or one created with Flask-CeleryExt,
+    with the notifications Redis as broker unless one is configured.
+
+    :param app: the Flask app.
+    """
+    existing = app.extensions.get("flask-celeryext")
+    if existing is not None and existing.celery is not None:
+        return unproxy(existing.celery)
+    from flask_celeryext import FlaskCeleryExt
+
+    config = app.config
+    if not any(key in config for key in _CELERY_BROKER_KEYS):
+        # The documentation's set-up: Redis carries both pub/sub and the Celery queue.
+        config["CELERY_BROKER_URL"] = config["NOTIFICATIONS_REDIS_URL"]
+    config.setdefault("CELERY_ACCEPT_CONTENT", ["json"])
+    config.setdefault("CELERY_TASK_SERIALIZER", "json")
+    config.setdefault("CELERY_RESULT_SERIALIZER", "json")
+    # Celery 5's behaviour, stated so workers do not warn that it will change.
+    config.setdefault("broker_connection_retry_on_startup", True)
+    return unproxy(FlaskCeleryExt(app).celery)
+
+
+def unproxy(celery: Any) -> Celery:
+    """The Celery app behind ``celery`` when it is Celery's current-app proxy.
+
+    :param celery: a Celery app or a proxy to one.
+    """
+    # Flask-CeleryExt hands out Celery's *current app* proxy: keep the object it
+    # points to now, or a Celery app created later would silently take over.
+    get = getattr(celery, "_get_current_object", None)
+    return get() if get is not None else celery  # type: ignore[no-any-return]

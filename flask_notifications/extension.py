@@ -11,57 +11,25 @@ from typing import TYPE_CHECKING, Any
 import redis
 from flask import Flask, Response, current_app, url_for
 from markupsafe import Markup
-from werkzeug.utils import ImportStringError, import_string
 
 from . import inbox as _inbox_routes  # noqa: F401 - registers the inbox API on the blueprint
+from ._config import apply_defaults, load_backend
 from ._state import State, get_state
-from ._tasks import bind_flask_app
+from ._tasks import bind_flask_app, celery_for, unproxy
 from .blueprint import blueprint
 from .blueprint import error as stream_error
 from .consumers.store_consumer import StoreConsumer
-from .errors import ConfigurationError
-from .event import DEFAULT_MAX_EVENT_BYTES, Event
+from .event import Event
 from .event_hub import EventHub, current_notifications, hub_id_for
 from .inbox.model_events import ModelEvents
 from .inbox.preferences import Preferences
 from .inbox.store import Inbox
 from .pubsub.backend import Backend
-from .pubsub.redis_pubsub import DEFAULT_HISTORY_MAXLEN
 from .stream.dispatcher import Dispatcher
 from .stream.views import stream_response
 
 if TYPE_CHECKING:
     from celery import Celery
-
-#: The default backend, as the documentation's ``BACKEND`` key names it.
-DEFAULT_BACKEND = "flask_notifications.pubsub.redis_pubsub.RedisPubSub"
-_DEFAULT_REDIS_URL = "redis://localhost:6379/0"
-_CELERY_BROKER_KEYS = ("CELERY_BROKER_URL", "BROKER_URL", "broker_url")
-_STREAM_DEFAULTS: dict[str, Any] = {
-    "NOTIFICATIONS_URL_PREFIX": "/notifications",
-    "NOTIFICATIONS_REGISTER_BLUEPRINT": True,
-    "NOTIFICATIONS_HISTORY_MAXLEN": DEFAULT_HISTORY_MAXLEN,
-    "NOTIFICATIONS_HEARTBEAT": 15,
-    "NOTIFICATIONS_STREAM_QUEUE": 1000,
-    "NOTIFICATIONS_STREAM_RETRY": 2000,
-    "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": 50,
-    "NOTIFICATIONS_REDIS_POOL_TIMEOUT": 10,
-    "NOTIFICATIONS_DATABASE_URI": None,
-    "NOTIFICATIONS_INBOX_MAX_PER_PAGE": 100,
-    "NOTIFICATIONS_INBOX_HUB": None,
-    "NOTIFICATIONS_PREFERENCES": True,
-}
-# key -> (type, smallest value)
-_NUMBERS: dict[str, tuple[type, float]] = {
-    "NOTIFICATIONS_MAX_EVENT_BYTES": (int, 256),
-    "NOTIFICATIONS_HISTORY_MAXLEN": (int, 1),
-    "NOTIFICATIONS_HEARTBEAT": (float, 0.01),
-    "NOTIFICATIONS_STREAM_QUEUE": (int, 1),
-    "NOTIFICATIONS_STREAM_RETRY": (int, 0),
-    "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": (int, 2),
-    "NOTIFICATIONS_REDIS_POOL_TIMEOUT": (float, 0.01),
-    "NOTIFICATIONS_INBOX_MAX_PER_PAGE": (int, 1),
-}
 
 
 class Notifications:
@@ -122,14 +90,8 @@ class Notifications:
                 "create one Notifications per app or call init_app once"
             )
         config = app.config
-        config.setdefault("NOTIFICATIONS_REDIS_URL", config.get("REDIS_URL", _DEFAULT_REDIS_URL))
-        config.setdefault("NOTIFICATIONS_BACKEND", config.get("BACKEND", DEFAULT_BACKEND))
-        config.setdefault("NOTIFICATIONS_MAX_EVENT_BYTES", DEFAULT_MAX_EVENT_BYTES)
-        for key, default in _STREAM_DEFAULTS.items():
-            config.setdefault(key, default)
-        _check_numbers(config)
-
-        backend_class = _load_backend(config["NOTIFICATIONS_BACKEND"])
+        apply_defaults(config)
+        backend_class = load_backend(config["NOTIFICATIONS_BACKEND"])
         if broker is None:
             # A blocking pool: when every connection is busy (thousands of
             # streams opening at once), callers wait for one instead of failing.
@@ -139,7 +101,7 @@ class Notifications:
                 timeout=config["NOTIFICATIONS_REDIS_POOL_TIMEOUT"],
             )
             broker = redis.Redis(connection_pool=pool)
-        celery = _celery_for(app) if celery is None else _unproxy(celery)
+        celery = celery_for(app) if celery is None else unproxy(celery)
         bind_flask_app(celery, app)
 
         app.extensions["notifications"] = State(self, celery, broker, backend_class)
@@ -375,17 +337,6 @@ class Notifications:
         return event
 
 
-def _check_numbers(config: Mapping[str, Any]) -> None:
-    for key, (kind, smallest) in _NUMBERS.items():
-        value = config[key]
-        ok_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
-        if isinstance(value, bool) or not ok_type or value < smallest:
-            raise ConfigurationError(
-                f"{key} must be {'a number' if kind is float else 'an integer'} "
-                f">= {smallest}, not {value!r}"
-            )
-
-
 def _flask_login_identity() -> Any:
     try:
         from flask_login import current_user
@@ -406,47 +357,3 @@ def _script_tag() -> Markup:
         )
     src = url_for("notifications.static", filename="flask_notifications.js")
     return Markup(f'<script src="{src}" defer></script>')
-
-
-def _load_backend(path: object) -> type[Backend]:
-    if isinstance(path, type) and issubclass(path, Backend):
-        return path
-    if not isinstance(path, str):
-        raise ConfigurationError(f"NOTIFICATIONS_BACKEND must be a dotted path, not {path!r}")
-    try:
-        cls = import_string(path)
-    except ImportStringError as exc:
-        raise ConfigurationError(
-            f"NOTIFICATIONS_BACKEND (or BACKEND) {path!r} cannot be imported: {exc.exception}"
-        ) from None
-    if not (isinstance(cls, type) and issubclass(cls, Backend)):
-        raise ConfigurationError(
-            f"NOTIFICATIONS_BACKEND (or BACKEND) {path!r} is not a subclass of "
-            "flask_notifications.pubsub.backend.Backend"
-        )
-    return cls
-
-
-def _celery_for(app: Flask) -> Celery:
-    existing = app.extensions.get("flask-celeryext")
-    if existing is not None and existing.celery is not None:
-        return _unproxy(existing.celery)
-    from flask_celeryext import FlaskCeleryExt
-
-    config = app.config
-    if not any(key in config for key in _CELERY_BROKER_KEYS):
-        # The documentation's set-up: Redis carries both pub/sub and the Celery queue.
-        config["CELERY_BROKER_URL"] = config["NOTIFICATIONS_REDIS_URL"]
-    config.setdefault("CELERY_ACCEPT_CONTENT", ["json"])
-    config.setdefault("CELERY_TASK_SERIALIZER", "json")
-    config.setdefault("CELERY_RESULT_SERIALIZER", "json")
-    # Celery 5's behaviour, stated so workers do not warn that it will change.
-    config.setdefault("broker_connection_retry_on_startup", True)
-    return _unproxy(FlaskCeleryExt(app).celery)
-
-
-def _unproxy(celery: Any) -> Celery:
-    # Flask-CeleryExt hands out Celery's *current app* proxy: keep the object it
-    # points to now, or a Celery app created later would silently take over.
-    get = getattr(celery, "_get_current_object", None)
-    return get() if get is not None else celery  # type: ignore[no-any-return]

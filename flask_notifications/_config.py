@@ -1,0 +1,107 @@
+"""Configuration: every ``NOTIFICATIONS_*`` key, its default and its check.
+
+:func:`apply_defaults` runs in :meth:`Notifications.init_app
+<flask_notifications.Notifications.init_app>`: it sets each key with
+``config.setdefault`` and rejects numbers out of range with a
+:class:`~flask_notifications.errors.ConfigurationError` that names the key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, MutableMapping
+from typing import Any
+
+from werkzeug.utils import ImportStringError, import_string
+
+from .errors import ConfigurationError
+from .event import DEFAULT_MAX_EVENT_BYTES
+from .pubsub.backend import Backend
+from .pubsub.redis_pubsub import DEFAULT_HISTORY_MAXLEN
+
+#: The default backend, as the documentation's ``BACKEND`` key names it.
+DEFAULT_BACKEND = "flask_notifications.pubsub.redis_pubsub.RedisPubSub"
+_DEFAULT_REDIS_URL = "redis://localhost:6379/0"
+#: Defaults of the keys that do not derive from another one.
+DEFAULTS: dict[str, Any] = {
+    "NOTIFICATIONS_MAX_EVENT_BYTES": DEFAULT_MAX_EVENT_BYTES,
+    "NOTIFICATIONS_URL_PREFIX": "/notifications",
+    "NOTIFICATIONS_REGISTER_BLUEPRINT": True,
+    "NOTIFICATIONS_HISTORY_MAXLEN": DEFAULT_HISTORY_MAXLEN,
+    "NOTIFICATIONS_HEARTBEAT": 15,
+    "NOTIFICATIONS_STREAM_QUEUE": 1000,
+    "NOTIFICATIONS_STREAM_RETRY": 2000,
+    "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": 50,
+    "NOTIFICATIONS_REDIS_POOL_TIMEOUT": 10,
+    "NOTIFICATIONS_DATABASE_URI": None,
+    "NOTIFICATIONS_INBOX_MAX_PER_PAGE": 100,
+    "NOTIFICATIONS_INBOX_HUB": None,
+    "NOTIFICATIONS_PREFERENCES": True,
+}
+# key -> (type, smallest value)
+_NUMBERS: dict[str, tuple[type, float]] = {
+    "NOTIFICATIONS_MAX_EVENT_BYTES": (int, 256),
+    "NOTIFICATIONS_HISTORY_MAXLEN": (int, 1),
+    "NOTIFICATIONS_HEARTBEAT": (float, 0.01),
+    "NOTIFICATIONS_STREAM_QUEUE": (int, 1),
+    "NOTIFICATIONS_STREAM_RETRY": (int, 0),
+    "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": (int, 2),
+    "NOTIFICATIONS_REDIS_POOL_TIMEOUT": (float, 0.01),
+    "NOTIFICATIONS_INBOX_MAX_PER_PAGE": (int, 1),
+}
+
+
+def apply_defaults(config: MutableMapping[str, Any]) -> None:
+    """Fill in every ``NOTIFICATIONS_*`` key and check the numbers.
+
+    ``NOTIFICATIONS_REDIS_URL`` falls back to ``REDIS_URL``, and
+    ``NOTIFICATIONS_BACKEND`` to the documented ``BACKEND`` key.
+
+    :param config: the app's configuration.
+    :raises ConfigurationError: for a number of the wrong type or out of range.
+    """
+    config.setdefault("NOTIFICATIONS_REDIS_URL", config.get("REDIS_URL", _DEFAULT_REDIS_URL))
+    config.setdefault("NOTIFICATIONS_BACKEND", config.get("BACKEND", DEFAULT_BACKEND))
+    for key, default in DEFAULTS.items():
+        config.setdefault(key, default)
+    check_numbers(config)
+
+
+def check_numbers(config: Mapping[str, Any]) -> None:
+    """Reject a numeric setting of the wrong type or below its minimum.
+
+    :param config: the app's configuration.
+    """
+    for key, (kind, smallest) in _NUMBERS.items():
+        value = config[key]
+        ok_type = isinstance(value, int | float) if kind is float else isinstance(value, int)
+        if isinstance(value, bool) or not ok_type or value < smallest:
+            raise ConfigurationError(
+                f"{key} must be {'a number' if kind is float else 'an integer'} "
+                f">= {smallest}, not {value!r}"
+            )
+
+
+def load_backend(path: object) -> type[Backend]:
+    """Import the backend class named by ``path`` (a class is accepted as is).
+
+    :param path: a dotted path, e.g. the default
+        ``flask_notifications.pubsub.redis_pubsub.RedisPubSub``.
+    :raises ConfigurationError: naming the path, if it cannot be imported or
+        is not a :class:`~flask_notifications.pubsub.backend.Backend` subclass.
+    """
+    if isinstance(path, type) and issubclass(path, Backend):
+        return path
+    if not isinstance(path, str):
+        raise ConfigurationError(f"NOTIFICATIONS_BACKEND must be a dotted path, not {path!r}")
+    try:
+        cls = import_string(path)
+    except ImportStringError as exc:
+        raise ConfigurationError(
+            f"NOTIFICATIONS_BACKEND (or BACKEND) {path!r} cannot be imported: {exc.exception}"
+        ) from None
+    if not (isinstance(cls, type) and issubclass(cls, Backend)):
+        raise ConfigurationError(
+            f"NOTIFICATIONS_BACKEND (or BACKEND) {path!r} is not a subclass of "
+            "flask_notifications.pubsub.backend.Backend"
+        )
+    return cls
