@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_DATABASE_URI": None,
     "NOTIFICATIONS_INBOX_MAX_PER_PAGE": 100,
     "NOTIFICATIONS_INBOX_HUB": None,
-    "NOTIFICATIONS_PREFERENCES": True,
+    "NOTIFICATIONS_PREFERENCES": None,
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {

@@ -109,7 +109,7 @@ def test_pagination_edges(inbox_app):
     _, notifications = inbox_app
     inbox = notifications.inbox
     for i in range(45):
-        inbox.store(msg(f"n{i}", ["alice"], timestamp=1000.0 + i))
+        inbox.store(msg(f"n{i}", ["alice"]))
     first = inbox.list("alice", page=1, per_page=20)
     assert (first.total, first.prev, first.next) == (45, None, 2)
     assert [i["title"] for i in first.items][:2] == ["n44", "n43"]
@@ -127,14 +127,18 @@ def test_pagination_edges(inbox_app):
 def test_since_is_strictly_newer_and_oldest_first(inbox_app):
     _, notifications = inbox_app
     inbox = notifications.inbox
-    for ts in (10.0, 20.0, 30.0):
-        inbox.store(msg(f"at {ts}", ["alice"], timestamp=ts))
-    items = inbox.since("alice", 10.0)
-    assert [i["timestamp"] for i in items] == [20.0, 30.0]
-    assert set(items[0]) == {"id", "name", "data", "timestamp"}
-    assert items[0]["name"] == "message" and items[0]["data"]["title"] == "at 20.0"
-    assert inbox.since("alice", 30.0) == []
-    assert len(inbox.since("alice", 0)) == 3
+    inbox.store(msg("first", ["alice"], timestamp=5000.0))
+    (first,) = inbox.since("alice", 0)
+    time.sleep(0.01)
+    # Made earlier, stored later: a poller that saw "first" still gets it.
+    inbox.store(msg("late", ["alice"], timestamp=10.0))
+    inbox.store(msg("third", ["alice"]))
+    items = inbox.since("alice", first["timestamp"])
+    assert [i["data"]["title"] for i in items] == ["late", "third"]
+    assert items[0]["timestamp"] > first["timestamp"] and items[0]["data"]["timestamp"] == 10.0
+    assert set(items[0]) == {"id", "name", "data", "timestamp"} and items[0]["name"] == "message"
+    assert inbox.since("alice", items[-1]["timestamp"]) == []
+    assert [i["data"]["title"] for i in inbox.since("alice", 0, limit=2)] == ["first", "late"]
 
 
 @pytest.mark.parametrize(
@@ -296,12 +300,13 @@ def test_http_requires_identity(http):
 
 def test_http_polling_inbox_and_counts(http):
     call, notifications = http
-    notifications.send(msg("one", ["alice"], timestamp=100.0))
-    notifications.send(msg("two", ["alice"], timestamp=200.0))
-    notifications.send(msg("bob's", ["bob"], timestamp=150.0))
-    polled = call("GET", "/notifications?since=100").get_json()
+    notifications.send(msg("one", ["alice"]))
+    notifications.send(msg("two", ["alice"]))
+    notifications.send(msg("bob's", ["bob"]))
+    everything = call("GET", "/notifications").get_json()
+    assert [p["data"]["title"] for p in everything] == ["one", "two"]
+    polled = call("GET", f"/notifications?since={everything[0]['timestamp']!r}").get_json()
     assert [p["data"]["title"] for p in polled] == ["two"]
-    assert [p["data"]["title"] for p in call("GET", "/notifications").get_json()] == ["one", "two"]
     page = call("GET", "/notifications/inbox?page=1&per_page=1").get_json()
     assert (page["total"], page["next"], page["prev"], page["page"], page["per_page"]) == (
         2,
@@ -487,3 +492,69 @@ def test_count_events_are_valid_events():
     assert first["event_type"] == "unread_count" and first["recipients"] == ["alice"]
     assert first["unread"] == 3 and first["timestamp"] == 12.5
     assert first["event_id"] != second["event_id"]
+
+
+def test_polling_endpoint_is_capped(inbox_app):
+    app, notifications = inbox_app
+    app.config["NOTIFICATIONS_INBOX_MAX_PER_PAGE"] = 3
+    for i in range(5):
+        notifications.inbox.store(msg(f"n{i}", ["alice"]))
+    client = app.test_client()
+    first = client.get("/notifications", headers={"X-User": "alice"}).get_json()
+    assert [p["data"]["title"] for p in first] == ["n0", "n1", "n2"]
+    rest = client.get(
+        f"/notifications?since={first[-1]['timestamp']!r}", headers={"X-User": "alice"}
+    )
+    assert [p["data"]["title"] for p in rest.get_json()] == ["n3", "n4"]
+
+
+def test_a_rolled_back_savepoint_drops_only_its_own_events(blog):
+    session, Article, _, notifications = blog
+    session.add(Article(title="Outer", author="alice", followers="bob"))
+    session.flush()
+    savepoint = session.begin_nested()
+    session.add(Article(title="Inner", author="alice", followers="bob"))
+    session.flush()
+    savepoint.rollback()
+    session.commit()
+    assert [i["title"] for i in notifications.inbox.list("bob").items] == ["New article: Outer"]
+
+
+def test_a_failing_send_does_not_break_the_commit(blog, caplog):
+    session, Article, _, notifications = blog
+    notifications.create_hub("Broken").filter_by(_Explodes())
+    session.add(Article(title="Saved", author="alice", followers="bob"))
+    session.commit()  # does not raise: the data is committed
+    assert session.query(Article).count() == 1  # and the session still works
+    assert "committed but not sent" in caplog.text
+
+
+class _Explodes(__import__("flask_notifications").EventFilter):
+    def filter(self, event, *args, **kwargs):
+        raise RuntimeError("filter bug")
+
+
+def test_preferences_default_to_on_only_with_an_inbox_database(make_app, redis_client, tmp_path):
+    from flask_notifications.consumers.push_consumer import _preferences_on
+
+    plain = make_app()
+    Notifications(plain)
+    assert plain.config["NOTIFICATIONS_PREFERENCES"] is None
+    assert _preferences_on(plain) is False  # no database: no lookup, no file created
+    with_db = make_app(NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'x.sqlite'}")
+    Notifications(with_db)
+    assert _preferences_on(with_db) is True
+    off = make_app(
+        NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'y.sqlite'}",
+        NOTIFICATIONS_PREFERENCES=False,
+    )
+    Notifications(off)
+    assert _preferences_on(off) is False
+
+
+def test_store_consumer_ignores_opt_outs_when_preferences_are_off(inbox_app):
+    app, notifications = inbox_app
+    notifications.preferences.opt_out("alice", "newsletter", "inbox")
+    app.config["NOTIFICATIONS_PREFERENCES"] = False
+    notifications.send(msg("news", ["alice"], event_type="newsletter"))
+    assert notifications.inbox.unread_count("alice") == 1

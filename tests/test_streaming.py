@@ -496,3 +496,15 @@ def test_unread_counts_reach_only_the_users_streams(stream_base, make_app, tmp_p
             notifications.shutdown()
         with pytest.raises(TimeoutError):
             bob.next_event(timeout=0.3)  # bob's stream got nothing
+
+
+def test_replay_skips_what_is_not_an_event(stream_base, redis_client):
+    # A custom backend may keep unread-count messages in its history: never replay them.
+    backend = RedisPubSub(redis_client)
+    first = backend.publish(INBOX, ev("seen", ["alice"]).to_json())
+    backend.publish(INBOX, json.dumps({"unread_counts": {"alice": 1, "bob": 2}}))
+    backend.publish(INBOX, ev("missed", ["alice"]).to_json())
+    with stream(stream_base, user="alice", headers={"Last-Event-ID": first}) as client:
+        assert titles(client.events(1)) == ["missed"]
+        with pytest.raises(TimeoutError):
+            client.next_event(timeout=0.3)

@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from ..event_hub import EventHub
 
 
+def _preferences_on(app: Flask) -> bool:
+    # ``None`` (the default) means: when the app has an inbox database, so that
+    # an app without one never gets a database just for this lookup.
+    setting = app.config.get("NOTIFICATIONS_PREFERENCES")
+    if setting is None:
+        return bool(app.config.get("NOTIFICATIONS_DATABASE_URI") or "sqlalchemy" in app.extensions)
+    return bool(setting)
+
+
 class PushConsumer(Consumer):
     """Publishes each event's JSON on the backend channel of a hub; every
     subscriber of that channel (see :meth:`Backend.listen
@@ -69,7 +78,7 @@ class PushConsumer(Consumer):
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> None:
         recipients = event["recipients"]
-        if recipients and has_app_context() and current_app.config.get("NOTIFICATIONS_PREFERENCES"):
+        if recipients and has_app_context() and _preferences_on(current_app):
             state = current_app.extensions.get("notifications")
             if state is not None:
                 allowed = state.extension.preferences.allowed(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask import current_app
+
 from .._state import get_state
 from ..event import Event
 from .consumer import Consumer
@@ -11,7 +13,8 @@ from .consumer import Consumer
 
 class StoreConsumer(Consumer):
     """Stores each event in the inbox, one row per recipient (one bulk insert),
-    skipping users who opted out of the event type on the ``inbox`` channel.
+    skipping users who opted out of the event type on the ``inbox`` channel
+    (unless ``NOTIFICATIONS_PREFERENCES`` is ``False``).
     Broadcast events (no recipients) are not stored.
 
     The hubs a StoreConsumer is registered on also carry the ``unread_count``
@@ -25,7 +28,9 @@ class StoreConsumer(Consumer):
         if not event["recipients"]:
             return 0
         extension = get_state().extension
-        allowed = extension.preferences.allowed(
-            event["recipients"], event["event_type"], self.channel
-        )
-        return extension.inbox.store(event, allowed)
+        recipients = event["recipients"]
+        if current_app.config["NOTIFICATIONS_PREFERENCES"] is not False:
+            recipients = extension.preferences.allowed(
+                recipients, event["event_type"], self.channel
+            )
+        return extension.inbox.store(event, recipients)

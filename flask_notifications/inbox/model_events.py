@@ -55,7 +55,7 @@ class ModelEvents:
             # Session-class listeners reach every session, Flask-SQLAlchemy's included.
             sa_event.listen(Session, "after_flush", self._after_flush)
             sa_event.listen(Session, "after_commit", self._after_commit)
-            sa_event.listen(Session, "after_rollback", self._after_rollback)
+            sa_event.listen(Session, "after_soft_rollback", self._after_soft_rollback)
             self._installed = True
 
     def _build(self, kind: str, instances: Any, session: Session) -> list[Event]:
@@ -77,21 +77,38 @@ class ModelEvents:
         if self._hooks["update"]:
             events += self._build("update", list(session.dirty), session)
         if events:
-            session.info.setdefault(_PENDING, []).extend((self, e) for e in events)
+            # Kept with the (possibly nested) transaction that flushed them, so a
+            # rolled-back savepoint drops its own events and no others.
+            transaction = session.get_nested_transaction() or session.get_transaction()
+            session.info.setdefault(_PENDING, []).extend((self, transaction, e) for e in events)
 
     def _after_commit(self, session: Session) -> None:
         pending = session.info.get(_PENDING)
         if not pending:
             return
-        mine = [e for owner, e in pending if owner is self]
-        session.info[_PENDING] = [(o, e) for o, e in pending if o is not self]
+        mine = [e for owner, _, e in pending if owner is self]
+        session.info[_PENDING] = [p for p in pending if p[0] is not self]
         if not has_app_context():
-            logger.error(
-                "%d model event(s) committed outside an app context were not sent", len(mine)
-            )
+            logger.error("%d committed model event(s) not sent: no app context", len(mine))
             return
         for built in mine:
-            self._extension.send(built)
+            # The data is committed: a failing send must neither stop the other
+            # events nor turn commit() into an error.
+            try:
+                self._extension.send(built)
+            except Exception:  # noqa: BLE001
+                logger.exception("model event %s was committed but not sent", built["event_id"])
 
-    def _after_rollback(self, session: Session) -> None:
-        session.info.pop(_PENDING, None)
+    def _after_soft_rollback(self, session: Session, previous: Any) -> None:
+        pending = session.info.get(_PENDING)
+        if not pending:
+            return
+        session.info[_PENDING] = [p for p in pending if not _within(p[1], previous)]
+
+
+def _within(transaction: Any, ancestor: Any) -> bool:
+    while transaction is not None:
+        if transaction is ancestor:
+            return True
+        transaction = transaction.parent
+    return False

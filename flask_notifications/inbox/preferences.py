@@ -31,7 +31,7 @@ class Preferences:
 
     Consumers ask :meth:`allowed` before delivering an event addressed to
     users: :class:`~flask_notifications.consumers.StoreConsumer` on the
-    ``inbox`` channel, :class:`~flask_notifications.consumers.PushConsumer`
+    ``inbox`` channel, :class:`~flask_notifications.consumers.push_consumer.PushConsumer`
     on ``stream``. Broadcast events (no recipients) are not filtered.
     """
 

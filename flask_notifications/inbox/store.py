@@ -158,7 +158,8 @@ class Inbox:
     def store(self, event: Event, recipients: Iterable[str | int] | None = None) -> int:
         """Store ``event`` once per recipient, in one bulk insert.
 
-        Its name is the event type and its data the event as that user's
+        Its timestamp is the time it is stored. Its name is the event type and
+        its data the event as that user's
         copy: ``recipients`` holds just that user, so an event for 10,000
         users does not store 10,000 lists of 10,000. ``icon`` and
         ``client_action`` come from the event's custom fields when set.
@@ -179,7 +180,9 @@ class Inbox:
             "body": event["body"],
             "icon": _optional_str(event.get("icon")),
             "client_action": _optional_str(event.get("client_action")),
-            "timestamp": event["timestamp"],
+            # When it was stored, not when the event was made: a polling client
+            # must not miss an event that waited in the queue (data keeps both).
+            "timestamp": time.time(),
             "read_at": None,
         }
         rows = [
@@ -301,12 +304,14 @@ class Inbox:
             ).all()
         return Page([_item(r) for r in rows], page, per_page, total)
 
-    def since(self, user: str | int, ts: float) -> list[dict[str, Any]]:
-        """The user's notifications strictly newer than ``ts``, oldest first, in
-        the tutorial's form ``{id, name, data, timestamp}``.
+    def since(self, user: str | int, ts: float, limit: int | None = None) -> list[dict[str, Any]]:
+        """The user's notifications stored strictly after ``ts``, oldest first,
+        in the tutorial's form ``{id, name, data, timestamp}``.
 
         :param user: the user.
         :param ts: epoch seconds.
+        :param limit: at most this many (the oldest); poll again from the last
+            timestamp for the rest.
         """
         recipient = user_id(user)
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
@@ -315,6 +320,7 @@ class Inbox:
             select(table.c.id, table.c.name, table.c.data, table.c.timestamp)
             .where(table.c.recipient == recipient, table.c.timestamp > ts)
             .order_by(table.c.timestamp, table.c.id)
+            .limit(limit)
         )
         with get_engine().connect() as conn:
             return [

@@ -63,8 +63,10 @@ def _inbox():  # type: ignore[no-untyped-def]
 @blueprint.get("")
 @_identified
 def since(identity: str) -> Response:
-    """``GET <prefix>?since=<epoch>``: the tutorial's polling endpoint."""
-    return jsonify(_inbox().since(identity, _number("since", 0.0)))
+    """``GET <prefix>?since=<epoch>``: the tutorial's polling endpoint (at most
+    ``NOTIFICATIONS_INBOX_MAX_PER_PAGE`` items, oldest first)."""
+    limit = current_app.config["NOTIFICATIONS_INBOX_MAX_PER_PAGE"]
+    return jsonify(_inbox().since(identity, _number("since", 0.0), limit=limit))
 
 
 @blueprint.get("/inbox")

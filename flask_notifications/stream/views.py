@@ -26,9 +26,11 @@ _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 def _visible(data: str, identity: str | None) -> tuple[bool, str]:
     try:
         event = json.loads(data)
+        if "event_type" not in event:  # not an event (e.g. an unread-counts message)
+            return False, ""
         recipients = event.get("recipients") or ()
         event_type = str(event.get("event_type") or "message")
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, TypeError):
         return False, ""
     return (not recipients or (identity is not None and identity in recipients)), event_type
 
