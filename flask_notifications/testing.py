@@ -20,7 +20,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import redis
 
@@ -91,7 +91,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class RedisServer:
+class _ChildServer:
+    """A server in a child process: a context manager around start() and stop()."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+
+class RedisServer(_ChildServer):
     """A ``redis-server`` child process on 127.0.0.1 and a free port.
 
     Use it as a context manager; :meth:`stop` only ever signals the process
@@ -128,7 +149,7 @@ class RedisServer:
         """``redis://127.0.0.1:<port>/0``."""
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 10.0) -> RedisServer:
+    def start(self, timeout: float = 10.0) -> Self:
         """Start the server and wait until it answers ``PING``.
 
         :param timeout: seconds to wait for it.
@@ -187,21 +208,10 @@ class RedisServer:
         if self._own_dir and not keep_directory:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-    def restart(self) -> RedisServer:
+    def restart(self) -> Self:
         """Stop and start again on the same port and directory."""
         self.stop(keep_directory=True)
         return self.start()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def find_postgres_bin() -> Path | None:
@@ -213,7 +223,7 @@ def find_postgres_bin() -> Path | None:
     return None
 
 
-class PostgresServer:
+class PostgresServer(_ChildServer):
     """A throw-away PostgreSQL cluster on 127.0.0.1 and a free port.
 
     Runs as the ``postgres`` account when started by root (``initdb`` refuses
@@ -241,7 +251,7 @@ class PostgresServer:
         """An SQLAlchemy URL of the database (driver: psycopg 3)."""
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{self.database}"
 
-    def start(self, timeout: float = 30.0) -> PostgresServer:
+    def start(self, timeout: float = 30.0) -> Self:
         """Create the cluster, start the server and create the database.
 
         :param timeout: seconds to wait for the server.
@@ -299,14 +309,3 @@ class PostgresServer:
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
-
-    def __enter__(self) -> PostgresServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
