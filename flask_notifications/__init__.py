@@ -10,6 +10,7 @@ from .errors import (
     InvalidEventError,
     InvalidQueryError,
     NotificationsError,
+    NotificationsUnavailable,
 )
 from .event import Event
 from .event_filter import EventFilter
@@ -28,6 +29,7 @@ __all__ = [
     "InvalidQueryError",
     "Notifications",
     "NotificationsError",
+    "NotificationsUnavailable",
     "__version__",
     "current_notifications",
 ]

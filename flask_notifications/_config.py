@@ -36,6 +36,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_INBOX_MAX_PER_PAGE": 100,
     "NOTIFICATIONS_INBOX_HUB": None,
     "NOTIFICATIONS_PREFERENCES": None,
+    "NOTIFICATIONS_DEDUP_TTL": 24 * 3600,
+    "NOTIFICATIONS_SEND_TIMEOUT": 5,
+    "NOTIFICATIONS_STREAM_RATE": "30/60",
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {
@@ -47,7 +50,27 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": (int, 2),
     "NOTIFICATIONS_REDIS_POOL_TIMEOUT": (float, 0.01),
     "NOTIFICATIONS_INBOX_MAX_PER_PAGE": (int, 1),
+    "NOTIFICATIONS_DEDUP_TTL": (int, 1),
+    "NOTIFICATIONS_SEND_TIMEOUT": (float, 0),
 }
+
+
+def stream_rate(value: object) -> tuple[int, int] | None:
+    """Parse ``NOTIFICATIONS_STREAM_RATE``: ``"N/S"`` (N stream openings per S
+    seconds and identity) or ``None`` (no limit).
+
+    :param value: the setting.
+    :raises ConfigurationError: for anything else.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        count, _, seconds = value.partition("/")
+        if count.isdigit() and seconds.isdigit() and int(count) > 0 and int(seconds) > 0:
+            return int(count), int(seconds)
+    raise ConfigurationError(
+        f"NOTIFICATIONS_STREAM_RATE must be 'N/S' (N openings per S seconds) or None, not {value!r}"
+    )
 
 
 def apply_defaults(config: MutableMapping[str, Any]) -> None:
@@ -64,6 +87,7 @@ def apply_defaults(config: MutableMapping[str, Any]) -> None:
     for key, default in DEFAULTS.items():
         config.setdefault(key, default)
     check_numbers(config)
+    stream_rate(config["NOTIFICATIONS_STREAM_RATE"])
 
 
 def check_numbers(config: Mapping[str, Any]) -> None:

@@ -16,9 +16,12 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from flask import current_app, has_app_context
 
+from . import reliability
 from .event import Event
+from .signals import consumer_failed, event_consumed
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -65,11 +68,18 @@ def _flask_app_for(celery: Celery, app_name: str | None) -> Flask:
 
 
 class ConsumerTask(Task):  # type: ignore[misc]
-    """Base of consumer tasks: runs inside a Flask application context."""
+    """Base of consumer tasks: runs inside a Flask application context.
+
+    At least once: the message is acknowledged after the task ends
+    (``acks_late``), and a worker killed mid-task leaves it to be delivered
+    again (``reject_on_worker_lost``).
+    """
 
     abstract = True
     ignore_result = True
     serializer = "json"
+    acks_late = True
+    reject_on_worker_lost = True
 
     def __call__(self, event_json: str, hub_id: str, app_name: str | None = None) -> Any:
         if has_app_context():
@@ -87,11 +97,62 @@ def _run_consumer(
     if consumer is None:
         logger.warning("no consumer %r on hub %s in this process; event skipped", task.name, hub_id)
         return
-    event = Event.from_json(event_json)
+    app = current_app._get_current_object()
+    app_name = app_name or app.name
+    try:
+        event = Event.from_json(event_json)
+    except ValueError as exc:  # cannot get better by retrying
+        _give_up(task, consumer, hub, app_name, event_json, None, exc)
+        return
     if event.is_expired():
         logger.info("event %s expired before %r ran; skipped", event["event_id"], task.name)
         return
-    consumer(event)
+    event_id = event["event_id"]
+    if reliability.is_done(task.name, hub_id, event_id):
+        logger.info("event %s already consumed by %r; redelivery skipped", event_id, task.name)
+        return
+    try:
+        consumer(event)
+    except Exception as exc:
+        retries = task.request.retries
+        if isinstance(exc, consumer.retry_for) and retries < consumer.max_retries:
+            countdown = get_exponential_backoff_interval(
+                consumer.retry_backoff, retries, consumer.retry_backoff_max, consumer.retry_jitter
+            )
+            logger.warning(
+                "consumer %r failed on event %s (%s); retry %d/%d in %ss",
+                task.name, event_id, exc, retries + 1, consumer.max_retries, countdown,
+            )  # fmt: skip
+            raise task.retry(
+                exc=exc, countdown=countdown, max_retries=consumer.max_retries
+            ) from exc
+        _give_up(task, consumer, hub, app_name, event_json, event, exc)
+        return
+    reliability.mark_done(
+        task.name, hub_id, event_id, current_app.config["NOTIFICATIONS_DEDUP_TTL"]
+    )
+    event_consumed.send(app, event=event, hub=hub, consumer=consumer)
+
+
+def _give_up(
+    task: ConsumerTask,
+    consumer: Any,
+    hub: Any,
+    app_name: str,
+    event_json: str,
+    event: Event | None,
+    exc: BaseException,
+) -> None:
+    """Record a task that failed for good: log, dead letter, signal."""
+    event_id = event["event_id"] if event is not None else "?"
+    logger.error(
+        "consumer %r failed for good on event %s of hub %s: %s; kept as a dead letter",
+        task.name, event_id, hub.hub_id, exc, exc_info=exc,
+    )  # fmt: skip
+    reliability.add_dead_letter(task.name, hub.hub_id, app_name, event_json, exc)
+    consumer_failed.send(
+        current_app._get_current_object(), event=event, hub=hub, consumer=consumer, exception=exc
+    )
 
 
 def ensure_task(name: str) -> None:

@@ -34,5 +34,10 @@ class InvalidQueryError(NotificationsError, ValueError):
     ``since``...); the HTTP API answers it with 400."""
 
 
+class NotificationsUnavailable(NotificationsError, ConnectionError):
+    """Redis or the Celery broker did not answer within ``NOTIFICATIONS_SEND_TIMEOUT``:
+    the event was not (or not completely) enqueued. Sending it again is safe."""
+
+
 class ConfigurationError(NotificationsError, ValueError):
     """A ``NOTIFICATIONS_*`` (or ``BACKEND``) configuration value is wrong."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -10,26 +11,33 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import Flask, Response, current_app, url_for
+from kombu.exceptions import OperationalError
 from markupsafe import Markup
 
 from . import inbox as _inbox_routes  # noqa: F401 - registers the inbox API on the blueprint
+from . import reliability
 from ._config import apply_defaults, load_backend
 from ._state import State, get_state
 from ._tasks import bind_flask_app, celery_for, unproxy
 from .blueprint import blueprint
 from .blueprint import error as stream_error
+from .cli import cli as notifications_cli
 from .consumers.store_consumer import StoreConsumer
+from .errors import NotificationsUnavailable
 from .event import Event
 from .event_hub import EventHub, current_notifications, hub_id_for
 from .inbox.model_events import ModelEvents
 from .inbox.preferences import Preferences
 from .inbox.store import Inbox
 from .pubsub.backend import Backend
+from .signals import event_filtered, event_sent
 from .stream.dispatcher import Dispatcher
 from .stream.views import stream_response
 
 if TYPE_CHECKING:
     from celery import Celery
+
+logger = logging.getLogger("flask_notifications")
 
 
 class Notifications:
@@ -109,6 +117,7 @@ class Notifications:
         app.jinja_env.globals["notifications_script"] = _script_tag
         if config["NOTIFICATIONS_REGISTER_BLUEPRINT"]:
             app.register_blueprint(blueprint, url_prefix=config["NOTIFICATIONS_URL_PREFIX"])
+        app.cli.add_command(notifications_cli)
 
     # -- identity --------------------------------------------------------------
 
@@ -297,8 +306,14 @@ class Notifications:
         :param event: an :class:`~flask_notifications.event.Event`, its JSON
             form, or a mapping of its fields.
         :returns: the validated event (with its generated ``event_id``).
+        An ``event_id`` already sent within ``NOTIFICATIONS_DEDUP_TTL`` is
+        ignored. When Redis or the broker does not answer, ``send()`` retries
+        until ``NOTIFICATIONS_SEND_TIMEOUT``, then raises: it never returns
+        for an event that was not enqueued.
+
         :raises InvalidEventError: if the event is malformed or too large.
         :raises TypeError: if ``event`` is none of the accepted types.
+        :raises NotificationsUnavailable: if Redis or the broker stayed down.
         """
         state = get_state()
         max_bytes = current_app.config["NOTIFICATIONS_MAX_EVENT_BYTES"]
@@ -319,22 +334,61 @@ class Notifications:
             if expires.timestamp() <= time.time():
                 return event
 
-        targets = [
-            (hub.hub_id, name)
-            for hub in tuple(self._hubs.values())
-            if hub.filter(event)
-            for name in hub._names
-        ]
-        if targets:
-            # Each apply_async takes a producer from Celery's pool: sharing one
-            # producer across the event's tasks measured no faster here.
-            tasks = state.celery.tasks
-            app_name = current_app.name
+        targets = []
+        for hub in tuple(self._hubs.values()):
+            if hub.filter(event):
+                targets.extend((hub.hub_id, name) for name in hub._names)
+            else:
+                event_filtered.send(current_app._get_current_object(), event=event, hub=hub)
+        if not targets:
+            return event
+        config = current_app.config
+        deadline = time.monotonic() + config["NOTIFICATIONS_SEND_TIMEOUT"]
+        event_id = event["event_id"]
+        if not _retrying(
+            lambda: reliability.claim_event_id(event_id, config["NOTIFICATIONS_DEDUP_TTL"]),
+            deadline,
+            event_id,
+        ):
+            logger.info("event %s was already sent; ignored", event_id)
+            return event
+        # Each apply_async takes a producer from Celery's pool: sharing one
+        # producer across the event's tasks measured no faster here.
+        tasks = state.celery.tasks
+        app_name = current_app.name
+        try:
             for hub_id, name in targets:
-                tasks[name].apply_async(
-                    (payload, hub_id, app_name), expires=expires, serializer="json"
+                task = tasks[name]
+                _retrying(
+                    lambda task=task, hub_id=hub_id: task.apply_async(
+                        (payload, hub_id, app_name), expires=expires, serializer="json"
+                    ),
+                    deadline,
+                    event_id,
                 )
+        except NotificationsUnavailable:
+            reliability.release_event_id(event_id)  # sending it again must work
+            raise
+        event_sent.send(current_app._get_current_object(), event=event, tasks=len(targets))
         return event
+
+
+_UNAVAILABLE = (redis.RedisError, OperationalError, ConnectionError, TimeoutError)
+
+
+def _retrying(call: Callable[[], Any], deadline: float, event_id: str) -> Any:
+    """Run ``call`` until it works or ``deadline`` (monotonic) passes."""
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except _UNAVAILABLE as exc:
+            if time.monotonic() + delay > deadline:
+                raise NotificationsUnavailable(
+                    f"event {event_id} was not sent: Redis or the broker is unavailable ({exc})"
+                ) from exc
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
 
 
 def _flask_login_identity() -> Any:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from redis import exceptions as redis_exceptions
+
 from ..event import Event
 
 EventLike = Event | Mapping[str, Any] | str | bytes
@@ -25,6 +27,23 @@ class Consumer:
 
     #: Name of the Celery task that runs this consumer, or ``None`` for the default.
     celery_task_name: str | None = None
+
+    #: Exceptions worth retrying (transient: the network, a server busy).
+    #: Anything else fails the task at once and leaves a dead letter.
+    retry_for: tuple[type[BaseException], ...] = (
+        ConnectionError,
+        TimeoutError,
+        redis_exceptions.ConnectionError,  # redis's are not builtin ConnectionErrors
+        redis_exceptions.TimeoutError,
+    )
+    #: Retries before giving up (then: a dead letter and ``consumer_failed``).
+    max_retries: int = 5
+    #: Backoff factor in seconds: retry n waits up to ``retry_backoff * 2**n``.
+    retry_backoff: int = 2
+    #: Longest wait between two retries, in seconds.
+    retry_backoff_max: int = 600
+    #: Full jitter: wait a random time up to the backoff, so retries spread out.
+    retry_jitter: bool = True
 
     def __call__(self, event: EventLike, *args: Any, **kwargs: Any) -> Any:
         """Run :meth:`before_consume`, :meth:`consume` and :meth:`after_consume`.

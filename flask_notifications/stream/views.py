@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import TYPE_CHECKING
 
+import redis
 from flask import Response, current_app, request
 from redis import exceptions as redis_exceptions
 
+from .._config import stream_rate
 from .._state import get_state
 from ..blueprint import blueprint, error
 from ..pubsub.redis_pubsub import parse_id
@@ -53,6 +56,11 @@ def stream_response(hub: EventHub) -> Response:
     authorize = extension._stream_authorizer
     if authorize is not None and not authorize(identity, hub.hub_id):
         return error(403, f"not allowed to stream hub {hub.label!r}")
+    limited = _rate_limited(state.redis, identity)
+    if limited:
+        response = error(429, "too many streams opened; retry later")
+        response.headers["Retry-After"] = str(limited)
+        return response
 
     last_event_id = request.headers.get("Last-Event-ID")
     if last_event_id is None:
@@ -87,6 +95,26 @@ def stream_response(hub: EventHub) -> Response:
     response = Response(body, mimetype="text/event-stream", headers=_HEADERS)
     response.direct_passthrough = True  # frames are bytes already: one layer less per write
     return response
+
+
+def _rate_limited(client: object, identity: str | None) -> int:
+    """Count this stream opening for its identity (or address); return the
+    seconds to wait when over ``NOTIFICATIONS_STREAM_RATE``, else 0."""
+    rate = stream_rate(current_app.config["NOTIFICATIONS_STREAM_RATE"])
+    if rate is None or not isinstance(client, redis.Redis):
+        return 0
+    limit, window = rate
+    who = f"user:{identity}" if identity is not None else f"addr:{request.remote_addr}"
+    slot = int(time.time() // window)
+    key = f"flask_notifications:rate:{who}:{slot}"
+    try:
+        pipe = client.pipeline(transaction=False)
+        pipe.incr(key)
+        pipe.expire(key, window)
+        count = pipe.execute()[0]
+    except redis.RedisError:
+        return 0  # the stream itself will answer 503
+    return int(window - time.time() % window) + 1 if count > limit else 0
 
 
 def _replay(

@@ -1,0 +1,266 @@
+"""Delivery guarantees: retries, dead letters, replay, dedup, completion records,
+an unavailable broker, signals and the stream rate limit, on real Redis and Celery."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+from flask import request
+
+from flask_notifications import Event, Notifications, NotificationsUnavailable, reliability
+from flask_notifications.consumers import Consumer, LogConsumer
+from flask_notifications.filters import WithEventType
+from flask_notifications.signals import consumer_failed, event_consumed, event_filtered, event_sent
+from flask_notifications.testing import RedisServer
+
+from .conftest import wait_for
+
+
+def ev(title="t", **kw):
+    return Event(None, "test", title, "b", **kw)
+
+
+class Flaky(Consumer):
+    """Fails with ``error`` for its first ``failures`` calls, then records the event."""
+
+    retry_backoff = 0  # no waiting between retries in tests
+
+    def __init__(self, failures, error=None):
+        self.failures, self.calls, self.done = failures, 0, []
+        self.error = error or ConnectionError("broker busy")
+
+    def consume(self, event, *args, **kwargs):
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error
+        self.done.append(event["event_id"])
+
+
+def test_consumer_tasks_are_at_least_once(app, notifications):
+    hub = notifications.create_hub("H")
+    hub.register_consumer(lambda e: None, celery_task_name="tests.reliability.options")
+    task = app.extensions["notifications"].celery.tasks["tests.reliability.options"]
+    assert task.acks_late is True and task.reject_on_worker_lost is True
+    assert task.serializer == "json"
+
+
+def test_transient_errors_are_retried_with_backoff(app, notifications, worker):
+    flaky = Flaky(failures=2)
+    notifications.create_hub("H").register_consumer(
+        flaky, celery_task_name="tests.reliability.flaky"
+    )
+    consumed = []
+    event_consumed.connect(
+        lambda sender, **kw: consumed.append(kw["event"]["event_id"]), weak=False
+    )
+    try:
+        with app.app_context(), worker(app):
+            sent = notifications.send(ev())
+            wait_for(lambda: flaky.done, 15)
+    finally:
+        event_consumed.receivers.clear()
+    assert flaky.calls == 3 and flaky.done == [sent["event_id"]]
+    assert consumed == [sent["event_id"]]
+    with app.app_context():
+        assert reliability.dead_letters() == []
+
+
+def test_backoff_grows_and_is_jittered():
+    from celery.utils.time import get_exponential_backoff_interval
+
+    consumer = Consumer()
+    waits = [
+        get_exponential_backoff_interval(
+            consumer.retry_backoff, n, consumer.retry_backoff_max, False
+        )
+        for n in range(12)
+    ]
+    assert waits[:5] == [2, 4, 8, 16, 32] and max(waits) == 600
+    jittered = {get_exponential_backoff_interval(2, 5, 600, True) for _ in range(50)}
+    assert len(jittered) > 1 and max(jittered) <= 64
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_permanent_errors_become_dead_letters_at_once(app, notifications, worker):
+    # The worker takes over the root logger, so listen on the library's own.
+    records = _Records()
+    logging.getLogger("flask_notifications").addHandler(records)
+    broken = Flaky(failures=99, error=KeyError("a bug"))
+    notifications.create_hub("H").register_consumer(
+        broken, celery_task_name="tests.reliability.broken"
+    )
+    failed = []
+    consumer_failed.connect(lambda sender, **kw: failed.append(kw), weak=False)
+    try:
+        with app.app_context(), worker(app):
+            sent = notifications.send(ev())
+            wait_for(lambda: failed, 15)
+            letters = reliability.dead_letters()
+    finally:
+        consumer_failed.receivers.clear()
+        logging.getLogger("flask_notifications").removeHandler(records)
+    assert broken.calls == 1  # not retried
+    assert failed[0]["event"]["event_id"] == sent["event_id"] and isinstance(
+        failed[0]["exception"], KeyError
+    )
+    (letter,) = letters
+    assert letter["task"] == "tests.reliability.broken" and "KeyError" in letter["error"]
+    assert Event.from_json(letter["event"]) == sent
+    assert any(sent["event_id"] in line and "dead letter" in line for line in records.lines)
+
+
+def test_retries_run_out_then_replay_delivers(app, notifications, worker):
+    flaky = Flaky(failures=3)
+    flaky.max_retries = 2
+    notifications.create_hub("H").register_consumer(
+        flaky, celery_task_name="tests.reliability.tired"
+    )
+    with app.app_context(), worker(app):
+        sent = notifications.send(ev())
+        wait_for(lambda: reliability.dead_letters(), 15)
+        assert flaky.calls == 3 and flaky.done == []
+        # The operator replays once the problem is gone (the 4th call succeeds).
+        runner = app.test_cli_runner()
+        listing = runner.invoke(args=["notifications", "dead-letters"])
+        assert "tests.reliability.tired" in listing.output and sent["event_id"] in listing.output
+        result = runner.invoke(args=["notifications", "replay"])
+        assert "replayed 1 dead letter(s)" in result.output
+        wait_for(lambda: flaky.done, 15)
+    assert flaky.done == [sent["event_id"]]
+    with app.app_context():
+        assert reliability.dead_letters() == []
+
+
+def test_hubs_command(app, notifications):
+    hub = notifications.create_hub("News", public=True)
+    hub.filter_by(WithEventType("news"))
+    hub.register_consumer(LogConsumer("/dev/null"))
+    result = app.test_cli_runner().invoke(args=["notifications", "hubs"])
+    assert result.exit_code == 0
+    assert f"News  ({hub.hub_id}, public)" in result.output
+    assert "WithEventType('news')" in result.output and "LogConsumer" in result.output
+
+
+def test_send_ignores_an_event_id_it_already_sent(make_app, redis_client):
+    app = make_app(NOTIFICATIONS_DEDUP_TTL=1)
+    notifications = Notifications(app)
+    notifications.create_hub("H").register_consumer(
+        lambda e: None, celery_task_name="tests.reliability.dedup"
+    )
+    event = ev()
+    with app.app_context():
+        notifications.send(event)
+        notifications.send(event)
+        notifications.send(event.to_json())
+        assert redis_client.llen("celery") == 1
+        time.sleep(1.1)  # NOTIFICATIONS_DEDUP_TTL passed
+        notifications.send(event)
+        assert redis_client.llen("celery") == 2
+
+
+def test_a_redelivered_task_whose_first_run_finished_does_not_run_again(app, notifications):
+    calls = []
+    hub = notifications.create_hub("H")
+    hub.register_consumer(
+        lambda e: calls.append(e["event_id"]), celery_task_name="tests.reliability.once"
+    )
+    task = app.extensions["notifications"].celery.tasks["tests.reliability.once"]
+    event = ev()
+    with app.app_context():
+        task.apply((event.to_json(), hub.hub_id, app.name))
+        task.apply((event.to_json(), hub.hub_id, app.name))  # redelivered
+        task.apply((ev().to_json(), hub.hub_id, app.name))
+    assert calls == [event["event_id"], calls[-1]] and len(calls) == 2
+
+
+def test_send_raises_when_redis_is_down_and_never_claims_success(make_app, tmp_path):
+    server = RedisServer(directory=tmp_path).start()
+    url = server.url
+    server.stop(keep_directory=True)  # nothing listens on that port now
+    app = make_app(
+        NOTIFICATIONS_REDIS_URL=url, CELERY_BROKER_URL=url, NOTIFICATIONS_SEND_TIMEOUT=0.5
+    )
+    notifications = Notifications(app)
+    notifications.create_hub("H").register_consumer(
+        lambda e: None, celery_task_name="tests.reliability.down"
+    )
+    event = ev()
+    started = time.monotonic()
+    with app.app_context(), pytest.raises(NotificationsUnavailable, match=event["event_id"]):
+        notifications.send(event)
+    assert time.monotonic() - started < 10
+    # Redis is back: the same event can be sent (its id was not kept as sent).
+    server.start()
+    try:
+        with app.app_context():
+            assert notifications.send(event) is event
+    finally:
+        server.stop()
+
+
+def test_observability_signals(app, notifications):
+    notifications.create_hub("Tests").filter_by(WithEventType("test")).register_consumer(
+        lambda e: None, celery_task_name="tests.reliability.signals"
+    )
+    other = notifications.create_hub("Others").filter_by(WithEventType("other"))
+    seen = []
+    event_sent.connect(lambda sender, **kw: seen.append(("sent", kw["tasks"])), weak=False)
+    event_filtered.connect(
+        lambda sender, **kw: seen.append(("filtered", kw["hub"].label)), weak=False
+    )
+    try:
+        with app.app_context():
+            notifications.send(ev())
+    finally:
+        event_sent.receivers.clear()
+        event_filtered.receivers.clear()
+    assert seen == [("filtered", other.label), ("sent", 1)]
+
+
+def test_stream_openings_are_rate_limited_per_identity(make_app):
+    app = make_app(NOTIFICATIONS_STREAM_RATE="3/60")
+    notifications = Notifications(app)
+    notifications.create_hub("Inbox")
+    notifications.identity_loader(lambda: request.headers.get("X-User"))
+    client = app.test_client()
+    for _ in range(3):
+        response = client.get(
+            "/notifications/stream/Inbox", headers={"X-User": "alice"}, buffered=False
+        )
+        assert response.status_code == 200
+        response.close()
+    refused = client.get("/notifications/stream/Inbox", headers={"X-User": "alice"})
+    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 61
+    assert "too many" in refused.get_json()["error"]
+    other = client.get("/notifications/stream/Inbox", headers={"X-User": "bob"}, buffered=False)
+    assert other.status_code == 200  # per identity
+    other.close()
+    with app.app_context():
+        notifications.shutdown()
+
+
+@pytest.mark.parametrize("bad", ["30", "a/b", "0/60", "3/0", 30, ""])
+def test_stream_rate_setting_is_checked(make_app, bad):
+    from flask_notifications import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="NOTIFICATIONS_STREAM_RATE"):
+        Notifications(make_app(NOTIFICATIONS_STREAM_RATE=bad))
+
+
+def test_dead_letter_listing_is_json(app, notifications, redis_client):
+    with app.app_context():
+        reliability.add_dead_letter("t", "h", "a", ev().to_json(), OSError("x"))
+        (letter,) = reliability.dead_letters()
+    assert json.loads(redis_client.lindex(reliability.DEAD_LETTERS_KEY, 0))["task"] == "t"
+    assert letter["error"] == "OSError: x" and letter["failed_at"] > 0
