@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_PREFERENCES": None,
     "NOTIFICATIONS_DEDUP_TTL": 24 * 3600,
     "NOTIFICATIONS_SEND_TIMEOUT": 5,
+    "NOTIFICATIONS_REDELIVER_AFTER": 600,
     "NOTIFICATIONS_STREAM_RATE": "30/60",
 }
 # key -> (type, smallest value)
@@ -52,6 +53,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "NOTIFICATIONS_INBOX_MAX_PER_PAGE": (int, 1),
     "NOTIFICATIONS_DEDUP_TTL": (int, 1),
     "NOTIFICATIONS_SEND_TIMEOUT": (float, 0),
+    "NOTIFICATIONS_REDELIVER_AFTER": (float, 0.5),
 }
 
 

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
+from celery.signals import worker_ready, worker_shutdown
 from celery.utils.time import get_exponential_backoff_interval
 from flask import current_app, has_app_context
 
@@ -104,12 +106,14 @@ def _run_consumer(
     except ValueError as exc:  # cannot get better by retrying
         _give_up(task, consumer, hub, app_name, event_json, None, exc)
         return
-    if event.is_expired():
-        logger.info("event %s expired before %r ran; skipped", event["event_id"], task.name)
-        return
     event_id = event["event_id"]
+    if event.is_expired():
+        logger.info("event %s expired before %r ran; skipped", event_id, task.name)
+        reliability.finish_pending(task.name, hub_id, event_id)
+        return
     if reliability.is_done(task.name, hub_id, event_id):
         logger.info("event %s already consumed by %r; redelivery skipped", event_id, task.name)
+        reliability.finish_pending(task.name, hub_id, event_id)
         return
     try:
         consumer(event)
@@ -123,6 +127,8 @@ def _run_consumer(
                 "consumer %r failed on event %s (%s); retry %d/%d in %ss",
                 task.name, event_id, exc, retries + 1, consumer.max_retries, countdown,
             )  # fmt: skip
+            later = time.time() + countdown + current_app.config["NOTIFICATIONS_REDELIVER_AFTER"]
+            reliability.postpone_pending(task.name, hub_id, event_id, later)
             raise task.retry(
                 exc=exc, countdown=countdown, max_retries=consumer.max_retries
             ) from exc
@@ -131,6 +137,7 @@ def _run_consumer(
     reliability.mark_done(
         task.name, hub_id, event_id, current_app.config["NOTIFICATIONS_DEDUP_TTL"]
     )
+    reliability.finish_pending(task.name, hub_id, event_id)
     event_consumed.send(app, event=event, hub=hub, consumer=consumer)
 
 
@@ -150,6 +157,8 @@ def _give_up(
         task.name, event_id, hub.hub_id, exc, exc_info=exc,
     )  # fmt: skip
     reliability.add_dead_letter(task.name, hub.hub_id, app_name, event_json, exc)
+    if event is not None:
+        reliability.finish_pending(task.name, hub.hub_id, event["event_id"])
     consumer_failed.send(
         current_app._get_current_object(), event=event, hub=hub, consumer=consumer, exception=exc
     )
@@ -202,3 +211,47 @@ def unproxy(celery: Any) -> Celery:
     # points to now, or a Celery app created later would silently take over.
     get = getattr(celery, "_get_current_object", None)
     return get() if get is not None else celery  # type: ignore[no-any-return]
+
+
+# -- the redelivery sweeper, in worker processes ------------------------------------
+
+
+def _sweep_forever(celery: Celery, stop: threading.Event) -> None:
+    while not stop.is_set():
+        apps: dict[str, Flask] = getattr(celery, FLASK_APPS_ATTR, {})
+        interval = 5.0
+        for app in list(apps.values()):
+            with app.app_context():
+                after = float(app.config["NOTIFICATIONS_REDELIVER_AFTER"])
+                interval = min(interval, max(after / 2, 0.25))
+                try:
+                    count = reliability.redeliver_pending(after)
+                except Exception:  # noqa: BLE001 - Redis down: try again later
+                    logger.debug("redelivery sweep failed", exc_info=True)
+                    continue
+                if count:
+                    logger.warning("%d unfinished consumer task(s) enqueued again", count)
+        stop.wait(interval)
+
+
+_SWEEPER_STOP = "flask_notifications_sweeper_stop"
+
+
+@worker_ready.connect
+def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
+    """Each worker sweeps the pending tasks the broker may have lost."""
+    celery = getattr(sender, "app", None)
+    if celery is None or not getattr(celery, FLASK_APPS_ATTR, None):
+        return
+    stop = celery.__dict__.setdefault(_SWEEPER_STOP, threading.Event())
+    stop.clear()
+    threading.Thread(
+        target=_sweep_forever, args=(celery, stop), name="notifications-sweeper", daemon=True
+    ).start()
+
+
+@worker_shutdown.connect
+def _stop_sweeper(sender: Any = None, **_kwargs: Any) -> None:
+    stop = getattr(getattr(sender, "app", None), _SWEEPER_STOP, None)
+    if stop is not None:
+        stop.set()

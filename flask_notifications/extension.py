@@ -345,8 +345,13 @@ class Notifications:
         config = current_app.config
         deadline = time.monotonic() + config["NOTIFICATIONS_SEND_TIMEOUT"]
         event_id = event["event_id"]
+        app_name = current_app.name
+        pending = [(name, hub_id, app_name) for hub_id, name in targets]
+        due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
+        ttl = config["NOTIFICATIONS_DEDUP_TTL"]
+        # One round trip: claim the event id and record the tasks in the outbox.
         if not _retrying(
-            lambda: reliability.claim_event_id(event_id, config["NOTIFICATIONS_DEDUP_TTL"]),
+            lambda: reliability.claim_and_record(event_id, ttl, pending, payload, due),
             deadline,
             event_id,
         ):
@@ -355,7 +360,6 @@ class Notifications:
         # Each apply_async takes a producer from Celery's pool: sharing one
         # producer across the event's tasks measured no faster here.
         tasks = state.celery.tasks
-        app_name = current_app.name
         try:
             for hub_id, name in targets:
                 task = tasks[name]

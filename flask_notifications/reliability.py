@@ -24,6 +24,10 @@ from ._state import get_state
 
 #: Redis list of dead letters (JSON objects), newest first.
 DEAD_LETTERS_KEY = "flask_notifications:dead_letters"
+#: Redis sorted set of enqueued consumer tasks not finished yet (score: due time).
+PENDING_KEY = "flask_notifications:pending"
+_PENDING_TASKS = "flask_notifications:pending_tasks"
+_SWEEP_LOCK = "flask_notifications:sweep_lock"
 _SENT = "flask_notifications:sent:"
 _DONE = "flask_notifications:done:"
 
@@ -60,6 +64,132 @@ def release_event_id(event_id: str) -> None:
 
 def _done_key(task_name: str, hub_id: str, event_id: str) -> str:
     return f"{_DONE}{hub_id}:{task_name}:{event_id}"
+
+
+def _pending_member(task_name: str, hub_id: str, event_id: str) -> str:
+    return f"{hub_id}:{task_name}:{event_id}"
+
+
+def claim_and_record(
+    event_id: str, ttl: int, tasks: list[tuple[str, str, str]], event_json: str, due: float
+) -> bool:
+    """:func:`claim_event_id` and :func:`add_pending` in one round trip.
+
+    For a duplicate id the existing pending records are left as they are
+    (``NX``): the first send's tasks keep their deadlines.
+
+    :param event_id: the event's id.
+    :param ttl: seconds to remember the id.
+    :param tasks: ``(task name, hub id, app name)`` triples about to be enqueued.
+    :param event_json: the event.
+    :param due: when to consider the tasks lost if unfinished (epoch seconds).
+    :returns: ``False`` if the event id was already sent.
+    """
+    client = _client()
+    if client is None:
+        return True
+    pipe = client.pipeline(transaction=False)
+    pipe.set(_SENT + event_id, 1, nx=True, ex=ttl)
+    for task_name, hub_id, app_name in tasks:
+        member = _pending_member(task_name, hub_id, event_id)
+        pipe.zadd(PENDING_KEY, {member: due}, nx=True)
+        pipe.hsetnx(_PENDING_TASKS, member, json.dumps([task_name, hub_id, app_name, event_json]))
+    return bool(pipe.execute()[0])
+
+
+def add_pending(
+    tasks: list[tuple[str, str, str]], event_id: str, event_json: str, due: float
+) -> None:
+    """Record consumer tasks about to be enqueued (one round trip for all).
+
+    If the broker loses one (a Redis restart can strand a message a worker
+    had just taken), :func:`redeliver_pending` enqueues it again.
+
+    :param tasks: ``(task name, hub id, app name)`` triples.
+    :param event_id: the event's id.
+    :param event_json: the event.
+    :param due: when to consider them lost if unfinished (epoch seconds).
+    """
+    client = _client()
+    if client is None or not tasks:
+        return
+    pipe = client.pipeline(transaction=False)
+    for task_name, hub_id, app_name in tasks:
+        member = _pending_member(task_name, hub_id, event_id)
+        pipe.zadd(PENDING_KEY, {member: due})
+        pipe.hset(_PENDING_TASKS, member, json.dumps([task_name, hub_id, app_name, event_json]))
+    pipe.execute()
+
+
+def postpone_pending(task_name: str, hub_id: str, event_id: str, due: float) -> None:
+    """Move a pending task's deadline (it is being retried later).
+
+    :param task_name: the consumer's task name.
+    :param hub_id: the hub.
+    :param event_id: the event's id.
+    :param due: the new deadline (epoch seconds).
+    """
+    client = _client()
+    if client is not None:
+        client.zadd(PENDING_KEY, {_pending_member(task_name, hub_id, event_id): due}, xx=True)
+
+
+def finish_pending(task_name: str, hub_id: str, event_id: str) -> None:
+    """Forget a pending task (finished, skipped, or a dead letter now).
+
+    :param task_name: the consumer's task name.
+    :param hub_id: the hub.
+    :param event_id: the event's id.
+    """
+    client = _client()
+    if client is not None:
+        member = _pending_member(task_name, hub_id, event_id)
+        pipe = client.pipeline(transaction=False)
+        pipe.zrem(PENDING_KEY, member)
+        pipe.hdel(_PENDING_TASKS, member)
+        pipe.execute()
+
+
+def redeliver_pending(delay: float, limit: int = 1000) -> int:
+    """Enqueue again the consumer tasks still unfinished past their deadline.
+
+    One process at a time (a Redis lock). A task that did finish meanwhile is
+    skipped by its completion record, so nothing runs twice.
+
+    :param delay: seconds until a redelivered task counts as lost again.
+    :param limit: at most this many per call.
+    :returns: how many were enqueued again.
+    """
+    client = _client()
+    if client is None or not client.set(_SWEEP_LOCK, 1, nx=True, ex=30):
+        return 0
+    try:
+        now = time.time()
+        members = client.zrangebyscore(PENDING_KEY, 0, now, start=0, num=limit)
+        if not members:
+            return 0
+        tasks = get_state().celery.tasks
+        count = 0
+        for member, raw in zip(members, client.hmget(_PENDING_TASKS, members), strict=True):
+            if raw is None:
+                client.zrem(PENDING_KEY, member)
+                continue
+            task_name, hub_id, app_name, event_json = json.loads(raw)
+            task = tasks.get(task_name)
+            if task is None:
+                continue
+            client.zadd(PENDING_KEY, {member: now + delay})
+            task.apply_async((event_json, hub_id, app_name), serializer="json")
+            count += 1
+        return count
+    finally:
+        client.delete(_SWEEP_LOCK)
+
+
+def pending_count() -> int:
+    """How many enqueued consumer tasks are not finished yet."""
+    client = _client()
+    return int(client.zcard(PENDING_KEY)) if client is not None else 0
 
 
 def is_done(task_name: str, hub_id: str, event_id: str) -> bool:

@@ -167,6 +167,7 @@ class RedisServer(_ChildServer):
             "--loglevel", "warning",
             *self.extra_args,
         ]  # fmt: skip
+        self.directory.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.directory
         )

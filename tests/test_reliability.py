@@ -264,3 +264,38 @@ def test_dead_letter_listing_is_json(app, notifications, redis_client):
         (letter,) = reliability.dead_letters()
     assert json.loads(redis_client.lindex(reliability.DEAD_LETTERS_KEY, 0))["task"] == "t"
     assert letter["error"] == "OSError: x" and letter["failed_at"] > 0
+
+
+def test_a_task_the_broker_lost_is_enqueued_again(make_app, worker, redis_client):
+    app = make_app(NOTIFICATIONS_REDELIVER_AFTER=0.5)
+    notifications = Notifications(app)
+    done = []
+    notifications.create_hub("H").register_consumer(
+        lambda e: done.append(e["event_id"]), celery_task_name="tests.reliability.lost"
+    )
+    with app.app_context():
+        sent = notifications.send(ev())
+        assert reliability.pending_count() == 1
+        redis_client.delete("celery")  # the broker loses the message
+        assert reliability.redeliver_pending(0.5) == 0  # not overdue yet
+        time.sleep(0.6)
+        assert reliability.redeliver_pending(0.5) == 1
+        assert redis_client.llen("celery") == 1
+        with worker(app):
+            wait_for(lambda: done, 15)
+            wait_for(lambda: reliability.pending_count() == 0, 5)
+        assert reliability.redeliver_pending(0.5) == 0  # finished: nothing left to sweep
+    assert done == [sent["event_id"]]
+
+
+def test_finished_skipped_and_dead_tasks_leave_nothing_pending(app, notifications, worker):
+    notifications.create_hub("H").register_consumer(
+        lambda e: None, celery_task_name="tests.reliability.ok"
+    )
+    notifications.create_hub("Bad").register_consumer(
+        Flaky(failures=9, error=KeyError("bug")), celery_task_name="tests.reliability.bad"
+    )
+    with app.app_context(), worker(app):
+        notifications.send(ev())
+        wait_for(lambda: reliability.dead_letters(), 15)
+        wait_for(lambda: reliability.pending_count() == 0, 15)
