@@ -20,7 +20,10 @@ Scenarios (``--scenario``):
 - ``broadcast``: N streams, every event to every stream (default 5,000 streams, 20 events/s);
 - ``targeted``: N users with a stream each, every event to one user
   (Flask-SSE: a channel per user) (default 5,000 users, 1,000 events/s);
-- ``idle``: N streams and no events: RSS per stream (default 10,000).
+- ``idle``: N streams and no events: RSS per stream (default 10,000);
+- ``soak``: broadcast for a long time (default 2,000 streams, 50 events/s;
+  give ``--duration 300``): lost, duplicates, and the growth of the server's
+  RSS from the end of ``--warmup`` to the end.
 
 Usage: python benchmarks/fanout.py --scenario broadcast [--streams 5000] [--rate 20]
        [--duration 20] [--systems ours,flask_sse]
@@ -147,6 +150,7 @@ def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
 
 def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[str, object]:
     mode = "targeted" if args.scenario == "targeted" else "broadcast"
+    samples: list[tuple[float, int]] = []
     events = 0 if args.scenario == "idle" else int(args.rate * args.duration)
     proc, base = start_server(system, redis_url, args.workers)
     port = int(base.rsplit(":", 1)[1])
@@ -202,8 +206,30 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
                 args=(system, redis_url, mode, args.streams, args.rate, events, start_at),
             )
             publisher.start()
+            sampler = None
+            if args.scenario == "soak":  # server RSS every 5 s while publishing
+                import threading
+
+                def sample() -> None:
+                    end = start_at + args.duration
+                    while time.time() < end:
+                        samples.append((time.time() - start_at, worker_rss_kb(proc)))
+                        time.sleep(5)
+
+                sampler = threading.Thread(target=sample, daemon=True)
+                sampler.start()
             stats = json.loads(read_line(client, deadline_ms / 1000 + 30))
             publisher.join(30)
+            if sampler is not None:
+                sampler.join(10)
+                warm = [kb for t, kb in samples if t >= args.warmup]
+                if warm:
+                    result.update(
+                        rss_warm_mb=warm[0] / 1024,
+                        rss_end_mb=warm[-1] / 1024,
+                        rss_max_mb=max(warm) / 1024,
+                        rss_growth_pct=(warm[-1] - warm[0]) / warm[0] * 100,
+                    )
             result.update(
                 events=events,
                 expected=stats["expected"],
@@ -227,8 +253,9 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--scenario", choices=["broadcast", "targeted", "idle"], default="broadcast"
+        "--scenario", choices=["broadcast", "targeted", "idle", "soak"], default="broadcast"
     )
+    parser.add_argument("--warmup", type=float, default=30, help="soak: seconds before RSS counts")
     parser.add_argument("--streams", type=int)
     parser.add_argument("--rate", type=float, help="events per second")
     parser.add_argument("--duration", type=float, default=20, help="seconds of publishing")
@@ -240,9 +267,12 @@ def main() -> None:
         "--workers", type=int, help="gunicorn workers, the same for both (default 2; idle: 1)"
     )
     args = parser.parse_args()
-    defaults = {"broadcast": (5000, 20), "targeted": (5000, 1000), "idle": (10000, 0)}[
-        args.scenario
-    ]
+    defaults = {
+        "broadcast": (5000, 20),
+        "targeted": (5000, 1000),
+        "idle": (10000, 0),
+        "soak": (2000, 50),
+    }[args.scenario]
     args.streams = args.streams or defaults[0]
     args.rate = args.rate if args.rate is not None else defaults[1]
     args.workers = args.workers or (1 if args.scenario == "idle" else 2)
@@ -276,6 +306,8 @@ def main() -> None:
             "p99_ms",
             "max_ms",
         ]
+    if args.scenario == "soak":
+        columns += ["rss_warm_mb", "rss_end_mb", "rss_max_mb", "rss_growth_pct"]
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     for result in results:
