@@ -303,14 +303,14 @@ class Notifications:
         failing filter sends nothing. An event that has already expired is
         not enqueued at all.
 
-        :param event: an :class:`~flask_notifications.event.Event`, its JSON
-            form, or a mapping of its fields.
-        :returns: the validated event (with its generated ``event_id``).
         An ``event_id`` already sent within ``NOTIFICATIONS_DEDUP_TTL`` is
         ignored. When Redis or the broker does not answer, ``send()`` retries
         until ``NOTIFICATIONS_SEND_TIMEOUT``, then raises: it never returns
         for an event that was not enqueued.
 
+        :param event: an :class:`~flask_notifications.event.Event`, its JSON
+            form, or a mapping of its fields.
+        :returns: the validated event (with its generated ``event_id``).
         :raises InvalidEventError: if the event is malformed or too large.
         :raises TypeError: if ``event`` is none of the accepted types.
         :raises NotificationsUnavailable: if Redis or the broker stayed down.
