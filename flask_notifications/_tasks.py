@@ -109,11 +109,11 @@ def _run_consumer(
     event_id = event["event_id"]
     if event.is_expired():
         logger.info("event %s expired before %r ran; skipped", event_id, task.name)
-        reliability.finish_pending(task.name, hub_id, event_id)
+        reliability.finish_pending(task.name, hub_id, app_name, event_id)
         return
     if reliability.is_done(task.name, hub_id, event_id):
         logger.info("event %s already consumed by %r; redelivery skipped", event_id, task.name)
-        reliability.finish_pending(task.name, hub_id, event_id)
+        reliability.finish_pending(task.name, hub_id, app_name, event_id)
         return
     try:
         consumer(event)
@@ -128,7 +128,7 @@ def _run_consumer(
                 task.name, event_id, exc, retries + 1, consumer.max_retries, countdown,
             )  # fmt: skip
             later = time.time() + countdown + current_app.config["NOTIFICATIONS_REDELIVER_AFTER"]
-            reliability.postpone_pending(task.name, hub_id, event_id, later)
+            reliability.postpone_pending(task.name, hub_id, app_name, event_id, later)
             raise task.retry(
                 exc=exc, countdown=countdown, max_retries=consumer.max_retries
             ) from exc
@@ -137,7 +137,7 @@ def _run_consumer(
     reliability.mark_done(
         task.name, hub_id, event_id, current_app.config["NOTIFICATIONS_DEDUP_TTL"]
     )
-    reliability.finish_pending(task.name, hub_id, event_id)
+    reliability.finish_pending(task.name, hub_id, app_name, event_id)
     event_consumed.send(app, event=event, hub=hub, consumer=consumer)
 
 
@@ -158,7 +158,7 @@ def _give_up(
     )  # fmt: skip
     reliability.add_dead_letter(task.name, hub.hub_id, app_name, event_json, exc)
     if event is not None:
-        reliability.finish_pending(task.name, hub.hub_id, event["event_id"])
+        reliability.finish_pending(task.name, hub.hub_id, app_name, event["event_id"])
     consumer_failed.send(
         current_app._get_current_object(), event=event, hub=hub, consumer=consumer, exception=exc
     )
