@@ -134,10 +134,8 @@ def _run_consumer(
             ) from exc
         _give_up(task, consumer, hub, app_name, event_json, event, exc)
         return
-    reliability.mark_done(
-        task.name, hub_id, event_id, current_app.config["NOTIFICATIONS_DEDUP_TTL"]
-    )
-    reliability.finish_pending(task.name, hub_id, app_name, event_id)
+    ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
+    reliability.mark_done(task.name, hub_id, app_name, event_id, ttl)
     event_consumed.send(app, event=event, hub=hub, consumer=consumer)
 
 

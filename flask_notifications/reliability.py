@@ -37,18 +37,6 @@ def _client() -> redis.Redis | None:
     return client if isinstance(client, redis.Redis) else None
 
 
-def claim_event_id(event_id: str, ttl: int) -> bool:
-    """Record that ``event_id`` is being sent; ``False`` if it already was.
-
-    :param event_id: the event's id.
-    :param ttl: seconds to remember it.
-    """
-    client = _client()
-    if client is None:
-        return True
-    return bool(client.set(_SENT + event_id, 1, nx=True, ex=ttl))
-
-
 def release_event_id(event_id: str) -> None:
     """Forget ``event_id`` (its send failed), so the caller may send it again.
 
@@ -89,8 +77,11 @@ return 1
 def claim_and_record(
     event_id: str, ttl: int, tasks: list[tuple[str, str, str]], event_json: str, due: float
 ) -> bool:
-    """:func:`claim_event_id` and :func:`add_pending` in one round trip (a
-    script): nothing is recorded for an event id already sent.
+    """Claim ``event_id`` as sent, and record its consumer tasks in the outbox,
+    in one round trip (a script): nothing is recorded for an id already sent.
+
+    If the broker loses one of the tasks (a Redis restart can strand a message
+    a worker had just taken), :func:`redeliver_pending` enqueues it again.
 
     :param event_id: the event's id.
     :param ttl: seconds to remember the id (and the event, for redelivery).
@@ -112,29 +103,6 @@ def claim_and_record(
     ]
     keys = [_SENT + event_id, PENDING_KEY, _PENDING_EVENT + event_id]
     return bool(script(keys=keys, args=args))
-
-
-def add_pending(
-    tasks: list[tuple[str, str, str]], event_id: str, event_json: str, due: float
-) -> None:
-    """Record consumer tasks about to be enqueued (one round trip for all).
-
-    If the broker loses one (a Redis restart can strand a message a worker
-    had just taken), :func:`redeliver_pending` enqueues it again.
-
-    :param tasks: ``(task name, hub id, app name)`` triples.
-    :param event_id: the event's id.
-    :param event_json: the event.
-    :param due: when to consider them lost if unfinished (epoch seconds).
-    """
-    client = _client()
-    if client is None or not tasks:
-        return
-    pipe = client.pipeline(transaction=False)
-    pipe.set(_PENDING_EVENT + event_id, event_json, ex=24 * 3600)
-    for task_name, hub_id, app_name in tasks:
-        pipe.zadd(PENDING_KEY, {_pending_member(task_name, hub_id, app_name, event_id): due})
-    pipe.execute()
 
 
 def postpone_pending(task_name: str, hub_id: str, app_name: str, event_id: str, due: float) -> None:
@@ -220,17 +188,22 @@ def is_done(task_name: str, hub_id: str, event_id: str) -> bool:
     return client is not None and bool(client.exists(_done_key(task_name, hub_id, event_id)))
 
 
-def mark_done(task_name: str, hub_id: str, event_id: str, ttl: int) -> None:
-    """Record that this consumer consumed this event.
+def mark_done(task_name: str, hub_id: str, app_name: str, event_id: str, ttl: int) -> None:
+    """Record that this consumer consumed this event, and drop its outbox
+    record (one round trip).
 
     :param task_name: the consumer's task name.
     :param hub_id: the hub.
+    :param app_name: the Flask app's name.
     :param event_id: the event's id.
     :param ttl: seconds to remember it.
     """
     client = _client()
     if client is not None:
-        client.set(_done_key(task_name, hub_id, event_id), 1, ex=ttl)
+        pipe = client.pipeline(transaction=False)
+        pipe.set(_done_key(task_name, hub_id, event_id), 1, ex=ttl)
+        pipe.zrem(PENDING_KEY, _pending_member(task_name, hub_id, app_name, event_id))
+        pipe.execute()
 
 
 def add_dead_letter(
