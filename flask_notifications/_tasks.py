@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celery import Task, shared_task
@@ -36,6 +37,9 @@ _registered_lock = threading.Lock()
 
 #: Attribute of a Celery app: the Flask apps its consumer tasks run in, by name.
 FLASK_APPS_ATTR = "flask_notifications_apps"
+
+#: The task that enqueues an event's consumer tasks when it has several.
+FAN_OUT_TASK = "flask_notifications.fan_out"
 
 
 def bind_flask_app(celery: Celery, app: Flask) -> None:
@@ -162,6 +166,52 @@ def _give_up(
     )
 
 
+def celery_expiry(event: Event) -> datetime | None:
+    """The event's ``expiration_datetime`` for Celery's ``expires=`` (aware;
+    a naive one means local time), or ``None``.
+
+    :param event: the event.
+    """
+    expires: datetime | None = event["expiration_datetime"]
+    if expires is not None and expires.tzinfo is None:
+        expires = expires.astimezone()
+    return expires
+
+
+def _fan_out(
+    task: ConsumerTask, event_json: str, targets: list[list[str]], app_name: str | None = None
+) -> None:
+    """Enqueue one consumer task per ``[hub id, task name]`` of ``targets``.
+
+    ``send()`` enqueues this one task instead of one per consumer, so a
+    request pays for a single enqueue however many consumers an event has.
+    The consumer tasks enter the outbox before this task leaves it (one
+    transaction), so a worker dying half way loses nothing: the broker
+    delivers this task again, or the sweeper enqueues the consumer tasks, and
+    completion records keep any consumer from running twice.
+    """
+    app_name = app_name or current_app.name
+    event = Event.from_json(event_json)  # validated by send(): cannot fail here
+    event_id = event["event_id"]
+    if event.is_expired():
+        logger.info("event %s expired before its consumer tasks were enqueued", event_id)
+        reliability.finish_pending(task.name, targets, app_name, event_id)
+        return
+    due = time.time() + current_app.config["NOTIFICATIONS_REDELIVER_AFTER"]
+    reliability.hand_over(task.name, targets, app_name, event_id, due)
+    expires = celery_expiry(event)
+    tasks = task.app.tasks
+    for hub_id, name in targets:
+        consumer_task = tasks.get(name)
+        if consumer_task is None:  # the worker does not import that consumer
+            logger.warning("no task %r in this worker; event %s skipped for it", name, event_id)
+            reliability.finish_pending(name, hub_id, app_name, event_id)
+            continue
+        consumer_task.apply_async(
+            (event_json, hub_id, app_name), expires=expires, serializer="json"
+        )
+
+
 def ensure_task(name: str) -> None:
     """Register the consumer task ``name`` on every Celery app (once per process).
 
@@ -172,6 +222,9 @@ def ensure_task(name: str) -> None:
             return
         _registered.add(name)
     shared_task(name=name, base=ConsumerTask, bind=True)(_run_consumer)
+
+
+shared_task(name=FAN_OUT_TASK, base=ConsumerTask, bind=True)(_fan_out)
 
 
 _CELERY_BROKER_KEYS = ("CELERY_BROKER_URL", "BROKER_URL", "broker_url")

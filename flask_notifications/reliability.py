@@ -54,7 +54,9 @@ def _done_key(task_name: str, hub_id: str, event_id: str) -> str:
     return f"{_DONE}{hub_id}:{task_name}:{event_id}"
 
 
-def _pending_member(task_name: str, hub_id: str, app_name: str, event_id: str) -> str:
+def _pending_member(
+    task_name: str, hub_id: str | list[list[str]], app_name: str, event_id: str
+) -> str:
     # The member carries all a redelivery needs (the event itself is stored once).
     return json.dumps([task_name, hub_id, app_name, event_id], separators=(",", ":"))
 
@@ -75,7 +77,11 @@ return 1
 
 
 def claim_and_record(
-    event_id: str, ttl: int, tasks: list[tuple[str, str, str]], event_json: str, due: float
+    event_id: str,
+    ttl: int,
+    tasks: list[tuple[str, str | list[list[str]], str]],
+    event_json: str,
+    due: float,
 ) -> bool:
     """Claim ``event_id`` as sent, and record its consumer tasks in the outbox,
     in one round trip (a script): nothing is recorded for an id already sent.
@@ -85,7 +91,8 @@ def claim_and_record(
 
     :param event_id: the event's id.
     :param ttl: seconds to remember the id (and the event, for redelivery).
-    :param tasks: ``(task name, hub id, app name)`` triples about to be enqueued.
+    :param tasks: ``(task name, hub id, app name)`` triples about to be enqueued
+        (for the fan-out task, the hub id is its list of targets).
     :param event_json: the event.
     :param due: when to consider the tasks lost if unfinished (epoch seconds).
     :returns: ``False`` if the event id was already sent.
@@ -105,6 +112,28 @@ def claim_and_record(
     return bool(script(keys=keys, args=args))
 
 
+def hand_over(
+    fan_out_task: str, targets: list[list[str]], app_name: str, event_id: str, due: float
+) -> None:
+    """Replace the fan-out task's outbox record by its consumer tasks' records
+    (one transaction), just before the fan-out task enqueues them.
+
+    :param fan_out_task: the fan-out task's name.
+    :param targets: its ``[hub id, consumer task name]`` pairs.
+    :param app_name: the Flask app's name.
+    :param event_id: the event's id.
+    :param due: when to consider the consumer tasks lost if unfinished.
+    """
+    client = _client()
+    if client is None:
+        return
+    pipe = client.pipeline(transaction=True)
+    members = {_pending_member(name, hub_id, app_name, event_id): due for hub_id, name in targets}
+    pipe.zadd(PENDING_KEY, members, nx=True)
+    pipe.zrem(PENDING_KEY, _pending_member(fan_out_task, targets, app_name, event_id))
+    pipe.execute()
+
+
 def postpone_pending(task_name: str, hub_id: str, app_name: str, event_id: str, due: float) -> None:
     """Move a pending task's deadline (it is being retried later).
 
@@ -120,7 +149,9 @@ def postpone_pending(task_name: str, hub_id: str, app_name: str, event_id: str, 
         client.zadd(PENDING_KEY, {member: due}, xx=True)
 
 
-def finish_pending(task_name: str, hub_id: str, app_name: str, event_id: str) -> None:
+def finish_pending(
+    task_name: str, hub_id: str | list[list[str]], app_name: str, event_id: str
+) -> None:
     """Forget a pending task (finished, skipped, or a dead letter now).
 
     :param task_name: the consumer's task name.

@@ -277,3 +277,37 @@ def test_eager_mode_runs_consumers_inline(make_app):
     with app.app_context():
         notifications.send(Event(None, "t", "a", "b"))
     assert got == ["tests"]
+
+
+def test_several_consumers_cost_the_request_one_message(
+    app, notifications, worker, tmp_path, redis_client
+):
+    logs = [tmp_path / f"log{i}" for i in range(3)]
+    notifications.create_hub("Two").register_consumer(LogConsumer(logs[0]))
+    notifications.create_hub("Two").register_consumer(LogConsumer(logs[1]))
+    notifications.create_hub("Other").register_consumer(LogConsumer(logs[2]))
+    soon = datetime.now(UTC) + timedelta(minutes=5)
+    with app.app_context():
+        sent = notifications.send(Event(None, "t", "a", "b", expiration_datetime=soon))
+        (message,) = queued(redis_client)  # one fan-out message, not three
+        assert message["headers"]["task"] == "flask_notifications.fan_out"
+        assert message["headers"]["expires"]
+        with worker(app):
+            wait_for(lambda: all(read_log(log) for log in logs))
+            time.sleep(0.3)
+    assert [[e["event_id"] for e in read_log(log)] for log in logs] == [[sent["event_id"]]] * 3
+
+
+def test_fan_out_enqueues_consumer_tasks_with_the_expiry(app, notifications, redis_client):
+    notifications.create_hub("A").register_consumer(lambda e: None, celery_task_name="tests.fo.a")
+    notifications.create_hub("B").register_consumer(lambda e: None, celery_task_name="tests.fo.b")
+    soon = datetime.now() + timedelta(minutes=5)
+    with app.app_context():
+        notifications.send(Event(None, "t", "a", "b", expiration_datetime=soon))
+        (message,) = queued(redis_client)
+        redis_client.delete("celery")
+        body = json.loads(base64.b64decode(message["body"]))
+        notifications.celery.tasks["flask_notifications.fan_out"].apply(body[0])  # as a worker
+    names = sorted(m["headers"]["task"] for m in queued(redis_client))
+    assert names == ["tests.fo.a", "tests.fo.b"]
+    assert all(m["headers"]["expires"] for m in queued(redis_client))

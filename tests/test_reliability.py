@@ -3,6 +3,7 @@ an unavailable broker, signals and the stream rate limit, on real Redis and Cele
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import time
@@ -299,3 +300,48 @@ def test_finished_skipped_and_dead_tasks_leave_nothing_pending(app, notification
         notifications.send(ev())
         wait_for(lambda: reliability.dead_letters(), 15)
         wait_for(lambda: reliability.pending_count() == 0, 15)
+
+
+def test_a_fan_out_lost_or_run_twice_still_runs_each_consumer_once(make_app, worker, redis_client):
+    app = make_app(NOTIFICATIONS_REDELIVER_AFTER=0.5)
+    notifications = Notifications(app)
+    done = []
+    for name in ("a", "b", "c"):
+        notifications.create_hub(name).register_consumer(
+            lambda e, name=name: done.append(name), celery_task_name=f"tests.reliability.fo{name}"
+        )
+    with app.app_context():
+        notifications.send(ev())
+        assert reliability.pending_count() == 1  # the fan-out task
+        fan_out = redis_client.lrange("celery", 0, -1)
+        redis_client.delete("celery")  # the broker loses it
+        time.sleep(0.6)
+        assert reliability.redeliver_pending(0.5) == 1
+        redis_client.rpush("celery", *fan_out)  # ... and the lost copy turns up too
+        with worker(app):
+            wait_for(lambda: sorted(done) == ["a", "b", "c"], 15)
+            wait_for(lambda: reliability.pending_count() == 0, 5)
+            time.sleep(0.5)
+    assert sorted(done) == ["a", "b", "c"]
+
+
+def test_consumer_tasks_a_fan_out_enqueued_are_in_the_outbox(make_app, redis_client):
+    app = make_app(NOTIFICATIONS_REDELIVER_AFTER=0.5)
+    notifications = Notifications(app)
+    for name in ("a", "b"):
+        notifications.create_hub(name).register_consumer(
+            lambda e: None, celery_task_name=f"tests.reliability.out{name}"
+        )
+    with app.app_context():
+        notifications.send(ev())
+        message = json.loads(redis_client.lpop("celery"))
+        args = json.loads(base64.b64decode(message["body"]))[0]
+        notifications.celery.tasks[message["headers"]["task"]].apply(args)
+        assert reliability.pending_count() == 2  # the two consumer tasks, not the fan-out
+        redis_client.delete("celery")  # the broker loses both
+        time.sleep(0.6)
+        assert reliability.redeliver_pending(0.5) == 2
+    tasks = sorted(
+        json.loads(raw)["headers"]["task"] for raw in redis_client.lrange("celery", 0, -1)
+    )
+    assert tasks == ["tests.reliability.outa", "tests.reliability.outb"]
