@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the demo on a fresh machine: creates .venv if missing, installs .[demo],
-# then starts an embedded real Redis (unless REDIS_URL is set), one Celery
-# worker and the gevent web server on PORT (default 5000). Ctrl-C stops all.
+# Runs the demo, examples/microblog, on a fresh machine: creates .venv if missing,
+# installs .[demo], then starts an embedded real Redis (unless REDIS_URL is set),
+# a debugging SMTP server that prints the mails, one Celery worker and the gevent
+# web server on PORT (default 5000). Ctrl-C stops all.
 set -euo pipefail
 cd "$(dirname "$0")"
 

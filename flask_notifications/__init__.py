@@ -9,8 +9,12 @@ from .errors import (
     EventTooLargeError,
     InvalidEventError,
     InvalidQueryError,
+    MailRejected,
+    MailServerUnavailable,
     NotificationsError,
     NotificationsUnavailable,
+    PushRejected,
+    PushServiceUnavailable,
 )
 from .event import Event
 from .event_filter import EventFilter
@@ -27,9 +31,13 @@ __all__ = [
     "EventTooLargeError",
     "InvalidEventError",
     "InvalidQueryError",
+    "MailRejected",
+    "MailServerUnavailable",
     "Notifications",
     "NotificationsError",
     "NotificationsUnavailable",
+    "PushRejected",
+    "PushServiceUnavailable",
     "__version__",
     "current_notifications",
 ]

@@ -40,6 +40,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_SEND_TIMEOUT": 5,
     "NOTIFICATIONS_REDELIVER_AFTER": 600,
     "NOTIFICATIONS_STREAM_RATE": "30/60",
+    "NOTIFICATIONS_VAPID_PRIVATE_KEY": None,
+    "NOTIFICATIONS_VAPID_PUBLIC_KEY": None,
+    "NOTIFICATIONS_VAPID_CLAIMS_SUB": None,
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {

@@ -94,6 +94,23 @@ class ConsumerTask(Task):  # type: ignore[misc]
             return super().__call__(event_json, hub_id, app_name)
 
 
+class AppTask(Task):  # type: ignore[misc]
+    """Base of the library's helper tasks (e-mail digests...): the first
+    argument is the Flask app's name, and the task runs in its context."""
+
+    abstract = True
+    ignore_result = True
+    serializer = "json"
+    acks_late = True
+    reject_on_worker_lost = True
+
+    def __call__(self, app_name: str | None, *args: Any, **kwargs: Any) -> Any:
+        if has_app_context():
+            return super().__call__(app_name, *args, **kwargs)
+        with _flask_app_for(self.app, app_name).app_context():
+            return super().__call__(app_name, *args, **kwargs)
+
+
 def _run_consumer(
     task: ConsumerTask, event_json: str, hub_id: str, app_name: str | None = None
 ) -> None:

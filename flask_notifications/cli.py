@@ -9,8 +9,10 @@ from flask.cli import AppGroup
 
 from . import reliability
 from ._state import get_state
+from .errors import InvalidEventError, NotificationsUnavailable
+from .event import Event
 
-cli = AppGroup("notifications", help="Flask-Notifications: hubs and dead letters.")
+cli = AppGroup("notifications", help="Flask-Notifications: hubs, events and dead letters.")
 
 
 @cli.command("hubs")
@@ -38,3 +40,128 @@ def list_dead_letters() -> None:
 def replay() -> None:
     """Enqueue the dead letters again (and remove them from the list)."""
     click.echo(f"replayed {reliability.replay_dead_letters()} dead letter(s)")
+
+
+@cli.command("send")
+@click.option("--type", "event_type", required=True, help="The event type, e.g. message.")
+@click.option("--title", default="", help="The event's title.")
+@click.option("--body", default="", help="The event's body.")
+@click.option(
+    "--to",
+    "recipients",
+    multiple=True,
+    metavar="USER",
+    help="A recipient's user id; repeat for several. None: a broadcast.",
+)
+@click.option("--sender", default="", help="The sender's user id (or e.g. system).")
+@click.option(
+    "--hub",
+    "hub_label",
+    metavar="LABEL",
+    help="Check that the event reaches this hub: fail, sending nothing, when no hub "
+    "has this label or its filter rejects the event. Every hub whose filter passes "
+    "still gets the event.",
+)
+def send(
+    event_type: str,
+    title: str,
+    body: str,
+    recipients: tuple[str, ...],
+    sender: str,
+    hub_label: str | None,
+) -> None:
+    """Send an event through every hub, as notifications.send() does, and
+    print its id. The Celery workers run the consumers.
+
+    \f
+    :param event_type: the event type.
+    :param title: the title.
+    :param body: the body.
+    :param recipients: the recipients' user ids (none: a broadcast).
+    :param sender: the sender's user id.
+    :param hub_label: a hub the event must reach, or ``None``.
+    """
+    extension = get_state().extension
+    try:
+        event = Event(None, event_type, title, body, sender=sender, recipients=list(recipients))
+    except InvalidEventError as exc:
+        raise click.UsageError(f"invalid event: {exc}") from None
+    if hub_label is not None:
+        hub = extension.get_hub(hub_label)
+        if hub is None:
+            known = ", ".join(repr(h.label) for h in extension.hubs) or "none"
+            raise click.BadParameter(
+                f"no hub labelled {hub_label!r} (hubs: {known})", param_hint="--hub"
+            )
+        if not hub.filter(event):
+            raise click.BadParameter(
+                f"the event does not pass the filter of hub {hub_label!r} ({hub.filter!r}); "
+                "nothing sent",
+                param_hint="--hub",
+            )
+    try:
+        sent = extension.send(event)
+    except NotificationsUnavailable as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(sent["event_id"])
+
+
+@cli.command("tail")
+@click.argument("hub_label", metavar="HUB")
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Stop after N events (default: run until Ctrl-C).",
+)
+def tail(hub_label: str, count: int | None) -> None:
+    """Print each event pushed to the hub labelled HUB as one JSON line, live.
+
+    Only events published from now on are printed (no history); unread-count
+    messages are skipped.
+
+    \f
+    :param hub_label: the hub's label.
+    :param count: stop after this many events; ``None``: until interrupted.
+    """
+    extension = get_state().extension
+    hub = extension.get_hub(hub_label)
+    if hub is None:
+        known = ", ".join(repr(h.label) for h in extension.hubs) or "none"
+        raise click.BadParameter(f"no hub labelled {hub_label!r} (hubs: {known})", param_hint="HUB")
+    backend = extension.create_backend()
+    backend.subscribe(hub.hub_id)
+    click.echo(f"listening to hub {hub.label!r} ({hub.hub_id}); Ctrl-C stops", err=True)
+    printed = 0
+    try:
+        for message in backend.listen():
+            try:
+                event = json.loads(message["data"])
+            except ValueError:
+                continue
+            if not isinstance(event, dict) or "event_type" not in event:
+                continue  # an unread-counts envelope, not an event
+            click.echo(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+            printed += 1
+            if count is not None and printed >= count:
+                break
+    except KeyboardInterrupt:
+        pass
+    finally:
+        backend.close()
+
+
+@cli.command("vapid-keys", with_appcontext=False)
+def vapid_keys() -> None:
+    """Generate a VAPID key pair for Web Push and print its two config lines."""
+    from .webpush.keys import PRIVATE_KEY, PUBLIC_KEY, generate_vapid_keys
+
+    private_key, public_key = generate_vapid_keys()
+    click.echo(f'{PRIVATE_KEY} = "{private_key}"')
+    click.echo(f'{PUBLIC_KEY} = "{public_key}"')
+    click.echo(
+        "# keep the private key secret; also set NOTIFICATIONS_VAPID_CLAIMS_SUB "
+        '(e.g. "mailto:admin@example.com")',
+        err=True,
+    )

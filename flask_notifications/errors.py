@@ -41,3 +41,28 @@ class NotificationsUnavailable(NotificationsError, ConnectionError):
 
 class ConfigurationError(NotificationsError, ValueError):
     """A ``NOTIFICATIONS_*`` (or ``BACKEND``) configuration value is wrong."""
+
+
+class MailServerUnavailable(NotificationsError, ConnectionError):
+    """The SMTP server could not be reached, timed out or answered with a
+    temporary (4xx) error: the e-mail consumers retry."""
+
+
+class MailRejected(NotificationsError, ValueError):
+    """The SMTP server refused a message for good (a 5xx answer: unknown
+    recipient, failed authentication...): retrying would not help, so the
+    task becomes a dead letter."""
+
+
+class PushServiceUnavailable(NotificationsError, ConnectionError):
+    """A Web Push service could not take a notification now: it answered 5xx or
+    429, or could not be reached. Transient: the consumer's task retries it
+    (it is a :class:`ConnectionError`, in :attr:`Consumer.retry_for
+    <flask_notifications.consumers.consumer.Consumer.retry_for>`)."""
+
+
+class PushRejected(NotificationsError, ValueError):
+    """A Web Push service refused a notification for good: a 4xx answer other
+    than 404 and 410 (which delete the subscription instead), for example 403
+    when the VAPID keys do not match the ones the browser subscribed with, or
+    413 for a payload too large. Retrying would not help."""

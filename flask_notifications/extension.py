@@ -15,6 +15,7 @@ from markupsafe import Markup
 
 from . import inbox as _inbox_routes  # noqa: F401 - registers the inbox API on the blueprint
 from . import reliability
+from . import webpush as _webpush_routes  # noqa: F401 - registers the Web Push API
 from ._config import apply_defaults, load_backend
 from ._state import State, get_state
 from ._tasks import FAN_OUT_TASK, bind_flask_app, celery_expiry, celery_for, unproxy
@@ -22,7 +23,7 @@ from .blueprint import blueprint
 from .blueprint import error as stream_error
 from .cli import cli as notifications_cli
 from .consumers.store_consumer import StoreConsumer
-from .errors import NotificationsUnavailable
+from .errors import ConfigurationError, NotificationsUnavailable
 from .event import Event
 from .event_hub import EventHub, current_notifications, hub_id_for
 from .inbox.model_events import ModelEvents
@@ -32,6 +33,7 @@ from .pubsub.backend import Backend
 from .signals import event_filtered, event_sent
 from .stream.dispatcher import Dispatcher
 from .stream.views import stream_response
+from .webpush.store import PushSubscriptions
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -61,11 +63,15 @@ class Notifications:
     ) -> None:
         self._hubs: dict[str, EventHub] = {}
         self._identity_loader: Callable[[], Any] | None = None
+        self._email_resolver: Callable[[str], str | None] | None = None
         self._stream_authorizer: Callable[[str | None, str], bool] | None = None
         #: Stored notifications of the current app: see :class:`~flask_notifications.inbox.Inbox`.
         self.inbox = Inbox(self)
         #: Opt-outs of the current app: see :class:`~flask_notifications.inbox.Preferences`.
         self.preferences = Preferences()
+        #: Browsers' Web Push subscriptions of the current app: see
+        #: :class:`~flask_notifications.webpush.PushSubscriptions`.
+        self.push_subscriptions = PushSubscriptions()
         self._model_events = ModelEvents(self)
         if app is not None:
             self.init_app(app, celery=celery, broker=broker)
@@ -131,6 +137,38 @@ class Notifications:
         """
         self._identity_loader = func
         return func
+
+    def email_resolver(self, func: Callable[[str], str | None]) -> Callable[[str], str | None]:
+        """Register the function that maps a user id (an event recipient, as a
+        string) to an e-mail address, or ``None`` for a user without one. The
+        e-mail consumers use it when they are given no fixed recipients.
+
+        .. code-block:: python
+
+            @notifications.email_resolver
+            def email_of(user_id):
+                user = db.session.get(User, int(user_id))
+                return user.email if user else None
+
+        :param func: called with a user id, in the worker's app context.
+        :returns: ``func``, so this works as a decorator.
+        """
+        self._email_resolver = func
+        return func
+
+    def resolve_email(self, user_id: str) -> str | None:
+        """The address of ``user_id`` through :meth:`email_resolver`.
+
+        :param user_id: the user id.
+        :raises ConfigurationError: if no resolver is registered.
+        """
+        if self._email_resolver is None:
+            raise ConfigurationError(
+                "an e-mail consumer got an event for users but no address for them: "
+                "register @notifications.email_resolver (user id -> address) "
+                "or give the consumer recipients=[...]"
+            )
+        return self._email_resolver(user_id)
 
     def stream_authorizer(
         self, func: Callable[[str | None, str], bool]

@@ -30,6 +30,7 @@ _PENDING_EVENT = "flask_notifications:pending_event:"
 _SWEEP_LOCK = "flask_notifications:sweep_lock"
 _SENT = "flask_notifications:sent:"
 _DONE = "flask_notifications:done:"
+_DELIVERED = "flask_notifications:delivered:"
 
 
 def _client() -> redis.Redis | None:
@@ -235,6 +236,39 @@ def mark_done(task_name: str, hub_id: str, app_name: str, event_id: str, ttl: in
         pipe.set(_done_key(task_name, hub_id, event_id), 1, ex=ttl)
         pipe.zrem(PENDING_KEY, _pending_member(task_name, hub_id, app_name, event_id))
         pipe.execute()
+
+
+def _delivered_key(task_name: str, event_id: str, target: str) -> str:
+    return f"{_DELIVERED}{task_name}:{event_id}:{target}"
+
+
+def delivered(task_name: str, event_id: str, targets: list[str]) -> set[str]:
+    """Which of ``targets`` (mail addresses, push endpoints...) this consumer
+    already delivered this event to: a retried task skips them, so a failure
+    half way through the recipients never sends anyone the event twice.
+
+    :param task_name: the consumer's task name.
+    :param event_id: the event's id.
+    :param targets: the delivery targets.
+    """
+    client = _client()
+    if client is None or not targets:
+        return set()
+    found = client.mget([_delivered_key(task_name, event_id, t) for t in targets])
+    return {t for t, hit in zip(targets, found, strict=True) if hit is not None}
+
+
+def mark_delivered(task_name: str, event_id: str, target: str, ttl: int) -> None:
+    """Record that this consumer delivered this event to ``target``.
+
+    :param task_name: the consumer's task name.
+    :param event_id: the event's id.
+    :param target: the mail address, push endpoint...
+    :param ttl: seconds to remember it (``NOTIFICATIONS_DEDUP_TTL``).
+    """
+    client = _client()
+    if client is not None:
+        client.set(_delivered_key(task_name, event_id, target), 1, ex=ttl)
 
 
 def add_dead_letter(

@@ -234,3 +234,125 @@ def database_uri(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     metadata.drop_all(engine)
     engine.dispose()
     yield url
+
+
+# -- the microblog example (examples/microblog) as a real stack ---------------------------
+
+MICROBLOG = ROOT / "examples" / "microblog"
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """Debian's headless Chromium driven by Playwright (a Playwright ``Browser``);
+    skipped without it, unless ``FLASK_NOTIFICATIONS_REQUIRE_BROWSER`` is set."""
+    import shutil
+
+    executable = shutil.which("chromium") or shutil.which("chromium-browser")
+    if executable is None:
+        if os.environ.get("FLASK_NOTIFICATIONS_REQUIRE_BROWSER"):
+            pytest.fail("chromium is required (run-tests.sh installs it with apt-get)")
+        pytest.skip("no chromium on PATH")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class MailSink:
+    """A real SMTP server (aiosmtpd) in a thread that keeps what it receives."""
+
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.port = free_port()
+        #: ``(recipients, message bytes)`` of every mail received.
+        self.mails: list[tuple[list[str], bytes]] = []
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """aiosmtpd's hook for a received mail: keep it."""
+        self.mails.append((list(envelope.rcpt_tos), bytes(envelope.content)))
+        return "250 OK"
+
+
+class MicroblogStack:
+    """The microblog demo's processes: the gevent web server (a subprocess on
+    a free port) and a Celery worker subprocess, on a real Redis and SQLite
+    file, mailing to a :class:`MailSink`."""
+
+    def __init__(self, redis_url: str, database: Path, mail: MailSink) -> None:
+        self.redis_url = redis_url
+        self.database = database
+        self.mail = mail
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "REDIS_URL": redis_url,
+            "MICROBLOG_DATABASE": str(database),
+            "MAIL_SERVER": "127.0.0.1",
+            "MAIL_PORT": str(mail.port),
+        }
+        self.web: subprocess.Popen[bytes] | None = None
+        #: The Celery worker subprocess, once started.
+        self.worker: subprocess.Popen[bytes] | None = None
+
+    def start_web(self) -> None:
+        """Start the web server (again, on the same port) and wait for it."""
+        self.web = subprocess.Popen(
+            [sys.executable, str(ROOT / "examples" / "serve.py"), "app:app", str(self.port)],
+            cwd=MICROBLOG, env=dict(os.environ, PYTHONPATH=str(ROOT), **self.env),
+        )  # fmt: skip
+        try:
+            wait_for_http(self.base + "/login", self.web)
+        except BaseException:
+            self.stop_web()
+            raise
+
+    def stop_web(self) -> None:
+        """Stop the web server: every open stream is cut."""
+        if self.web is not None:
+            stop_process(self.web)
+            self.web = None
+
+
+@pytest.fixture
+def microblog_stack(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[MicroblogStack]:
+    """examples/microblog served for real: web server, Celery worker, SMTP sink."""
+    mail = MailSink()
+    mail.controller.start()
+    stack = MicroblogStack(redis_url, tmp_path / "microblog.sqlite", mail)
+    try:
+        stack.start_web()  # first: importing the app creates the tables and accounts
+        for key, value in stack.env.items():
+            monkeypatch.setenv(key, value)  # worker_process passes os.environ on
+        with worker_process("app:celery", redis_url, cwd=MICROBLOG) as worker:
+            stack.worker = worker
+            yield stack
+    finally:
+        stack.stop_web()
+        mail.controller.stop()
+
+
+@pytest.fixture
+def smtp_server(tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Factory of real SMTP servers (aiosmtpd): ``smtp_server(tls=None|"starttls"|"ssl")``."""
+    from .smtp_server import SMTPServer
+
+    started: list[SMTPServer] = []
+
+    def start(tls: str | None = None) -> SMTPServer:
+        server = SMTPServer(tls, tmp_path).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -1,8 +1,22 @@
 """Consumers: what a hub does with the events that pass its filter."""
 
+from ._email import EmailConsumer
 from .consumer import Consumer, FunctionConsumer
+from .flaskemail_consumer import FlaskEmailConsumer
+from .flaskmail_consumer import FlaskMailConsumer
 from .log_consumer import LogConsumer
 from .push_consumer import PushConsumer
 from .store_consumer import StoreConsumer
+from .webpush_consumer import WebPushConsumer
 
-__all__ = ["Consumer", "FunctionConsumer", "LogConsumer", "PushConsumer", "StoreConsumer"]
+__all__ = [
+    "Consumer",
+    "EmailConsumer",
+    "FlaskEmailConsumer",
+    "FlaskMailConsumer",
+    "FunctionConsumer",
+    "LogConsumer",
+    "PushConsumer",
+    "StoreConsumer",
+    "WebPushConsumer",
+]

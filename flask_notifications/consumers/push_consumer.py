@@ -10,21 +10,13 @@ from flask import Flask, current_app, has_app_context
 from ..event import Event
 from ..pubsub.backend import Backend
 from ..pubsub.redis_pubsub import RedisPubSub
+from ._recipients import preferences_on
 from .consumer import Consumer
 
 if TYPE_CHECKING:
     import redis
 
     from ..event_hub import EventHub
-
-
-def _preferences_on(app: Flask) -> bool:
-    # ``None`` (the default) means: when the app has an inbox database, so that
-    # an app without one never gets a database just for this lookup.
-    setting = app.config.get("NOTIFICATIONS_PREFERENCES")
-    if setting is None:
-        return bool(app.config.get("NOTIFICATIONS_DATABASE_URI") or "sqlalchemy" in app.extensions)
-    return bool(setting)
 
 
 class PushConsumer(Consumer):
@@ -78,7 +70,7 @@ class PushConsumer(Consumer):
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> None:
         recipients = event["recipients"]
-        if recipients and has_app_context() and _preferences_on(current_app):
+        if recipients and has_app_context() and preferences_on(current_app):
             state = current_app.extensions.get("notifications")
             if state is not None:
                 allowed = state.extension.preferences.allowed(

@@ -66,3 +66,21 @@ preferences = Table(
     Column("event_type", String(128), primary_key=True),
     Column("channel", String(32), primary_key=True),
 )
+
+#: Web Push subscriptions: one row per browser (``PushSubscription.toJSON()``),
+#: unique by endpoint; see :class:`~flask_notifications.webpush.PushSubscriptions`.
+push_subscriptions = Table(
+    "flask_notification_push_subscriptions",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("recipient", String(256), nullable=False),
+    Column("endpoint", String(2048), nullable=False),
+    Column("p256dh", String(128), nullable=False),
+    Column("auth", String(64), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ux_flask_notification_push_subscriptions_endpoint", "endpoint", unique=True),
+    Index("ix_flask_notification_push_subscriptions_recipient", "recipient"),
+    sqlite_autoincrement=True,
+)

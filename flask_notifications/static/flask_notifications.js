@@ -10,6 +10,8 @@
  *   });
  *   conn.close();
  *   FlaskNotifications.badge("#unread", 3);  // show 3; 0 hides the badge
+ *   FlaskNotifications.enablePush().then(function (subscription) {});  // Web Push
+ *   FlaskNotifications.disablePush();         // unsubscribe this browser
  *
  * Streams with EventSource; after a failed (re)connection it opens a new
  * EventSource with ?lastEventId= so nothing is missed. When EventSource is
@@ -181,5 +183,176 @@
     };
   }
 
-  global.FlaskNotifications = { connect: connect, badge: badge, prefix: PREFIX };
+  // -- Web Push ------------------------------------------------------------------
+
+  function keyBytes(base64url) {
+    var padded = base64url + "====".slice((base64url.length + 3) % 4 + 1);
+    var raw = global.atob(padded.replace(/-/g, "+").replace(/_/g, "/"));
+    var bytes = new Uint8Array(raw.length);
+    for (var i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return bytes;
+  }
+
+  function sameKey(a, b) {
+    if (!a || !b) return false;
+    var x = new Uint8Array(a);
+    if (x.length !== b.length) return false;
+    for (var i = 0; i < x.length; i++) if (x[i] !== b[i]) return false;
+    return true;
+  }
+
+  function request(method, url, body) {
+    return global
+      .fetch(url, {
+        method: method,
+        credentials: "same-origin",
+        headers: body ? { "Content-Type": "application/json" } : {},
+        body: body ? JSON.stringify(body) : undefined,
+      })
+      .then(function (response) {
+        if (response.ok) return response.status === 204 ? null : response.json();
+        return response.text().then(function (text) {
+          var message = text;
+          try {
+            message = JSON.parse(text).error || text;
+          } catch (e) {
+            /* not JSON */
+          }
+          var err = new Error(method + " " + url + ": " + response.status + " " + message);
+          err.status = response.status;
+          throw err;
+        });
+      });
+  }
+
+  function pushOptions(options) {
+    var opts = options || {};
+    var prefix = opts.prefix || PREFIX;
+    return {
+      prefix: prefix,
+      serviceWorker: opts.serviceWorker || prefix + "/service-worker.js",
+      scope: opts.scope || prefix + "/",
+    };
+  }
+
+  function pushSupported() {
+    return (
+      "serviceWorker" in global.navigator &&
+      "PushManager" in global &&
+      "Notification" in global &&
+      typeof global.fetch === "function"
+    );
+  }
+
+  function activeWorker(registration) {
+    // navigator.serviceWorker.ready never settles when the page is outside the
+    // worker's scope (the default scope is <prefix>/): wait on this registration.
+    if (registration.active) return Promise.resolve(registration);
+    var worker = registration.installing || registration.waiting;
+    return new Promise(function (resolve, reject) {
+      if (!worker) return reject(new Error("the service worker did not install"));
+      worker.addEventListener("statechange", function () {
+        if (worker.state === "activated") resolve(registration);
+        if (worker.state === "redundant") reject(new Error("the service worker failed to install"));
+      });
+    });
+  }
+
+  function askPermission() {
+    if (global.Notification.permission === "granted") return Promise.resolve("granted");
+    return new Promise(function (resolve) {
+      // Older browsers take a callback, newer ones return a promise.
+      var result = global.Notification.requestPermission(resolve);
+      if (result && typeof result.then === "function") result.then(resolve);
+    }).then(function (permission) {
+      if (permission !== "granted") {
+        throw new Error("notifications are not allowed (permission: " + permission + ")");
+      }
+      return permission;
+    });
+  }
+
+  function enablePush(options) {
+    if (!pushSupported()) {
+      return Promise.reject(new Error("this browser does not support Web Push"));
+    }
+    var opts = pushOptions(options);
+    var registration;
+    var applicationServerKey;
+    return askPermission()
+      .then(function () {
+        return global.navigator.serviceWorker.register(opts.serviceWorker, { scope: opts.scope });
+      })
+      .then(activeWorker)
+      .then(function (reg) {
+        registration = reg;
+        return request("GET", opts.prefix + "/push-subscriptions/key");
+      })
+      .then(function (answer) {
+        applicationServerKey = keyBytes(answer.public_key);
+        return registration.pushManager.getSubscription();
+      })
+      .then(function (existing) {
+        // A subscription made with another key cannot be reused: replace it.
+        if (existing && !sameKey(existing.options.applicationServerKey, applicationServerKey)) {
+          return existing.unsubscribe().then(function () {
+            return null;
+          });
+        }
+        return existing;
+      })
+      .then(function (existing) {
+        return (
+          existing ||
+          registration.pushManager.subscribe({
+            userVisibleOnly: true,
+            applicationServerKey: applicationServerKey,
+          })
+        );
+      })
+      .then(function (subscription) {
+        return request("POST", opts.prefix + "/push-subscriptions", subscription.toJSON()).then(
+          function () {
+            return subscription;
+          }
+        );
+      });
+  }
+
+  function disablePush(options) {
+    if (!pushSupported()) return Promise.resolve(false);
+    var opts = pushOptions(options);
+    return global.navigator.serviceWorker
+      .getRegistration(opts.scope)
+      .then(function (registration) {
+        return registration ? registration.pushManager.getSubscription() : null;
+      })
+      .then(function (subscription) {
+        if (!subscription) return false;
+        var failure = null;
+        return request("DELETE", opts.prefix + "/push-subscriptions", {
+          endpoint: subscription.endpoint,
+        })
+          .catch(function (err) {
+            if (err.status !== 404) failure = err;  // 404: already gone on the server
+          })
+          .then(function () {
+            // Unsubscribed even when the server refused (signed out...): the
+            // push service then answers 410, and the server forgets it.
+            return subscription.unsubscribe();
+          })
+          .then(function () {
+            if (failure) throw failure;
+            return true;
+          });
+      });
+  }
+
+  global.FlaskNotifications = {
+    connect: connect,
+    badge: badge,
+    prefix: PREFIX,
+    enablePush: enablePush,
+    disablePush: disablePush,
+  };
 })(window);

@@ -1,0 +1,284 @@
+"""Private messages with a live unread badge, on Flask-Notifications.
+
+Users log in (Flask-Login), send each other private messages and read them on
+a Messages page; the navigation bar shows how many are unread, updated live.
+
+How a message travels:
+
+1. ``send_message`` commits a :class:`Message` row. ``notifications.on_insert``
+   turns the committed row into a ``"message"`` event and hands it to
+   ``notifications.send()``; a rolled-back message sends nothing.
+2. The ``Messages`` hub takes ``"message"`` events; a Celery worker runs its
+   consumers: ``StoreConsumer`` keeps the event in the recipient's inbox (the
+   unread count is the inbox's), ``PushConsumer`` publishes it to the
+   recipient's open pages, ``FlaskMailConsumer`` e-mails it.
+3. Each page's JavaScript client (``FlaskNotifications.connect``) receives the
+   event and the new unread count over Server-Sent Events, or by polling the
+   inbox API when streaming fails, and updates the badge and the dropdown.
+4. Opening the Messages page marks the inbox read, which pushes a count of 0
+   to every open page of that user.
+
+Run it from this directory, with a Redis on ``REDIS_URL`` (default
+``redis://localhost:6379/0``)::
+
+    flask --app app run                             # creates the tables and accounts
+    celery -A app:celery worker --loglevel=INFO     # runs the consumers
+
+or everything at once from the repository root: ``./run-demo.sh``.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from flask import Flask, flash, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_login import (
+    LoginManager,
+    UserMixin,
+    current_user,
+    login_required,
+    login_user,
+    logout_user,
+)
+from flask_sqlalchemy import SQLAlchemy
+from sqlalchemy import ForeignKey, String, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from flask_notifications import Event, Notifications
+from flask_notifications.consumers import PushConsumer, StoreConsumer
+from flask_notifications.consumers.flaskmail_consumer import FlaskMailConsumer
+from flask_notifications.filters import WithEventType
+
+#: The accounts created at start-up (password: ``demo``).
+DEMO_USERS = ("alice", "bob", "carol")
+DEMO_PASSWORD = "demo"
+#: The longest message body, in characters.
+MAX_MESSAGE = 140
+
+app = Flask(__name__)
+app.config.update(
+    SECRET_KEY=os.environ.get("SECRET_KEY", "dev only: set SECRET_KEY in production"),
+    # A relative SQLite path lives in the instance folder (Flask-SQLAlchemy 3).
+    SQLALCHEMY_DATABASE_URI="sqlite:///" + os.environ.get("MICROBLOG_DATABASE", "microblog.sqlite"),
+    NOTIFICATIONS_REDIS_URL=os.environ.get("REDIS_URL", "redis://localhost:6379/0"),
+    MAIL_SERVER=os.environ.get("MAIL_SERVER", "localhost"),
+    MAIL_PORT=int(os.environ.get("MAIL_PORT", "8025")),
+    MAIL_DEFAULT_SENDER="microblog@example.com",
+)
+
+
+class Base(DeclarativeBase):
+    """The declarative base of the models."""
+
+
+db = SQLAlchemy(app, model_class=Base)
+login_manager = LoginManager(app)
+login_manager.login_view = "login"  # where @login_required sends anonymous users
+
+
+class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
+    """An account; Flask-Login's ``get_id()`` (the id as a string) is also the
+    user id of the notifications: events are addressed to it."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(256))
+
+    def set_password(self, password: str) -> None:
+        """Store a hash of ``password``.
+
+        :param password: the new password.
+        """
+        self.password_hash = generate_password_hash(password)
+
+    def check_password(self, password: str) -> bool:
+        """Whether ``password`` is this user's password.
+
+        :param password: the password to check.
+        """
+        return check_password_hash(self.password_hash, password)
+
+    def new_messages(self) -> int:
+        """How many unread notifications (here: messages) the user has, from
+        the library's inbox."""
+        return notifications.inbox.unread_count(self.id)
+
+
+class Message(db.Model):  # type: ignore[name-defined,misc]
+    """A private message from one user to another."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sender_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
+    recipient_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
+    body: Mapped[str] = mapped_column(String(MAX_MESSAGE))
+    timestamp: Mapped[datetime] = mapped_column(index=True, default=lambda: datetime.now(UTC))
+
+    sender: Mapped[User] = relationship(foreign_keys=[sender_id])
+    recipient: Mapped[User] = relationship(foreign_keys=[recipient_id])
+
+
+@login_manager.user_loader
+def load_user(user_id: str) -> User | None:
+    """Flask-Login's loader: the user of the session, if they still exist.
+
+    :param user_id: the id stored in the session.
+    """
+    return db.session.get(User, int(user_id))
+
+
+# -- notifications ---------------------------------------------------------------------
+
+notifications = Notifications(app)
+celery = app.extensions["notifications"].celery  # for `celery -A app:celery worker`
+redis = app.extensions["notifications"].redis
+
+# The web process and the worker both import this module, so both build the
+# same hub (its id derives from the label) with the same consumers.
+messages_hub = notifications.create_hub("Messages")
+messages_hub.filter_by(WithEventType("message"))
+messages_hub.register_consumer(StoreConsumer())  # the inbox: unread counts, dropdown
+messages_hub.register_consumer(PushConsumer(redis, messages_hub.hub_id))  # open pages
+
+# -- e-mail ------------------------------------------------------------------------------
+# Each message is also e-mailed to its recipient, by the worker, through
+# Flask-Mail (MAIL_SERVER, MAIL_PORT and MAIL_DEFAULT_SENDER above). When no
+# SMTP server listens, this consumer fails and retries later; pages, the
+# inbox and the badge are not affected.
+messages_hub.register_consumer(FlaskMailConsumer.from_app(app, subject_prefix="[Microblog] "))
+
+
+@notifications.email_resolver
+def email_of(user_id: str) -> str | None:
+    """The address the e-mail consumer sends a recipient's mails to.
+
+    :param user_id: an event recipient (a user id, as a string).
+    """
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    return user.email if user is not None else None
+
+
+def message_event(message: Message) -> Event:
+    """The notification of a new private message (called by ``on_insert``).
+
+    :param message: the message, flushed (it has its id) but not yet committed.
+    """
+    return Event(
+        None,
+        "message",
+        f"New message from {message.sender.username}",
+        message.body,
+        sender=message.sender_id,
+        recipients=[message.recipient_id],
+        message_id=message.id,
+    )
+
+
+# Sent after the commit, through notifications.send(): the hubs and the worker.
+notifications.on_insert(Message, message_event)
+
+
+# -- views -------------------------------------------------------------------------------
+
+
+@app.get("/")
+@login_required
+def index() -> ResponseReturnValue:
+    """The other users, each with a link to send them a message."""
+    users = db.session.scalars(
+        select(User).where(User.id != current_user.id).order_by(User.username)
+    ).all()
+    return render_template("index.html", users=users)
+
+
+@app.route("/login", methods=["GET", "POST"])
+def login() -> ResponseReturnValue:
+    """Log in with a username and a password."""
+    if current_user.is_authenticated:
+        return redirect(url_for("index"))
+    if request.method == "POST":
+        username = request.form.get("username", "")
+        user = db.session.scalar(select(User).filter_by(username=username))
+        if user is None or not user.check_password(request.form.get("password", "")):
+            flash("Invalid username or password.")
+            return render_template("login.html", username=username), 401
+        login_user(user)
+        next_page = request.args.get("next", "")
+        # Only a path on this site: never an open redirect.
+        if not next_page.startswith("/") or urlsplit(next_page).netloc:
+            next_page = url_for("index")
+        return redirect(next_page)
+    return render_template("login.html", username="")
+
+
+@app.post("/logout")
+def logout() -> ResponseReturnValue:
+    """Log out and go back to the login page."""
+    logout_user()
+    return redirect(url_for("login"))
+
+
+@app.route("/send/<recipient>", methods=["GET", "POST"])
+@login_required
+def send_message(recipient: str) -> ResponseReturnValue:
+    """A form to send ``recipient`` a private message.
+
+    :param recipient: the recipient's username; 404 when nobody has it.
+    """
+    user = db.first_or_404(select(User).filter_by(username=recipient))
+    if request.method == "POST":
+        body = request.form.get("message", "").strip()
+        if not body or len(body) > MAX_MESSAGE:
+            flash(f"A message has 1 to {MAX_MESSAGE} characters.")
+            return render_template(
+                "send_message.html", recipient=user, body=body, max_message=MAX_MESSAGE
+            ), 400
+        db.session.add(Message(sender=current_user, recipient=user, body=body))
+        db.session.commit()  # on_insert sends the "message" event now
+        flash(f"Your message to {user.username} has been sent.")
+        return redirect(url_for("index"))
+    return render_template("send_message.html", recipient=user, body="", max_message=MAX_MESSAGE)
+
+
+@app.get("/messages")
+@login_required
+def messages() -> ResponseReturnValue:
+    """The messages received, newest first; opening the page reads them all."""
+    # Resets the badge of every open page of this user (a live count of 0).
+    notifications.inbox.mark_all_read(current_user.id)
+    page = db.paginate(
+        select(Message)
+        .where(Message.recipient_id == current_user.id)
+        .order_by(Message.timestamp.desc(), Message.id.desc()),
+        per_page=10,
+    )
+    return render_template("messages.html", page=page)
+
+
+# -- start-up ------------------------------------------------------------------------------
+
+
+def init_db() -> None:
+    """Create the tables and the demo accounts, when missing. A real
+    application would use migrations (Flask-Migrate) instead."""
+    db.create_all()
+    notifications.inbox.create_tables()  # the inbox's tables, in the same database
+    if db.session.scalar(select(User).limit(1)) is not None:
+        return
+    for name in DEMO_USERS:
+        user = User(username=name, email=f"{name}@example.com")
+        user.set_password(DEMO_PASSWORD)
+        db.session.add(user)
+    try:
+        db.session.commit()
+    except IntegrityError:  # another process (the worker) seeded them first
+        db.session.rollback()
+
+
+with app.app_context():
+    init_db()

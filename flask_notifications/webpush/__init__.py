@@ -1,0 +1,18 @@
+"""Web Push: browsers' subscriptions, VAPID keys, the service worker and its HTTP API.
+
+The consumer that sends the notifications is
+:class:`~flask_notifications.consumers.WebPushConsumer`; see :doc:`/webpush`.
+"""
+
+from . import views as _views  # noqa: F401 - registers the HTTP API on the blueprint
+from .keys import generate_vapid_keys, public_key_from_config, vapid_from_config
+from .store import PushSubscription, PushSubscriptions, parse_subscription
+
+__all__ = [
+    "PushSubscription",
+    "PushSubscriptions",
+    "generate_vapid_keys",
+    "parse_subscription",
+    "public_key_from_config",
+    "vapid_from_config",
+]

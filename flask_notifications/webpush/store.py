@@ -1,0 +1,209 @@
+"""The browsers' Web Push subscriptions, stored next to the inbox."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from ..errors import InvalidQueryError
+from ..inbox.database import get_engine
+from ..inbox.models import push_subscriptions as table
+from ..inbox.store import user_id
+from .keys import b64url_decode, b64url_encode
+
+#: Longest accepted endpoint URL (push services use a few hundred characters).
+MAX_ENDPOINT_LENGTH = 2048
+_CHUNK = 1000
+
+
+@dataclass(frozen=True)
+class PushSubscription:
+    """One stored browser subscription."""
+
+    #: The row's id.
+    id: int
+    #: The user it belongs to (a string, like events' recipients).
+    recipient: str
+    #: The push service URL the notifications are POSTed to.
+    endpoint: str
+    #: The browser's P-256 public key, base64url.
+    p256dh: str
+    #: The browser's 16-byte authentication secret, base64url.
+    auth: str
+    #: When it was stored (epoch seconds).
+    created_at: float
+
+    def info(self) -> dict[str, Any]:
+        """The ``subscription_info`` form pywebpush takes (and
+        ``PushSubscription.toJSON()`` gives): ``{"endpoint", "keys": {"p256dh", "auth"}}``."""
+        return {"endpoint": self.endpoint, "keys": {"p256dh": self.p256dh, "auth": self.auth}}
+
+
+def _check_point(point: bytes) -> bool:
+    if len(point) != 65 or point[0] != 4:
+        return False
+    try:
+        from cryptography.hazmat.primitives.asymmetric import ec
+    except ImportError:  # pragma: no cover - without the webpush extra: length check only
+        return True
+    try:
+        ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), point)
+    except ValueError:
+        return False
+    return True
+
+
+def parse_subscription(obj: object) -> dict[str, Any]:
+    """Check the JSON of a browser's ``PushSubscription.toJSON()`` and return
+    its normal form ``{"endpoint": ..., "keys": {"p256dh": ..., "auth": ...}}``
+    (keys in base64url without padding; other members such as
+    ``expirationTime`` are ignored).
+
+    :param obj: the parsed JSON.
+    :raises InvalidQueryError: naming the bad field: ``endpoint`` must be an
+        ``http(s)`` URL of at most 2,048 characters, ``keys.p256dh`` must
+        decode (base64url) to a 65-byte uncompressed P-256 point, and
+        ``keys.auth`` to 16 bytes.
+    """
+    if not isinstance(obj, Mapping):
+        raise InvalidQueryError("a push subscription must be a JSON object")
+    endpoint = obj.get("endpoint")
+    if not isinstance(endpoint, str) or len(endpoint) > MAX_ENDPOINT_LENGTH:
+        raise InvalidQueryError(
+            f"endpoint must be an http(s) URL of at most {MAX_ENDPOINT_LENGTH} characters"
+        )
+    try:
+        parts = urlsplit(endpoint)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if not valid or any(c.isspace() for c in endpoint):
+        raise InvalidQueryError(f"endpoint must be an http(s) URL, not {endpoint[:80]!r}")
+    keys = obj.get("keys")
+    if not isinstance(keys, Mapping):
+        raise InvalidQueryError("keys must be an object with p256dh and auth")
+    try:
+        point = b64url_decode(keys.get("p256dh"))  # type: ignore[arg-type]
+    except ValueError:
+        point = b""
+    if not _check_point(point):
+        raise InvalidQueryError(
+            "keys.p256dh must be the base64url form of a 65-byte uncompressed P-256 point"
+        )
+    try:
+        secret = b64url_decode(keys.get("auth"))  # type: ignore[arg-type]
+    except ValueError:
+        secret = b""
+    if len(secret) != 16:
+        raise InvalidQueryError("keys.auth must be the base64url form of 16 bytes")
+    return {
+        "endpoint": endpoint,
+        "keys": {"p256dh": b64url_encode(point), "auth": b64url_encode(secret)},
+    }
+
+
+def _row(row: Any) -> PushSubscription:
+    return PushSubscription(
+        id=int(row.id),
+        recipient=row.recipient,
+        endpoint=row.endpoint,
+        p256dh=row.p256dh,
+        auth=row.auth,
+        created_at=row.created_at,
+    )
+
+
+class PushSubscriptions:
+    """The browsers' Web Push subscriptions of the current app, in the inbox
+    database (table ``flask_notification_push_subscriptions``).
+
+    An endpoint is unique: storing a subscription whose endpoint is known
+    replaces it, keys and user included (the browser signed in as someone
+    else, or renewed its keys).
+    """
+
+    def add(self, user: str | int, subscription: Mapping[str, Any]) -> tuple[int, bool]:
+        """Store a browser's subscription for ``user`` (an upsert by endpoint).
+
+        :param user: the user it belongs to.
+        :param subscription: the JSON of ``PushSubscription.toJSON()``.
+        :returns: ``(id, created)``: ``created`` is ``False`` when the endpoint
+            was known and its row was updated.
+        :raises InvalidQueryError: for a bad user id or subscription (see
+            :func:`parse_subscription`).
+        """
+        recipient = user_id(user)
+        sub = parse_subscription(subscription)
+        values = {
+            "recipient": recipient,
+            "p256dh": sub["keys"]["p256dh"],
+            "auth": sub["keys"]["auth"],
+        }
+        endpoint = sub["endpoint"]
+        for _ in range(3):  # a concurrent insert of the same endpoint: update it then
+            with get_engine().begin() as conn:
+                found = conn.execute(
+                    select(table.c.id).where(table.c.endpoint == endpoint)
+                ).scalar_one_or_none()
+                if found is not None:
+                    conn.execute(update(table).where(table.c.id == found).values(**values))
+                    return int(found), False
+                try:
+                    result = conn.execute(
+                        insert(table).values(endpoint=endpoint, created_at=time.time(), **values)
+                    )
+                except IntegrityError:
+                    continue
+                return int(result.inserted_primary_key[0]), True
+        raise InvalidQueryError(f"could not store the subscription of {endpoint[:80]!r}")
+
+    def remove(self, user: str | int, endpoint: str) -> bool:
+        """Delete the user's subscription of ``endpoint``.
+
+        :param user: the user (another user's subscription is left alone).
+        :param endpoint: the subscription's endpoint.
+        :returns: whether there was one.
+        """
+        recipient = user_id(user)
+        if not isinstance(endpoint, str) or not endpoint:
+            raise InvalidQueryError("endpoint must be a non-empty string")
+        with get_engine().begin() as conn:
+            result = conn.execute(
+                delete(table).where(table.c.endpoint == endpoint, table.c.recipient == recipient)
+            )
+        return bool(result.rowcount)
+
+    def delete_endpoint(self, endpoint: str) -> bool:
+        """Delete the subscription of ``endpoint``, whoever it belongs to (the
+        push service answered that it is gone).
+
+        :param endpoint: the subscription's endpoint.
+        :returns: whether there was one.
+        """
+        with get_engine().begin() as conn:
+            result = conn.execute(delete(table).where(table.c.endpoint == endpoint))
+        return bool(result.rowcount)
+
+    def for_users(self, users: Iterable[str | int]) -> list[PushSubscription]:
+        """The subscriptions of ``users`` (every browser of each), by id.
+
+        :param users: the users.
+        """
+        wanted = list(dict.fromkeys(user_id(u) for u in users))
+        found: list[PushSubscription] = []
+        with get_engine().connect() as conn:
+            for i in range(0, len(wanted), _CHUNK):
+                query = select(table).where(table.c.recipient.in_(wanted[i : i + _CHUNK]))
+                found.extend(_row(r) for r in conn.execute(query))
+        return sorted(found, key=lambda s: s.id)
+
+    def all(self) -> list[PushSubscription]:
+        """Every subscription, by id (for broadcast events)."""
+        with get_engine().connect() as conn:
+            return [_row(r) for r in conn.execute(select(table).order_by(table.c.id))]

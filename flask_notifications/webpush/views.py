@@ -1,0 +1,104 @@
+"""The Web Push HTTP API and the service worker, on the extension's blueprint.
+
+- ``GET <prefix>/service-worker.js``: the service worker (shows the pushed
+  notifications, opens their URL on click);
+- ``GET <prefix>/push-subscriptions/key``: ``{"public_key": ...}``, the VAPID
+  public key, or 404 when Web Push is not configured;
+- ``POST <prefix>/push-subscriptions``: store the current user's browser
+  subscription (``PushSubscription.toJSON()``): 201 new, 200 updated;
+- ``DELETE <prefix>/push-subscriptions``: ``{"endpoint": ...}``: 204, or 404.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from flask import Response, current_app, jsonify, request, send_from_directory
+
+from .._state import get_state
+from ..blueprint import blueprint, error
+from ..errors import ConfigurationError, InvalidQueryError
+from .keys import public_key_from_config
+
+logger = logging.getLogger("flask_notifications")
+
+_STATIC = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
+#: The service worker's file, in the package's ``static`` folder.
+SERVICE_WORKER = "flask_notifications_sw.js"
+
+
+@blueprint.get("/service-worker.js")
+def service_worker() -> Response:
+    """``GET <prefix>/service-worker.js``: the service worker script.
+
+    Its default scope is ``<prefix>/`` (a worker's scope cannot be wider than
+    its own directory); the ``Service-Worker-Allowed`` header lets a page
+    register it for the whole application (``scope: "/"``).
+    """
+    response = send_from_directory(_STATIC, SERVICE_WORKER, mimetype="text/javascript")
+    response.headers["Service-Worker-Allowed"] = (request.script_root or "") + "/"
+    # Browsers check for a new worker at most daily; never serve a stale one.
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@blueprint.get("/push-subscriptions/key")
+def push_public_key() -> Response:
+    """``GET <prefix>/push-subscriptions/key``: ``{"public_key": "<base64url>"}``,
+    the ``applicationServerKey`` browsers subscribe with; 404 when no VAPID
+    key is configured."""
+    try:
+        key = public_key_from_config(current_app.config)
+    except ConfigurationError as exc:
+        logger.error("Web Push is misconfigured: %s", exc)
+        return error(500, "Web Push is misconfigured on the server")
+    if key is None:
+        return error(404, "Web Push is not configured (no VAPID key)")
+    return jsonify(public_key=key)
+
+
+def _json_body() -> tuple[str | None, object, Response | None]:
+    identity = get_state().extension.current_identity()
+    if identity is None:
+        return None, None, error(401, "authentication is required")
+    if not request.is_json:
+        # A cross-site HTML form cannot send application/json.
+        return None, None, error(415, "requests must have Content-Type: application/json")
+    body = request.get_json(silent=True)
+    if body is None:
+        return None, None, error(400, "the body is not valid JSON")
+    return identity, body, None
+
+
+@blueprint.post("/push-subscriptions")
+def add_push_subscription() -> Response:
+    """``POST <prefix>/push-subscriptions`` with the JSON of
+    ``PushSubscription.toJSON()``: ``201 {"id", "endpoint"}`` for a new
+    subscription, ``200`` when the endpoint was known (it now belongs to the
+    current user, with the new keys); 400 naming the bad field."""
+    identity, body, failure = _json_body()
+    if failure is not None:
+        return failure
+    try:
+        sub_id, created = get_state().extension.push_subscriptions.add(identity, body)  # type: ignore[arg-type]
+    except InvalidQueryError as exc:
+        return error(400, str(exc))
+    response = jsonify(id=sub_id, endpoint=body["endpoint"])  # type: ignore[index]
+    response.status_code = 201 if created else 200
+    return response
+
+
+@blueprint.delete("/push-subscriptions")
+def remove_push_subscription() -> Response:
+    """``DELETE <prefix>/push-subscriptions`` with ``{"endpoint": ...}``: 204,
+    or 404 when the current user has no subscription with that endpoint."""
+    identity, body, failure = _json_body()
+    if failure is not None:
+        return failure
+    endpoint = body.get("endpoint") if isinstance(body, dict) else None
+    if not isinstance(endpoint, str) or not endpoint:
+        return error(400, "endpoint must be a non-empty string")
+    if not get_state().extension.push_subscriptions.remove(identity, endpoint):  # type: ignore[arg-type]
+        return error(404, "no such push subscription")
+    return Response(status=204)

@@ -1,0 +1,267 @@
+"""examples/microblog: private messages with a live unread badge.
+
+In headless Chromium against the real stack (gevent web server and Celery
+worker subprocesses, Redis, SQLite, an SMTP server), and with Flask's test
+client for the routes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sqlite3
+import sys
+from email import message_from_bytes
+from email.header import decode_header, make_header
+
+import pytest
+from celery import Celery
+
+from flask_notifications.event_hub import hub_id_for
+from flask_notifications.pubsub.redis_pubsub import RedisPubSub
+
+from .conftest import MICROBLOG, ROOT, MailSink, wait_for
+
+ARTIFACTS = ROOT / "tests" / "artifacts"
+STREAM = "**/notifications/stream/**"
+BADGE_TEXT = "document.getElementById('message_count').textContent"
+BADGE_VISIBILITY = "getComputedStyle(document.getElementById('message_count')).visibility"
+
+
+def badge_is(count: int) -> str:
+    """A JS condition: the badge shows ``count`` (and is hidden at 0)."""
+    visibility = "visible" if count else "hidden"
+    return f"{BADGE_TEXT} === '{count}' && {BADGE_VISIBILITY} === '{visibility}'"
+
+
+def subject_of(raw: bytes) -> str:
+    return str(make_header(decode_header(message_from_bytes(raw)["Subject"])))
+
+
+# -- in the browser, against the real stack --------------------------------------------------
+
+
+def log_in(context, base, username):
+    """Log ``username`` in on a new page; return it once its stream is open."""
+    page = context.new_page()
+    page.goto(base + "/login")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", "demo")
+    with page.expect_response(lambda r: "/notifications/stream/Messages" in r.url):
+        page.click("button:has-text('Log in')")
+    return page
+
+
+def send_message(page, base, recipient, text):
+    page.goto(f"{base}/send/{recipient}")
+    page.fill("textarea[name=message]", text)
+    page.click("button:has-text('Send')")
+    page.wait_for_selector(f"text=Your message to {recipient} has been sent.")
+
+
+def unread_rows(database, username):
+    """Unread inbox rows of ``username``, read straight from the SQLite file."""
+    with sqlite3.connect(database) as conn:
+        (count,) = conn.execute(
+            "SELECT count(*) FROM flask_notifications JOIN user"
+            " ON flask_notifications.recipient = CAST(user.id AS TEXT)"
+            " WHERE user.username = ? AND flask_notifications.read_at IS NULL",
+            (username,),
+        ).fetchone()
+    conn.close()
+    return count
+
+
+@pytest.mark.subprocess
+def test_live_badge_dropdown_read_and_catch_up(chromium, microblog_stack, redis_client):
+    base = microblog_stack.base
+    alice_context, bob_context = chromium.new_context(), chromium.new_context()
+    alice = log_in(alice_context, base, "alice")
+    bob = log_in(bob_context, base, "bob")
+    assert bob.evaluate(BADGE_VISIBILITY) == "hidden"
+    assert bob.inner_text("#notification-list") == ""  # closed dropdown: nothing shown
+
+    # Alice writes: Bob's badge shows 1 without a reload.
+    send_message(alice, base, "bob", "Lunch at noon?")
+    bob.wait_for_function(badge_is(1), timeout=2000)
+
+    # The dropdown lists it, from the inbox API.
+    bob.click("#notifications summary")
+    bob.wait_for_selector("#notification-list li.unread", timeout=2000)
+    dropdown = bob.inner_text("#notification-list")
+    assert "New message from alice" in dropdown and "Lunch at noon?" in dropdown
+
+    # The worker e-mailed it too.
+    wait_for(lambda: microblog_stack.mail.mails, 15)
+    ((recipients, raw),) = microblog_stack.mail.mails
+    assert recipients == ["bob@example.com"]
+    assert subject_of(raw) == "[Microblog] New message from alice"
+
+    # Bob reads his messages in another tab: both badges hide.
+    messages = bob_context.new_page()
+    messages.goto(base + "/messages")
+    assert "Lunch at noon?" in messages.inner_text("main")
+    assert "From alice" in messages.inner_text("main")
+    assert messages.evaluate(BADGE_VISIBILITY) == "hidden"
+    bob.wait_for_function(badge_is(0), timeout=2000)
+    messages.close()
+    assert unread_rows(microblog_stack.database, "bob") == 0
+
+    # Bob's connection is cut (the web server restarts) and stays down while
+    # Alice writes again: he catches up once he can reconnect.
+    bob_context.route(STREAM, lambda route: route.abort())
+    microblog_stack.stop_web()
+    microblog_stack.start_web()
+    send_message(alice, base, "bob", "Are you there?")
+    history = RedisPubSub(redis_client).history_key(hub_id_for("Messages"))
+    wait_for(lambda: unread_rows(microblog_stack.database, "bob") == 1, 15)
+    wait_for(lambda: redis_client.xlen(history) == 2, 15)
+    assert bob.evaluate(BADGE_VISIBILITY) == "hidden"  # he really missed it
+    bob_context.unroute(STREAM)
+    # Reconnection waits for the stream's retry delay (2 s) or the client's backoff.
+    bob.wait_for_function(badge_is(1), timeout=15000)
+    bob.wait_for_function(
+        "document.getElementById('notification-list').textContent.includes('Are you there?')",
+        timeout=2000,
+    )
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "microblog-b.png"
+    screenshot.unlink(missing_ok=True)
+    bob.screenshot(path=str(screenshot))
+    assert screenshot.stat().st_size > 0
+    alice_context.close()
+    bob_context.close()
+
+
+# -- with Flask's test client ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def microblog(redis_server, tmp_path_factory):
+    """examples/microblog/app.py imported in this process (as ``microblog_app``),
+    on the test Redis, a fresh SQLite file and an SMTP sink."""
+    mail = MailSink()
+    mail.controller.start()
+    # Flask-CeleryExt configures Celery's current app: make it a fresh one.
+    celery = Celery("microblog-tests")
+    database = tmp_path_factory.mktemp("microblog") / "microblog.sqlite"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("REDIS_URL", redis_server.url)
+        patch.setenv("MICROBLOG_DATABASE", str(database))
+        patch.setenv("MAIL_SERVER", "127.0.0.1")
+        patch.setenv("MAIL_PORT", str(mail.port))
+        spec = importlib.util.spec_from_file_location("microblog_app", MICROBLOG / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["microblog_app"] = module
+        spec.loader.exec_module(module)
+    module.mail_sink = mail
+    yield module
+    sys.modules.pop("microblog_app", None)
+    mail.controller.stop()
+    celery.close()
+
+
+@pytest.fixture
+def client_for(microblog, redis_url):
+    """``client_for("alice")``: a test client logged in as alice."""
+
+    def login(username):
+        client = microblog.app.test_client()
+        response = client.post("/login", data={"username": username, "password": "demo"})
+        assert response.status_code == 302 and response.headers["Location"] == "/"
+        return client
+
+    return login
+
+
+def queued(redis_client):
+    return redis_client.llen("celery")
+
+
+def message_count(microblog):
+    with microblog.app.app_context():
+        return microblog.db.session.query(microblog.Message).count()
+
+
+@pytest.mark.parametrize("path", ["/", "/messages", "/send/bob"])
+def test_pages_require_login(microblog, redis_url, path):
+    response = microblog.app.test_client().get(path)
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith("/login?next=")
+
+
+def test_inbox_api_requires_login(microblog, redis_url):
+    response = microblog.app.test_client().get("/notifications/inbox")
+    assert response.status_code == 401
+
+
+def test_login_rejects_a_wrong_password(microblog, redis_url):
+    client = microblog.app.test_client()
+    response = client.post("/login", data={"username": "alice", "password": "nope"})
+    assert response.status_code == 401
+    assert b"Invalid username or password." in response.data
+    assert client.get("/").status_code == 302
+
+
+def test_login_redirects_to_local_paths_only(microblog, redis_url):
+    client = microblog.app.test_client()
+    response = client.post(
+        "/login?next=https://evil.example/", data={"username": "alice", "password": "demo"}
+    )
+    assert response.headers["Location"] == "/"
+    client.post("/logout")
+    response = client.post("/login?next=/messages", data={"username": "alice", "password": "demo"})
+    assert response.headers["Location"] == "/messages"
+
+
+def test_sending_to_an_unknown_user_is_404(microblog, client_for, redis_client):
+    alice = client_for("alice")
+    before = message_count(microblog)
+    assert alice.get("/send/nobody").status_code == 404
+    assert alice.post("/send/nobody", data={"message": "hi"}).status_code == 404
+    assert message_count(microblog) == before and queued(redis_client) == 0
+
+
+@pytest.mark.parametrize("text", ["", "   ", "x" * 141])
+def test_an_empty_or_long_message_is_400(microblog, client_for, redis_client, text):
+    alice = client_for("alice")
+    before = message_count(microblog)
+    response = alice.post("/send/bob", data={"message": text})
+    assert response.status_code == 400
+    assert b"A message has 1 to 140 characters." in response.data
+    assert message_count(microblog) == before and queued(redis_client) == 0
+
+
+def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
+    microblog, client_for, redis_client, worker
+):
+    inbox = microblog.notifications.inbox
+    with microblog.app.app_context():
+        carol_id = microblog.db.session.scalar(
+            microblog.select(microblog.User.id).filter_by(username="carol")
+        )
+        inbox.mark_all_read(carol_id)
+    alice, carol = client_for("alice"), client_for("carol")
+
+    response = alice.post("/send/carol", data={"message": "  See you <b>soon</b>  "})
+    assert response.status_code == 302
+    assert queued(redis_client) == 1  # one fan-out task for the hub's consumers
+    with microblog.app.app_context(), worker(microblog.app):
+        wait_for(lambda: inbox.unread_count(carol_id) == 1, 15)
+        wait_for(lambda: microblog.mail_sink.mails, 15)
+
+    page = carol.get("/").get_data(as_text=True)
+    assert 'style="visibility: visible">1</span>' in page
+    listed = carol.get("/notifications/inbox").get_json()["items"]
+    assert listed[0]["title"] == "New message from alice"
+    assert listed[0]["body"] == "See you <b>soon</b>" and listed[0]["read"] is False
+    recipients, raw = microblog.mail_sink.mails[-1]
+    assert recipients == ["carol@example.com"]
+
+    messages = carol.get("/messages").get_data(as_text=True)
+    assert "See you &lt;b&gt;soon&lt;/b&gt;" in messages  # escaped, stripped
+    with microblog.app.app_context():
+        assert inbox.unread_count(carol_id) == 0
+    assert 'style="visibility: hidden">0</span>' in carol.get("/").get_data(as_text=True)
+    # Alice's inbox is untouched: the message was for Carol only.
+    assert alice.get("/notifications/unread-count").get_json() == {"unread": 0}
