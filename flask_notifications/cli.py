@@ -85,7 +85,7 @@ def send(
     try:
         event = Event(None, event_type, title, body, sender=sender, recipients=list(recipients))
     except InvalidEventError as exc:
-        raise click.UsageError(f"invalid event: {exc}") from None
+        raise click.UsageError(str(exc)) from None  # "invalid event: <field>: ..."
     if hub_label is not None:
         hub = extension.get_hub(hub_label)
         if hub is None:

@@ -68,8 +68,8 @@ def test_js_client_receives_events_and_updates_the_badge(browser, stream_base, r
         "getComputedStyle(document.getElementById('badge')).visibility === 'hidden'"
     )
 
-    artifacts = ROOT / "test-artifacts"
-    artifacts.mkdir(exist_ok=True)
+    artifacts = ROOT / "tests" / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(artifacts / "browser-js-client.png"))
     assert page.evaluate("window.received.length") == 1
     context.close()

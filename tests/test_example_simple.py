@@ -50,15 +50,23 @@ def web(redis_url, tmp_path):
 
 
 def test_documented_example_with_worker_subprocess(
-    web, redis_url, redis_client, tmp_path, monkeypatch
+    web, redis_url, redis_client, tmp_path, monkeypatch, smtp_server
 ):
+    smtp = smtp_server()
     monkeypatch.setenv("EVENTS_LOG", str(tmp_path / "events.log"))
     monkeypatch.setenv("SYSTEM_LOG", str(tmp_path / "system.log"))
+    monkeypatch.setenv("EMAIL_HOST", "127.0.0.1")  # worker_process passes os.environ on
+    monkeypatch.setenv("EMAIL_PORT", str(smtp.port))
     hubs = fetch_json(web + "/hubs")
     assert hubs["TestHub"]["hub_id"] == hub_id_for("TestHub")
     assert hubs["TestHub"]["consumers"] == [
         "app.write_to_file",
         "flask_notifications.consumers.push_consumer.PushConsumer",
+    ]
+    assert hubs["SystemHub"]["consumers"] == [
+        "flask_notifications.consumers.log_consumer.LogConsumer",
+        "flask_notifications.consumers.push_consumer.PushConsumer",
+        "flask_notifications.consumers.flaskemail_consumer.FlaskEmailConsumer",
     ]
 
     with (
@@ -72,12 +80,20 @@ def test_documented_example_with_worker_subprocess(
         pushed = {listener.get(15)["channel"]: None for _ in range(2)}
         events_log, system_log = tmp_path / "events.log", tmp_path / "system.log"
         wait_for(lambda: events_log.exists() and system_log.exists(), 15)
-        assert listener.empty(0.3)
+        wait_for(lambda: smtp.messages, 15)
+        assert listener.empty(0.3)  # also leaves time for a second mail to show up
 
     assert set(pushed) == {hub_id_for("TestHub"), hub_id_for("SystemHub")}
     written = events_log.read_text().splitlines()
     assert len(written) == 1 and test_id in written[0]
     (line,) = system_log.read_text().splitlines()
     assert Event.from_json(line)["event_id"] == system_id
+    # One mail, for the "system" event only, to the consumer's fixed recipient.
+    (mail,) = smtp.messages
+    assert smtp.envelopes == [("simple@example.com", ["ops@example.com"])]
+    assert mail["To"] == "ops@example.com" and mail["From"] == "simple@example.com"
+    assert mail["Subject"] == "This event will not pass the filter"
+    assert mail["Message-ID"].strip().startswith(f"<{system_id}.")  # folded: a leading space
+    assert "This is the body of the test" in mail.get_body(("plain",)).get_content()
     output = "".join(worker.output)
     assert "app.write_to_file" in output and "succeeded" in output

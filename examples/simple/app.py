@@ -1,15 +1,20 @@
-"""The documentation's example: two hubs with filters, and push/log consumers.
+"""The documentation's example: two hubs with filters, and push/log/mail consumers.
 
 Run it from this directory (a Redis on ``REDIS_URL``, default localhost)::
 
+    python -m aiosmtpd -n -l 127.0.0.1:8025         # prints the mails it receives
     celery -A app:celery worker --loglevel=INFO     # the workers
     flask --app app run                             # the web process
     curl -X POST http://127.0.0.1:5000/send         # sends a "test" and a "system" event
 
 ``events.log`` (or ``$EVENTS_LOG``) then holds the "test" event, written by
 ``app.write_to_file``; ``system.log`` (or ``$SYSTEM_LOG``) holds the "system"
-event, written by a :class:`LogConsumer`; and both were published on their
-hub's Redis channel by a :class:`PushConsumer`.
+event, written by a :class:`LogConsumer`; both were published on their hub's
+Redis channel by a :class:`PushConsumer`; and a :class:`FlaskEmailConsumer`
+mailed the "system" event to ops@example.com through the SMTP server on
+``$EMAIL_HOST``:``$EMAIL_PORT`` (default 127.0.0.1:8025). Without an SMTP
+server, only the mail fails: its task retries, then becomes a dead letter
+(``flask --app app notifications dead-letters``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from datetime import datetime
 from flask import Flask, jsonify, redirect, render_template_string, request
 
 from flask_notifications import Event, Notifications
-from flask_notifications.consumers import LogConsumer, PushConsumer
+from flask_notifications.consumers import FlaskEmailConsumer, LogConsumer, PushConsumer
 from flask_notifications.filters import BeforeDate, Not, WithEventType
 
 EVENTS_LOG = os.environ.get("EVENTS_LOG", "events.log")
@@ -29,6 +34,10 @@ SYSTEM_LOG = os.environ.get("SYSTEM_LOG", "system.log")
 app = Flask(__name__)
 app.config["NOTIFICATIONS_REDIS_URL"] = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
 app.config["broker_connection_retry_on_startup"] = True
+# The SMTP server of FlaskEmailConsumer (used by the worker): a local debugging one.
+app.config["EMAIL_HOST"] = os.environ.get("EMAIL_HOST", "127.0.0.1")
+app.config["EMAIL_PORT"] = int(os.environ.get("EMAIL_PORT", "8025"))
+app.config["EMAIL_TIMEOUT"] = 5  # seconds; a server that does not answer fails fast
 
 notifications = Notifications(app=app)
 celery = app.extensions["notifications"].celery  # for `celery -A app:celery worker`
@@ -50,11 +59,15 @@ def write_to_file(event, *args, **kwargs):
 
 test_hub.register_consumer(PushConsumer(redis, test_hub_id))
 
-# A second hub for "system" events: logged as JSON lines and pushed.
+# A second hub for "system" events: logged as JSON lines, pushed, and mailed
+# to a fixed address (the event's title is the subject).
 system_hub = notifications.create_hub("SystemHub")
 system_hub.filter_by(WithEventType("system"))
 system_hub.register_consumer(LogConsumer(SYSTEM_LOG))
 system_hub.register_consumer(PushConsumer(redis, system_hub.hub_id))
+system_hub.register_consumer(
+    FlaskEmailConsumer.from_app(app, sender="simple@example.com", recipients=["ops@example.com"])
+)
 
 
 INDEX = """<!doctype html>

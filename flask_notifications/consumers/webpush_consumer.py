@@ -279,7 +279,7 @@ class WebPushConsumer(Consumer):
 
         with requests.Session() as session:
             for key, subscription in targets.items():
-                if False:
+                if key in done:
                     continue
                 try:
                     status = self._push(subscription, data, vapid, sub_claim, session)
@@ -348,8 +348,8 @@ class WebPushConsumer(Consumer):
             text = ""
             if exc.response is not None:
                 text = (getattr(exc.response, "text", "") or "")[:200]
-            if status in (404, 410):
-                return int(status)
+            if status is not None and (200 <= status < 300 or status in (404, 410)):
+                return int(status)  # pywebpush raises for any status above 202
             if status is not None and (status == 429 or status >= 500):
                 raise PushServiceUnavailable(
                     f"push service {origin} answered {status} {text}".rstrip()
