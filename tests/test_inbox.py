@@ -535,21 +535,21 @@ class _Explodes(__import__("flask_notifications").EventFilter):
 
 
 def test_preferences_default_to_on_only_with_an_inbox_database(make_app, redis_client, tmp_path):
-    from flask_notifications.consumers.push_consumer import _preferences_on
+    from flask_notifications.consumers._recipients import preferences_on
 
     plain = make_app()
     Notifications(plain)
     assert plain.config["NOTIFICATIONS_PREFERENCES"] is None
-    assert _preferences_on(plain) is False  # no database: no lookup, no file created
+    assert preferences_on(plain) is False  # no database: no lookup, no file created
     with_db = make_app(NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'x.sqlite'}")
     Notifications(with_db)
-    assert _preferences_on(with_db) is True
+    assert preferences_on(with_db) is True
     off = make_app(
         NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'y.sqlite'}",
         NOTIFICATIONS_PREFERENCES=False,
     )
     Notifications(off)
-    assert _preferences_on(off) is False
+    assert preferences_on(off) is False
 
 
 def test_store_consumer_ignores_opt_outs_when_preferences_are_off(inbox_app):
