@@ -25,7 +25,7 @@ from typing import Any, Self
 from weakref import WeakKeyDictionary
 
 import redis
-from celery import shared_task
+from celery import current_task, shared_task
 from flask import Flask, current_app
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 
@@ -206,7 +206,12 @@ class EmailConsumer(Consumer):
     # -- consuming -------------------------------------------------------------
 
     def task_name(self) -> str:
-        """The Celery task name of this consumer."""
+        """The name this consumer is registered under: the running consumer
+        task's (a hub may register it under another name than its
+        ``celery_task_name``), else ``celery_task_name`` or the default."""
+        name = getattr(current_task, "name", None) if current_task else None
+        if isinstance(name, str) and name and name != DIGEST_TASK:
+            return name
         return self.celery_task_name or self.default_task_name()
 
     def addresses(self, event: Event) -> list[tuple[str | None, str]]:
@@ -241,8 +246,9 @@ class EmailConsumer(Consumer):
         if not pairs:
             return 0
         if self.digest is not None:
+            name = self.task_name()
             for user, address in pairs:
-                self._collect(event, user, address)
+                self._collect(event, user, address, name)
             return len(pairs)
         mails = [self.build(event, user, address) for user, address in pairs]
         return self.deliver(mails, event["event_id"])
@@ -273,17 +279,18 @@ class EmailConsumer(Consumer):
             key=_digest_of(address),
         )
 
-    def deliver(self, mails: list[Email], batch: str) -> int:
+    def deliver(self, mails: list[Email], batch: str, name: str | None = None) -> int:
         """Send ``mails`` on one connection, skipping those a previous run of
         the task already sent.
 
         :param mails: the messages.
         :param batch: what identifies them (the event id, or a digest's).
+        :param name: the consumer's task name; defaults to :meth:`task_name`.
         :returns: how many were sent now.
         :raises MailServerUnavailable: transient failure (the task retries).
         :raises MailRejected: the server refused some recipients for good.
         """
-        name = self.task_name()
+        name = name or self.task_name()
         done = reliability.delivered(name, batch, [m.key for m in mails])
         todo = [m for m in mails if m.key not in done]
         if not todo:
@@ -316,41 +323,43 @@ class EmailConsumer(Consumer):
 
     # -- digests ---------------------------------------------------------------
 
-    def _collect(self, event: Event, user: str | None, address: str) -> None:
+    def _collect(self, event: Event, user: str | None, address: str, name: str) -> None:
         client = get_state().redis
         if not isinstance(client, redis.Redis):
             raise ConfigurationError("digests need the default Redis broker client")
         assert self.digest is not None
-        key = f"{_DIGEST}{self.task_name()}:{address}"
+        key = f"{_DIGEST}{name}:{address}"
         ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
         pipe = client.pipeline(transaction=True)
         pipe.rpush(key, json.dumps([user, event.to_json()]))
         pipe.expire(key, ttl)
         pipe.execute()
-        self._schedule(client, address)
+        self._schedule(client, address, name)
 
-    def _schedule(self, client: redis.Redis, address: str) -> None:
+    def _schedule(self, client: redis.Redis, address: str, name: str) -> None:
         """Enqueue the digest of ``address`` unless one is already due."""
         assert self.digest is not None
-        flag = f"{_DIGEST_SCHEDULED}{self.task_name()}:{address}"
+        flag = f"{_DIGEST_SCHEDULED}{name}:{address}"
         # The flag expires, so a lost digest task is scheduled again by the
         # next event rather than blocking the address for good.
         if client.set(flag, 1, nx=True, ex=int(self.digest * 3) + 60):
             get_state().celery.tasks[DIGEST_TASK].apply_async(
-                (current_app.name, self.task_name(), address),
+                (current_app.name, name, address),
                 countdown=self.digest,
                 serializer="json",
             )
 
-    def send_digest(self, address: str) -> int:
+    def send_digest(self, address: str, name: str | None = None) -> int:
         """Send one mail with the events collected for ``address`` (run by the
         digest task when the window has passed).
 
         :param address: the recipient's address.
+        :param name: the task name the consumer is registered under.
         :returns: how many events it listed.
         """
+        name = name or self.task_name()
         client = get_state().redis
-        key = f"{_DIGEST}{self.task_name()}:{address}"
+        key = f"{_DIGEST}{name}:{address}"
         raw = client.lrange(key, 0, -1)
         if raw:
             items = [json.loads(r) for r in raw]
@@ -372,11 +381,11 @@ class EmailConsumer(Consumer):
                 headers={"Auto-Submitted": "auto-generated"},
                 key=_digest_of(address),
             )
-            self.deliver([mail], batch)
+            self.deliver([mail], batch, name)
             client.ltrim(key, len(raw), -1)  # keep what arrived meanwhile
-        client.delete(f"{_DIGEST_SCHEDULED}{self.task_name()}:{address}")
+        client.delete(f"{_DIGEST_SCHEDULED}{name}:{address}")
         if client.llen(key):
-            self._schedule(client, address)
+            self._schedule(client, address, name)
         return len(raw)
 
 
@@ -435,7 +444,7 @@ def _digest_task(task: Any, app_name: str | None, task_name: str, address: str) 
         logger.warning("no e-mail consumer %r in this process; digest skipped", task_name)
         return 0
     try:
-        return consumer.send_digest(address)
+        return consumer.send_digest(address, task_name)
     except MailServerUnavailable as exc:
         countdown = min(consumer.retry_backoff * 2**task.request.retries, 600)
         raise task.retry(exc=exc, countdown=countdown, max_retries=consumer.max_retries) from exc
