@@ -23,6 +23,8 @@ from flask import Flask
 from flask_notifications import Notifications
 from flask_notifications.testing import RedisServer, free_port, stop_process, wait_for_http
 
+from .smtp_server import SMTPServer
+
 ROOT = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 
@@ -264,29 +266,12 @@ def chromium() -> Iterator[Any]:
         browser.close()
 
 
-class MailSink:
-    """A real SMTP server (aiosmtpd) in a thread that keeps what it receives."""
-
-    def __init__(self) -> None:
-        from aiosmtpd.controller import Controller
-
-        self.port = free_port()
-        #: ``(recipients, message bytes)`` of every mail received.
-        self.mails: list[tuple[list[str], bytes]] = []
-        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        """aiosmtpd's hook for a received mail: keep it."""
-        self.mails.append((list(envelope.rcpt_tos), bytes(envelope.content)))
-        return "250 OK"
-
-
 class MicroblogStack:
     """The microblog demo's processes: the gevent web server (a subprocess on
     a free port) and a Celery worker subprocess, on a real Redis and SQLite
-    file, mailing to a :class:`MailSink`."""
+    file, mailing to an :class:`~tests.smtp_server.SMTPServer`."""
 
-    def __init__(self, redis_url: str, database: Path, mail: MailSink) -> None:
+    def __init__(self, redis_url: str, database: Path, mail: SMTPServer) -> None:
         self.redis_url = redis_url
         self.database = database
         self.mail = mail
@@ -326,8 +311,7 @@ def microblog_stack(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[MicroblogStack]:
     """examples/microblog served for real: web server, Celery worker, SMTP sink."""
-    mail = MailSink()
-    mail.controller.start()
+    mail = SMTPServer().start()
     stack = MicroblogStack(redis_url, tmp_path / "microblog.sqlite", mail)
     try:
         stack.start_web()  # first: importing the app creates the tables and accounts
@@ -338,14 +322,12 @@ def microblog_stack(
             yield stack
     finally:
         stack.stop_web()
-        mail.controller.stop()
+        mail.stop()
 
 
 @pytest.fixture
 def smtp_server(tmp_path: Path) -> Iterator[Callable[..., Any]]:
     """Factory of real SMTP servers (aiosmtpd): ``smtp_server(tls=None|"starttls"|"ssl")``."""
-    from .smtp_server import SMTPServer
-
     started: list[SMTPServer] = []
 
     def start(tls: str | None = None) -> SMTPServer:

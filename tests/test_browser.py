@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from urllib.parse import urlsplit
-
-import pytest
 
 from flask_notifications import Event
 from flask_notifications.event_hub import hub_id_for
@@ -14,30 +10,10 @@ from flask_notifications.pubsub.redis_pubsub import RedisPubSub
 
 from .conftest import ROOT
 
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
-
-@pytest.fixture
-def browser():
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        if os.environ.get("FLASK_NOTIFICATIONS_REQUIRE_BROWSER"):
-            pytest.fail("chromium is required (run-tests.sh installs it with apt-get)")
-        pytest.skip("no chromium on PATH")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
-def test_js_client_receives_events_and_updates_the_badge(browser, stream_base, redis_client):
+def test_js_client_receives_events_and_updates_the_badge(chromium, stream_base, redis_client):
     host = urlsplit(stream_base).hostname
-    context = browser.new_context()
+    context = chromium.new_context()
     context.add_cookies([{"name": "user", "value": "alice", "domain": host, "path": "/"}])
     page = context.new_page()
     page.goto(stream_base + "/page")
@@ -75,8 +51,8 @@ def test_js_client_receives_events_and_updates_the_badge(browser, stream_base, r
     context.close()
 
 
-def _alice_page(browser, base, query=""):
-    context = browser.new_context()
+def _alice_page(chromium, base, query=""):
+    context = chromium.new_context()
     host = urlsplit(base).hostname
     context.add_cookies([{"name": "user", "value": "alice", "domain": host, "path": "/"}])
     page = context.new_page()
@@ -98,8 +74,8 @@ def _post_polled(base, title):
         response.read()
 
 
-def test_js_client_polls_when_told_to_and_delivers_each_event_once(browser, stream_base):
-    context, page = _alice_page(browser, stream_base, "?forcePolling=1")
+def test_js_client_polls_when_told_to_and_delivers_each_event_once(chromium, stream_base):
+    context, page = _alice_page(chromium, stream_base, "?forcePolling=1")
     assert page.evaluate("window.conn.polling") is True
     _post_polled(stream_base, "polled event")
     page.wait_for_selector("#events li")
@@ -108,9 +84,9 @@ def test_js_client_polls_when_told_to_and_delivers_each_event_once(browser, stre
     context.close()
 
 
-def test_js_client_falls_back_to_polling_when_the_stream_keeps_failing(browser, stream_base):
+def test_js_client_falls_back_to_polling_when_the_stream_keeps_failing(chromium, stream_base):
     # alice may not stream "Secret" (403): after maxFailures attempts the client polls.
-    context, page = _alice_page(browser, stream_base, "?hub=Secret&maxFailures=2")
+    context, page = _alice_page(chromium, stream_base, "?hub=Secret&maxFailures=2")
     page.wait_for_function("window.conn.polling === true", timeout=15000)
     _post_polled(stream_base, "via polling")
     page.wait_for_selector("#events li")

@@ -10,8 +10,6 @@ from __future__ import annotations
 import importlib.util
 import sqlite3
 import sys
-from email import message_from_bytes
-from email.header import decode_header, make_header
 
 import pytest
 from celery import Celery
@@ -19,7 +17,8 @@ from celery import Celery
 from flask_notifications.event_hub import hub_id_for
 from flask_notifications.pubsub.redis_pubsub import RedisPubSub
 
-from .conftest import MICROBLOG, ROOT, MailSink, wait_for
+from .conftest import MICROBLOG, ROOT, wait_for
+from .smtp_server import SMTPServer
 
 ARTIFACTS = ROOT / "tests" / "artifacts"
 STREAM = "**/notifications/stream/**"
@@ -31,10 +30,6 @@ def badge_is(count: int) -> str:
     """A JS condition: the badge shows ``count`` (and is hidden at 0)."""
     visibility = "visible" if count else "hidden"
     return f"{BADGE_TEXT} === '{count}' && {BADGE_VISIBILITY} === '{visibility}'"
-
-
-def subject_of(raw: bytes) -> str:
-    return str(make_header(decode_header(message_from_bytes(raw)["Subject"])))
 
 
 # -- in the browser, against the real stack --------------------------------------------------
@@ -91,10 +86,10 @@ def test_live_badge_dropdown_read_and_catch_up(chromium, microblog_stack, redis_
     assert "New message from alice" in dropdown and "Lunch at noon?" in dropdown
 
     # The worker e-mailed it too.
-    wait_for(lambda: microblog_stack.mail.mails, 15)
-    ((recipients, raw),) = microblog_stack.mail.mails
-    assert recipients == ["bob@example.com"]
-    assert subject_of(raw) == "[Microblog] New message from alice"
+    wait_for(lambda: microblog_stack.mail.messages, 15)
+    (mail,) = microblog_stack.mail.messages
+    assert microblog_stack.mail.envelopes[0][1] == ["bob@example.com"]
+    assert mail["Subject"] == "[Microblog] New message from alice"
 
     # Bob reads his messages in another tab: both badges hide.
     messages = bob_context.new_page()
@@ -140,8 +135,7 @@ def test_live_badge_dropdown_read_and_catch_up(chromium, microblog_stack, redis_
 def microblog(redis_server, tmp_path_factory):
     """examples/microblog/app.py imported in this process (as ``microblog_app``),
     on the test Redis, a fresh SQLite file and an SMTP sink."""
-    mail = MailSink()
-    mail.controller.start()
+    mail = SMTPServer().start()
     # Flask-CeleryExt configures Celery's current app: make it a fresh one.
     celery = Celery("microblog-tests")
     database = tmp_path_factory.mktemp("microblog") / "microblog.sqlite"
@@ -157,7 +151,7 @@ def microblog(redis_server, tmp_path_factory):
     module.mail_sink = mail
     yield module
     sys.modules.pop("microblog_app", None)
-    mail.controller.stop()
+    mail.stop()
     celery.close()
 
 
@@ -248,15 +242,14 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
     assert queued(redis_client) == 1  # one fan-out task for the hub's consumers
     with microblog.app.app_context(), worker(microblog.app):
         wait_for(lambda: inbox.unread_count(carol_id) == 1, 15)
-        wait_for(lambda: microblog.mail_sink.mails, 15)
+        wait_for(lambda: microblog.mail_sink.to("carol@example.com"), 15)
 
     page = carol.get("/").get_data(as_text=True)
     assert 'style="visibility: visible">1</span>' in page
     listed = carol.get("/notifications/inbox").get_json()["items"]
     assert listed[0]["title"] == "New message from alice"
     assert listed[0]["body"] == "See you <b>soon</b>" and listed[0]["read"] is False
-    recipients, raw = microblog.mail_sink.mails[-1]
-    assert recipients == ["carol@example.com"]
+    assert microblog.mail_sink.envelopes[-1][1] == ["carol@example.com"]
 
     messages = carol.get("/messages").get_data(as_text=True)
     assert "See you &lt;b&gt;soon&lt;/b&gt;" in messages  # escaped, stripped

@@ -730,26 +730,6 @@ _PUSH_MANAGER_STUB = """
 
 
 @pytest.fixture
-def chromium():
-    import shutil
-
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        if os.environ.get("FLASK_NOTIFICATIONS_REQUIRE_BROWSER"):
-            pytest.fail("chromium is required (run-tests.sh installs it with apt-get)")
-        pytest.skip("no chromium on PATH")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=executable,
-            args=["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"],
-        )
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
 def served_push_app(push_app):
     """``push_app`` served over HTTP on 127.0.0.1 (a secure context for
     service workers), with a page that loads the JS client."""
