@@ -25,7 +25,7 @@ from typing import Any, Self
 from weakref import WeakKeyDictionary
 
 import redis
-from celery import current_task, shared_task
+from celery import shared_task
 from flask import Flask, current_app
 from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 
@@ -205,15 +205,6 @@ class EmailConsumer(Consumer):
 
     # -- consuming -------------------------------------------------------------
 
-    def task_name(self) -> str:
-        """The name this consumer is registered under: the running consumer
-        task's (a hub may register it under another name than its
-        ``celery_task_name``), else ``celery_task_name`` or the default."""
-        name = getattr(current_task, "name", None) if current_task else None
-        if isinstance(name, str) and name and name != DIGEST_TASK:
-            return name
-        return self.celery_task_name or self.default_task_name()
-
     def addresses(self, event: Event) -> list[tuple[str | None, str]]:
         """``(user id or None, address)`` pairs the event goes to.
 
@@ -298,7 +289,7 @@ class EmailConsumer(Consumer):
         ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
         refused: list[str] = []
         sent = 0
-        with self._errors(), self.connect() as send:
+        with _SMTPErrors(), self.connect() as send:
             for mail in todo:
                 try:
                     send(mail)
@@ -312,10 +303,6 @@ class EmailConsumer(Consumer):
         if refused:
             raise MailRejected(f"the SMTP server refused: {'; '.join(refused)}")
         return sent
-
-    @staticmethod
-    def _errors() -> AbstractContextManager[None]:
-        return _SMTPErrors()
 
     def _message_id(self, local: str) -> str:
         domain = parseaddr(self.sender)[1].rpartition("@")[2] or "localhost"

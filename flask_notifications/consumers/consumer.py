@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from celery import current_task
 from redis import exceptions as redis_exceptions
 
+from .._tasks import ConsumerTask
 from ..event import Event
 
 EventLike = Event | Mapping[str, Any] | str | bytes
@@ -77,6 +79,16 @@ class Consumer:
 
         :param event: the event just consumed.
         """
+
+    def task_name(self) -> str:
+        """The name this consumer runs under: the running consumer task's (a
+        hub may register the consumer under another name than its
+        :attr:`celery_task_name`), else :attr:`celery_task_name` or
+        :meth:`default_task_name`. Consumers key their delivery records by it."""
+        task = current_task._get_current_object() if current_task else None
+        if isinstance(task, ConsumerTask):
+            return task.name  # type: ignore[no-any-return]
+        return self.celery_task_name or self.default_task_name()
 
     def default_task_name(self) -> str:
         """The task name used when none was given: the class's dotted path."""

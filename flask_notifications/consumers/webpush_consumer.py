@@ -7,7 +7,6 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from celery import current_task
 from flask import current_app
 
 from .. import reliability
@@ -238,17 +237,6 @@ class WebPushConsumer(Consumer):
         return subscriptions
 
     # -- sending ---------------------------------------------------------------------
-
-    def task_name(self) -> str:
-        """The name the delivery records are kept under: the running task's,
-        else ``celery_task_name`` or the default task name."""
-        task = current_task._get_current_object() if current_task else None
-        name = getattr(task, "name", None)
-        return (
-            name
-            if isinstance(name, str) and name
-            else (self.celery_task_name or self.default_task_name())
-        )
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> int:
         """Push ``event`` to its recipients' browsers.
