@@ -10,7 +10,7 @@ from flask import Flask, current_app, has_app_context
 from ..event import Event
 from ..pubsub.backend import Backend
 from ..pubsub.redis_pubsub import RedisPubSub
-from ._recipients import preferences_on
+from ._recipients import allowed_recipients
 from .consumer import Consumer
 
 if TYPE_CHECKING:
@@ -70,14 +70,10 @@ class PushConsumer(Consumer):
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> None:
         recipients = event["recipients"]
-        if recipients and has_app_context() and preferences_on(current_app):
-            state = current_app.extensions.get("notifications")
-            if state is not None:
-                allowed = state.extension.preferences.allowed(
-                    recipients, event["event_type"], self.channel
-                )
-                if not allowed:
-                    return  # everyone opted out: an empty list would mean "broadcast"
-                if len(allowed) != len(recipients):
-                    event = Event.from_dict(dict(event, recipients=allowed))
+        if recipients:
+            allowed = allowed_recipients(event, self.channel)
+            if not allowed:
+                return  # everyone opted out: an empty list would mean "broadcast"
+            if len(allowed) != len(recipients):
+                event = Event.from_dict(dict(event, recipients=allowed))
         self.backend_for_current_app().publish(self.hub_id, event.to_json())
