@@ -42,6 +42,19 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
 
 
 @pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where tests save what a person may want to look at (screenshots):
+    ``$FLASK_NOTIFICATIONS_ARTIFACTS`` (created if missing; CI can keep it),
+    else a temporary directory. Never the checkout."""
+    configured = os.environ.get("FLASK_NOTIFICATIONS_ARTIFACTS")
+    if not configured:
+        return tmp_path_factory.mktemp("artifacts")
+    path = Path(configured).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
 def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
     with RedisServer(directory=tmp_path_factory.mktemp("redis")) as server:
         yield server
@@ -72,9 +85,13 @@ def celery_app() -> Iterator[Celery]:
 
 
 @pytest.fixture
-def make_app(redis_url: str, celery_app: Celery) -> Callable[..., Flask]:
+def make_app(redis_url: str, celery_app: Celery, tmp_path: Path) -> Callable[..., Flask]:
+    """``make_app(**config)``: a Flask app on the test Redis. Its instance folder
+    (where the inbox's default SQLite file goes) is a temporary directory, never
+    the checkout's ``instance/``."""
+
     def factory(**config: Any) -> Flask:
-        app = Flask("tests")
+        app = Flask("tests", instance_path=str(tmp_path / "instance"))
         app.config.update(
             TESTING=True,
             NOTIFICATIONS_REDIS_URL=redis_url,
@@ -201,6 +218,51 @@ def stream_server(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str]
         base, proc = _start_stream_server(env.pop("REDIS_URL", redis_url), **env)
         procs.append(proc)
         return base
+
+    yield start
+    for proc in procs:
+        stop_process(proc)
+
+
+def _start_gunicorn(redis_url: str, *args: str, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start ``tests/stream_app.py`` under ``gunicorn -k gevent`` (one worker
+    unless ``args`` say otherwise) in a subprocess."""
+    port = free_port()
+    full_env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
+    full_env.update({k: str(v) for k, v in env.items()})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1",
+         "-b", f"127.0.0.1:{port}", "--log-level", "warning", *args, "stream_app:app"],
+        cwd=ROOT / "tests", env=full_env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_http(base + "/health", proc)
+    except BaseException:
+        stop_process(proc)
+        raise
+    return base, proc
+
+
+@pytest.fixture
+def stream_process(
+    redis_url: str, tmp_path: Path
+) -> Iterator[Callable[..., tuple[str, subprocess.Popen[bytes]]]]:
+    """``stream_process("gunicorn" | "serve", *gunicorn_args, **env)`` serves
+    ``tests/stream_app.py`` in a subprocess of its own, with ``gunicorn -k
+    gevent`` or ``examples/serve.py``, and returns its base URL and process
+    (for tests that signal it). Stopped by pid at the end, if still running."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(server: str, *args: str, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+        env.setdefault("DATABASE_URI", f"sqlite:///{tmp_path / f'inbox{len(procs)}.sqlite'}")
+        if server == "gunicorn":
+            base, proc = _start_gunicorn(redis_url, *args, **env)
+        else:
+            assert server == "serve" and not args
+            base, proc = _start_stream_server(redis_url, **env)
+        procs.append(proc)
+        return base, proc
 
     yield start
     for proc in procs:

@@ -8,17 +8,50 @@ from flask_notifications import Event
 from flask_notifications.event_hub import hub_id_for
 from flask_notifications.pubsub.redis_pubsub import RedisPubSub
 
-from .conftest import ROOT
+# Loaded before the page's own scripts, this counts what the JS client sees
+# without changing it: ``window.readyEvents``, the ``ready`` events its
+# EventSource received (the first frame of a stream the server has registered,
+# so anything published after it reaches the page), and ``window.polls``, the
+# polling requests that completed.
+INSTRUMENT = """
+(() => {
+  const NativeEventSource = window.EventSource;
+  window.readyEvents = 0;
+  window.EventSource = class extends NativeEventSource {
+    constructor(url, init) {
+      super(url, init);
+      this.addEventListener("ready", () => { window.readyEvents += 1; });
+    }
+  };
+  window.polls = 0;
+  const open = XMLHttpRequest.prototype.open;
+  XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+    if (String(url).includes("?since=")) {
+      this.addEventListener("loadend", () => { window.polls += 1; });
+    }
+    return open.call(this, method, url, ...rest);
+  };
+})();
+"""
 
 
-def test_js_client_receives_events_and_updates_the_badge(chromium, stream_base, redis_client):
-    host = urlsplit(stream_base).hostname
+def _alice_page(chromium, base, query=""):
+    """A page of ``base``'s test app, as alice, with the instrumentation."""
     context = chromium.new_context()
+    host = urlsplit(base).hostname
     context.add_cookies([{"name": "user", "value": "alice", "domain": host, "path": "/"}])
+    context.add_init_script(INSTRUMENT)
     page = context.new_page()
-    page.goto(stream_base + "/page")
+    page.goto(base + "/page" + query)
     page.wait_for_function("window.conn !== undefined")
-    page.wait_for_timeout(300)  # the EventSource connects
+    return context, page
+
+
+def test_js_client_receives_events_and_updates_the_badge(
+    chromium, stream_base, redis_client, artifacts_dir
+):
+    context, page = _alice_page(chromium, stream_base)
+    page.wait_for_function("window.readyEvents === 1")  # the stream is open
 
     publisher = RedisPubSub(redis_client)
     inbox = hub_id_for("Inbox")
@@ -44,21 +77,9 @@ def test_js_client_receives_events_and_updates_the_badge(chromium, stream_base, 
         "getComputedStyle(document.getElementById('badge')).visibility === 'hidden'"
     )
 
-    artifacts = ROOT / "tests" / "artifacts"
-    artifacts.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(artifacts / "browser-js-client.png"))
+    page.screenshot(path=str(artifacts_dir / "browser-js-client.png"))
     assert page.evaluate("window.received.length") == 1
     context.close()
-
-
-def _alice_page(chromium, base, query=""):
-    context = chromium.new_context()
-    host = urlsplit(base).hostname
-    context.add_cookies([{"name": "user", "value": "alice", "domain": host, "path": "/"}])
-    page = context.new_page()
-    page.goto(base + "/page" + query)
-    page.wait_for_function("window.conn !== undefined")
-    return context, page
 
 
 def _post_polled(base, title):
@@ -79,7 +100,8 @@ def test_js_client_polls_when_told_to_and_delivers_each_event_once(chromium, str
     assert page.evaluate("window.conn.polling") is True
     _post_polled(stream_base, "polled event")
     page.wait_for_selector("#events li")
-    page.wait_for_timeout(700)  # several more polls: nothing twice
+    polls = page.evaluate("window.polls")
+    page.wait_for_function(f"window.polls >= {polls + 3}")  # three more polls: nothing twice
     assert page.inner_text("#events") == "message: polled event"
     context.close()
 

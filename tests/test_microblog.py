@@ -17,10 +17,9 @@ from celery import Celery
 from flask_notifications.event_hub import hub_id_for
 from flask_notifications.pubsub.redis_pubsub import RedisPubSub
 
-from .conftest import MICROBLOG, ROOT, wait_for
+from .conftest import MICROBLOG, wait_for
 from .smtp_server import SMTPServer
 
-ARTIFACTS = ROOT / "tests" / "artifacts"
 STREAM = "**/notifications/stream/**"
 BADGE_TEXT = "document.getElementById('message_count').textContent"
 BADGE_VISIBILITY = "getComputedStyle(document.getElementById('message_count')).visibility"
@@ -67,7 +66,9 @@ def unread_rows(database, username):
 
 
 @pytest.mark.subprocess
-def test_live_badge_dropdown_read_and_catch_up(chromium, microblog_stack, redis_client):
+def test_live_badge_dropdown_read_and_catch_up(
+    chromium, microblog_stack, redis_client, artifacts_dir
+):
     base = microblog_stack.base
     alice_context, bob_context = chromium.new_context(), chromium.new_context()
     alice = log_in(alice_context, base, "alice")
@@ -119,8 +120,7 @@ def test_live_badge_dropdown_read_and_catch_up(chromium, microblog_stack, redis_
         timeout=2000,
     )
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    screenshot = ARTIFACTS / "microblog-b.png"
+    screenshot = artifacts_dir / "microblog-b.png"
     screenshot.unlink(missing_ok=True)
     bob.screenshot(path=str(screenshot))
     assert screenshot.stat().st_size > 0
