@@ -9,7 +9,7 @@ from flask.cli import AppGroup
 
 from . import reliability
 from ._state import get_state
-from .errors import InvalidEventError, NotificationsUnavailable
+from .errors import ConfigurationError, InvalidEventError, NotificationsUnavailable
 from .event import Event
 
 cli = AppGroup("notifications", help="Flask-Notifications: hubs, events and dead letters.")
@@ -157,7 +157,10 @@ def vapid_keys() -> None:
     """Generate a VAPID key pair for Web Push and print its two config lines."""
     from .webpush.keys import PRIVATE_KEY, PUBLIC_KEY, generate_vapid_keys
 
-    private_key, public_key = generate_vapid_keys()
+    try:
+        private_key, public_key = generate_vapid_keys()
+    except ConfigurationError as exc:  # the webpush extra is not installed
+        raise click.ClickException(str(exc)) from None
     click.echo(f'{PRIVATE_KEY} = "{private_key}"')
     click.echo(f'{PUBLIC_KEY} = "{public_key}"')
     click.echo(

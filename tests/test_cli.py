@@ -1,12 +1,15 @@
 """``flask notifications send`` and ``flask notifications tail``, against a real
-Redis and a real Celery worker."""
+Redis and a real Celery worker; ``vapid-keys`` without the webpush extra."""
 
 from __future__ import annotations
 
 import base64
 import json
+import sys
 import threading
 import time
+
+import pytest
 
 from flask_notifications import Event
 from flask_notifications.consumers import PushConsumer
@@ -153,3 +156,36 @@ def test_tail_of_an_unknown_hub_fails(app, notifications):
     result = app.test_cli_runner().invoke(args=["notifications", "tail", "Nope", "--count", "1"])
     assert result.exit_code == 2
     assert "no hub labelled 'Nope'" in result.output
+
+
+def hide_distribution(monkeypatch, name):
+    """Make ``import name`` fail, as if it were not installed: ``None`` in
+    ``sys.modules`` for it and for each of its submodules already imported."""
+    for module in [m for m in sys.modules if m.startswith(name + ".")] + [name]:
+        monkeypatch.setitem(sys.modules, module, None)
+
+
+@pytest.mark.parametrize("missing", ["py_vapid", "cryptography"])
+def test_vapid_keys_without_the_webpush_extra_says_what_to_install(
+    app, notifications, monkeypatch, missing
+):
+    hide_distribution(monkeypatch, missing)
+    result = app.test_cli_runner().invoke(args=["notifications", "vapid-keys"])
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert 'pip install "Flask-Notifications[webpush]"' in result.stderr
+    assert f"{missing} is not installed" in result.stderr
+    assert result.stdout == ""  # no half-printed key pair
+
+
+def test_vapid_keys_prints_a_key_pair(app, notifications):
+    result = app.test_cli_runner().invoke(args=["notifications", "vapid-keys"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert [line.split(" = ")[0] for line in lines] == [
+        "NOTIFICATIONS_VAPID_PRIVATE_KEY",
+        "NOTIFICATIONS_VAPID_PUBLIC_KEY",
+    ]
+    public_key = lines[1].split(" = ")[1].strip('"')
+    point = base64.urlsafe_b64decode(public_key + "=" * (-len(public_key) % 4))
+    assert len(point) == 65 and point[0] == 4  # an uncompressed P-256 point

@@ -6,8 +6,10 @@ as the base64url form of its 65-byte uncompressed P-256 point (what
 ``pushManager.subscribe()`` takes as ``applicationServerKey``). A private key
 in PEM, or base64 DER, is accepted too.
 
-:mod:`py_vapid` (installed with ``pywebpush``, the ``webpush`` extra) is
-imported only when a key is parsed or generated.
+:mod:`py_vapid` and :mod:`cryptography` (installed with ``pywebpush``, the
+``webpush`` extra) are imported only when a key is parsed or generated; without
+them, that raises a :class:`~flask_notifications.errors.ConfigurationError`
+that says what to install (:data:`INSTALL_HINT`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,8 @@ if TYPE_CHECKING:
 PRIVATE_KEY = "NOTIFICATIONS_VAPID_PRIVATE_KEY"
 PUBLIC_KEY = "NOTIFICATIONS_VAPID_PUBLIC_KEY"
 CLAIMS_SUB = "NOTIFICATIONS_VAPID_CLAIMS_SUB"
+#: The command that installs what Web Push needs.
+INSTALL_HINT = 'pip install "Flask-Notifications[webpush]"'
 
 _B64URL = re.compile(r"^[A-Za-z0-9_-]+={0,2}$")
 _SUB = re.compile(r"^(mailto:[^@\s]+@[^@\s]+|https://[^\s/]+(/\S*)?)$", re.IGNORECASE)
@@ -54,14 +58,21 @@ def b64url_decode(text: str) -> bytes:
         raise ValueError("not base64url") from None
 
 
-def _import_vapid() -> Any:
+def _import_vapid() -> tuple[Any, Any]:
+    """:mod:`py_vapid` and cryptography's ``serialization`` module.
+
+    :raises ConfigurationError: with :data:`INSTALL_HINT`, when the ``webpush``
+        extra is not installed.
+    """
     try:
         import py_vapid
-    except ImportError:  # pragma: no cover - the webpush extra is missing
+        from cryptography.hazmat.primitives import serialization
+    except ImportError as exc:
+        missing = (exc.name or "pywebpush").split(".")[0]  # the distribution, not a submodule
         raise ConfigurationError(
-            "Web Push needs pywebpush: pip install 'Flask-Notifications[webpush]'"
+            f"Web Push needs the webpush extra ({missing} is not installed): {INSTALL_HINT}"
         ) from None
-    return py_vapid
+    return py_vapid, serialization
 
 
 def generate_vapid_keys() -> tuple[str, str]:
@@ -70,10 +81,10 @@ def generate_vapid_keys() -> tuple[str, str]:
     :returns: ``(private key, public key)``, both base64url (see the module's
         documentation), ready for ``NOTIFICATIONS_VAPID_PRIVATE_KEY`` and
         ``NOTIFICATIONS_VAPID_PUBLIC_KEY``.
+    :raises ConfigurationError: when the ``webpush`` extra is not installed.
     """
-    from cryptography.hazmat.primitives import serialization
-
-    vapid = _import_vapid().Vapid()
+    py_vapid, serialization = _import_vapid()
+    vapid = py_vapid.Vapid()
     vapid.generate_keys()
     secret = vapid.private_key.private_numbers().private_value.to_bytes(32, "big")
     point = vapid.public_key.public_bytes(
@@ -84,9 +95,7 @@ def generate_vapid_keys() -> tuple[str, str]:
 
 @lru_cache(maxsize=16)
 def _parse(private_key: str, public_key: str | None) -> tuple[Vapid02, str]:
-    py_vapid = _import_vapid()
-    from cryptography.hazmat.primitives import serialization
-
+    py_vapid, serialization = _import_vapid()
     text = private_key.strip()
     try:
         if "-----BEGIN" in text:
