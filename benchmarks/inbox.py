@@ -28,6 +28,7 @@ import sqlalchemy
 from flask import Flask
 
 from flask_notifications import Event, Notifications
+from flask_notifications._state import get_state
 from flask_notifications.consumers import StoreConsumer
 from flask_notifications.inbox.models import notifications as table
 from flask_notifications.testing import PostgresServer, RedisServer, find_postgres_bin
@@ -86,7 +87,7 @@ def run(label: str, uri: str, redis_url: str, args: argparse.Namespace) -> dict[
     with app.app_context():
         inbox = notifications.inbox
         inbox.create_tables()
-        engine = app.extensions["notifications"].engine
+        engine = get_state(app).engine
         started = time.perf_counter()
         fill(engine, args.rows, args.users)
         fill_s = time.perf_counter() - started

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 
@@ -39,7 +41,10 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_DEDUP_TTL": 24 * 3600,
     "NOTIFICATIONS_SEND_TIMEOUT": 5,
     "NOTIFICATIONS_REDELIVER_AFTER": 600,
-    "NOTIFICATIONS_STREAM_RATE": "30/60",
+    "NOTIFICATIONS_REDIS_PREFIX": "flask_notifications",
+    "NOTIFICATIONS_MAX_STREAMS": 25_000,
+    "NOTIFICATIONS_STREAMS_PER_USER": 100,
+    "NOTIFICATIONS_STREAMS_PER_ADDRESS": 10_000,
     "NOTIFICATIONS_VAPID_PRIVATE_KEY": None,
     "NOTIFICATIONS_VAPID_PUBLIC_KEY": None,
     "NOTIFICATIONS_VAPID_CLAIMS_SUB": None,
@@ -57,24 +62,27 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "NOTIFICATIONS_DEDUP_TTL": (int, 1),
     "NOTIFICATIONS_SEND_TIMEOUT": (float, 0),
     "NOTIFICATIONS_REDELIVER_AFTER": (float, 0.5),
+    "NOTIFICATIONS_MAX_STREAMS": (int, 1),
+    "NOTIFICATIONS_STREAMS_PER_USER": (int, 1),
+    "NOTIFICATIONS_STREAMS_PER_ADDRESS": (int, 1),
 }
 
 
-def stream_rate(value: object) -> tuple[int, int] | None:
-    """Parse ``NOTIFICATIONS_STREAM_RATE``: ``"N/S"`` (N stream openings per S
-    seconds and identity) or ``None`` (no limit).
+_PREFIX = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+
+
+def check_prefix(value: object) -> str:
+    """Check ``NOTIFICATIONS_REDIS_PREFIX``: 1 to 64 letters, digits, ``_``,
+    ``.`` or ``-`` (it starts every Redis key and channel, so no ``:``, braces
+    or spaces).
 
     :param value: the setting.
     :raises ConfigurationError: for anything else.
     """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        count, _, seconds = value.partition("/")
-        if count.isdigit() and seconds.isdigit() and int(count) > 0 and int(seconds) > 0:
-            return int(count), int(seconds)
+    if isinstance(value, str) and _PREFIX.match(value):
+        return value
     raise ConfigurationError(
-        f"NOTIFICATIONS_STREAM_RATE must be 'N/S' (N openings per S seconds) or None, not {value!r}"
+        f"NOTIFICATIONS_REDIS_PREFIX must be 1-64 letters, digits, '_', '.' or '-', not {value!r}"
     )
 
 
@@ -92,7 +100,17 @@ def apply_defaults(config: MutableMapping[str, Any]) -> None:
     for key, default in DEFAULTS.items():
         config.setdefault(key, default)
     check_numbers(config)
-    stream_rate(config["NOTIFICATIONS_STREAM_RATE"])
+    check_prefix(config["NOTIFICATIONS_REDIS_PREFIX"])
+    if "NOTIFICATIONS_STREAM_RATE" in config:
+        # A rate per address locked crowds behind one proxy or NAT out; caps on
+        # concurrent streams replace it (docs/deploying.rst).
+        warnings.warn(
+            "NOTIFICATIONS_STREAM_RATE is ignored since 0.2: streams are capped by "
+            "NOTIFICATIONS_STREAMS_PER_USER, NOTIFICATIONS_STREAMS_PER_ADDRESS and "
+            "NOTIFICATIONS_MAX_STREAMS instead",
+            DeprecationWarning,
+            stacklevel=3,
+        )
 
 
 def check_numbers(config: Mapping[str, Any]) -> None:

@@ -4,9 +4,8 @@ Tasks are registered with :func:`celery.shared_task`, so they reach every
 Celery app of the process, including one created after the consumer was
 registered. The task body captures nothing: it finds its consumer through
 the Flask app it runs in (hub id from the message, consumer name = task
-name). Several Flask apps sharing Celery's process-global *current* app
-(Flask-CeleryExt 0.5 configures that one) therefore never run each other's
-consumers.
+name, app key from the message: see :mod:`flask_notifications._celery`).
+Several Flask apps in one process therefore never run each other's consumers.
 """
 
 from __future__ import annotations
@@ -23,54 +22,21 @@ from celery.utils.time import get_exponential_backoff_interval
 from flask import current_app, has_app_context
 
 from . import reliability
+from ._celery import bound_apps, flask_app_for
+from ._state import get_state, has_state
 from .event import Event
 from .signals import consumer_failed, event_consumed
 
 if TYPE_CHECKING:
     from celery import Celery
-    from flask import Flask
 
 logger = logging.getLogger("flask_notifications")
 
 _registered: set[str] = set()
 _registered_lock = threading.Lock()
 
-#: Attribute of a Celery app: the Flask apps its consumer tasks run in, by name.
-FLASK_APPS_ATTR = "flask_notifications_apps"
-
 #: The task that enqueues an event's consumer tasks when it has several.
 FAN_OUT_TASK = "flask_notifications.fan_out"
-
-
-def bind_flask_app(celery: Celery, app: Flask) -> None:
-    """Let ``celery``'s consumer tasks run in ``app``'s context.
-
-    Tasks carry the name of the app that sent them (``app.name``, the same in
-    the web process and in the worker, which imports the same module), so
-    several Flask apps may share one Celery app. A task whose app name is
-    unknown runs in the app bound last.
-
-    :param celery: the Celery app.
-    :param app: the Flask app whose hubs the tasks look up.
-    """
-    apps = celery.__dict__.setdefault(FLASK_APPS_ATTR, {})
-    apps.pop(app.name, None)  # re-insert so the newest binding is last
-    apps[app.name] = app
-
-
-def _flask_app_for(celery: Celery, app_name: str | None) -> Flask:
-    apps: dict[str, Flask] = getattr(celery, FLASK_APPS_ATTR, {})
-    app = apps.get(app_name) if app_name is not None else None
-    if app is None and apps:
-        app = next(reversed(apps.values()))
-    if app is None:
-        app = getattr(celery, "flask_app", None)  # set by Flask-CeleryExt
-    if app is None:
-        raise RuntimeError(
-            "this Celery app serves no Flask-Notifications app: call "
-            "Notifications.init_app(app, celery=...) in the worker's process"
-        )
-    return app
 
 
 class ConsumerTask(Task):  # type: ignore[misc]
@@ -87,16 +53,16 @@ class ConsumerTask(Task):  # type: ignore[misc]
     acks_late = True
     reject_on_worker_lost = True
 
-    def __call__(self, event_json: str, hub_id: str, app_name: str | None = None) -> Any:
+    def __call__(self, event_json: str, hub_id: str, app_key: str | None = None) -> Any:
         if has_app_context():
-            return super().__call__(event_json, hub_id, app_name)
-        with _flask_app_for(self.app, app_name).app_context():
-            return super().__call__(event_json, hub_id, app_name)
+            return super().__call__(event_json, hub_id, app_key)
+        with flask_app_for(self.app, app_key).app_context():
+            return super().__call__(event_json, hub_id, app_key)
 
 
 class AppTask(Task):  # type: ignore[misc]
     """Base of the library's helper tasks (e-mail digests...): the first
-    argument is the Flask app's name, and the task runs in its context."""
+    argument is the Flask app's key, and the task runs in that app's context."""
 
     abstract = True
     ignore_result = True
@@ -104,37 +70,37 @@ class AppTask(Task):  # type: ignore[misc]
     acks_late = True
     reject_on_worker_lost = True
 
-    def __call__(self, app_name: str | None, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, app_key: str | None, *args: Any, **kwargs: Any) -> Any:
         if has_app_context():
-            return super().__call__(app_name, *args, **kwargs)
-        with _flask_app_for(self.app, app_name).app_context():
-            return super().__call__(app_name, *args, **kwargs)
+            return super().__call__(app_key, *args, **kwargs)
+        with flask_app_for(self.app, app_key).app_context():
+            return super().__call__(app_key, *args, **kwargs)
 
 
 def _run_consumer(
-    task: ConsumerTask, event_json: str, hub_id: str, app_name: str | None = None
+    task: ConsumerTask, event_json: str, hub_id: str, app_key: str | None = None
 ) -> None:
-    state = current_app.extensions.get("notifications")
+    state = get_state() if has_state() else None
     hub = state.extension.get_hub_by_id(hub_id) if state is not None else None
     consumer = hub.get_consumer(task.name) if hub is not None else None
-    if consumer is None:
+    if state is None or consumer is None:
         logger.warning("no consumer %r on hub %s in this process; event skipped", task.name, hub_id)
         return
     app = current_app._get_current_object()
-    app_name = app_name or app.name
+    app_key = app_key or state.app_key
     try:
         event = Event.from_json(event_json)
     except ValueError as exc:  # cannot get better by retrying
-        _give_up(task, consumer, hub, app_name, event_json, None, exc)
+        _give_up(task, consumer, hub, app_key, event_json, None, exc)
         return
     event_id = event["event_id"]
     if event.is_expired():
         logger.info("event %s expired before %r ran; skipped", event_id, task.name)
-        reliability.finish_pending(task.name, hub_id, app_name, event_id)
+        reliability.finish_pending(task.name, hub_id, app_key, event_id)
         return
     if reliability.is_done(task.name, hub_id, event_id):
         logger.info("event %s already consumed by %r; redelivery skipped", event_id, task.name)
-        reliability.finish_pending(task.name, hub_id, app_name, event_id)
+        reliability.finish_pending(task.name, hub_id, app_key, event_id)
         return
     try:
         consumer(event)
@@ -149,14 +115,14 @@ def _run_consumer(
                 task.name, event_id, exc, retries + 1, consumer.max_retries, countdown,
             )  # fmt: skip
             later = time.time() + countdown + current_app.config["NOTIFICATIONS_REDELIVER_AFTER"]
-            reliability.postpone_pending(task.name, hub_id, app_name, event_id, later)
+            reliability.postpone_pending(task.name, hub_id, app_key, event_id, later)
             raise task.retry(
                 exc=exc, countdown=countdown, max_retries=consumer.max_retries
             ) from exc
-        _give_up(task, consumer, hub, app_name, event_json, event, exc)
+        _give_up(task, consumer, hub, app_key, event_json, event, exc)
         return
     ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
-    reliability.mark_done(task.name, hub_id, app_name, event_id, ttl)
+    reliability.mark_done(task.name, hub_id, app_key, event_id, ttl)
     event_consumed.send(app, event=event, hub=hub, consumer=consumer)
 
 
@@ -164,7 +130,7 @@ def _give_up(
     task: ConsumerTask,
     consumer: Any,
     hub: Any,
-    app_name: str,
+    app_key: str,
     event_json: str,
     event: Event | None,
     exc: BaseException,
@@ -175,9 +141,9 @@ def _give_up(
         "consumer %r failed for good on event %s of hub %s: %s; kept as a dead letter",
         task.name, event_id, hub.hub_id, exc, exc_info=exc,
     )  # fmt: skip
-    reliability.add_dead_letter(task.name, hub.hub_id, app_name, event_json, exc)
+    reliability.add_dead_letter(task.name, hub.hub_id, app_key, event_json, exc)
     if event is not None:
-        reliability.finish_pending(task.name, hub.hub_id, app_name, event["event_id"])
+        reliability.finish_pending(task.name, hub.hub_id, app_key, event["event_id"])
     consumer_failed.send(
         current_app._get_current_object(), event=event, hub=hub, consumer=consumer, exception=exc
     )
@@ -196,7 +162,7 @@ def celery_expiry(event: Event) -> datetime | None:
 
 
 def _fan_out(
-    task: ConsumerTask, event_json: str, targets: list[list[str]], app_name: str | None = None
+    task: ConsumerTask, event_json: str, targets: list[list[str]], app_key: str | None = None
 ) -> None:
     """Enqueue one consumer task per ``[hub id, task name]`` of ``targets``.
 
@@ -207,26 +173,24 @@ def _fan_out(
     delivers this task again, or the sweeper enqueues the consumer tasks, and
     completion records keep any consumer from running twice.
     """
-    app_name = app_name or current_app.name
+    app_key = app_key or get_state().app_key
     event = Event.from_json(event_json)  # validated by send(): cannot fail here
     event_id = event["event_id"]
     if event.is_expired():
         logger.info("event %s expired before its consumer tasks were enqueued", event_id)
-        reliability.finish_pending(task.name, targets, app_name, event_id)
+        reliability.finish_pending(task.name, targets, app_key, event_id)
         return
     due = time.time() + current_app.config["NOTIFICATIONS_REDELIVER_AFTER"]
-    reliability.hand_over(task.name, targets, app_name, event_id, due)
+    reliability.hand_over(task.name, targets, app_key, event_id, due)
     expires = celery_expiry(event)
     tasks = task.app.tasks
     for hub_id, name in targets:
         consumer_task = tasks.get(name)
         if consumer_task is None:  # the worker does not import that consumer
             logger.warning("no task %r in this worker; event %s skipped for it", name, event_id)
-            reliability.finish_pending(name, hub_id, app_name, event_id)
+            reliability.finish_pending(name, hub_id, app_key, event_id)
             continue
-        consumer_task.apply_async(
-            (event_json, hub_id, app_name), expires=expires, serializer="json"
-        )
+        consumer_task.apply_async((event_json, hub_id, app_key), expires=expires, serializer="json")
 
 
 def ensure_task(name: str) -> None:
@@ -241,44 +205,19 @@ def ensure_task(name: str) -> None:
     shared_task(name=name, base=ConsumerTask, bind=True)(_run_consumer)
 
 
-shared_task(name=FAN_OUT_TASK, base=ConsumerTask, bind=True)(_fan_out)
+def install() -> None:
+    """Register the library's own tasks and the workers' sweeper (once per
+    process). Called by ``init_app``: importing the package registers nothing."""
+    with _registered_lock:
+        if FAN_OUT_TASK in _registered:
+            return
+        _registered.add(FAN_OUT_TASK)
+    shared_task(name=FAN_OUT_TASK, base=ConsumerTask, bind=True)(_fan_out)
+    worker_ready.connect(_start_sweeper, weak=False, dispatch_uid="flask_notifications.sweeper")
+    worker_shutdown.connect(_stop_sweeper, weak=False, dispatch_uid="flask_notifications.sweeper")
+    from .consumers._email import install_digest_task
 
-
-_CELERY_BROKER_KEYS = ("CELERY_BROKER_URL", "BROKER_URL", "broker_url")
-
-
-def celery_for(app: Flask) -> Celery:
-    """The app's Flask-CeleryExt Celery app, or one created with Flask-CeleryExt,
-    with the notifications Redis as broker unless one is configured.
-
-    :param app: the Flask app.
-    """
-    existing = app.extensions.get("flask-celeryext")
-    if existing is not None and existing.celery is not None:
-        return unproxy(existing.celery)
-    from flask_celeryext import FlaskCeleryExt
-
-    config = app.config
-    if not any(key in config for key in _CELERY_BROKER_KEYS):
-        # The documentation's set-up: Redis carries both pub/sub and the Celery queue.
-        config["CELERY_BROKER_URL"] = config["NOTIFICATIONS_REDIS_URL"]
-    config.setdefault("CELERY_ACCEPT_CONTENT", ["json"])
-    config.setdefault("CELERY_TASK_SERIALIZER", "json")
-    config.setdefault("CELERY_RESULT_SERIALIZER", "json")
-    # Celery 5's behaviour, stated so workers do not warn that it will change.
-    config.setdefault("broker_connection_retry_on_startup", True)
-    return unproxy(FlaskCeleryExt(app).celery)
-
-
-def unproxy(celery: Any) -> Celery:
-    """The Celery app behind ``celery`` when it is Celery's current-app proxy.
-
-    :param celery: a Celery app or a proxy to one.
-    """
-    # Flask-CeleryExt hands out Celery's *current app* proxy: keep the object it
-    # points to now, or a Celery app created later would silently take over.
-    get = getattr(celery, "_get_current_object", None)
-    return get() if get is not None else celery  # type: ignore[no-any-return]
+    install_digest_task()
 
 
 # -- the redelivery sweeper, in worker processes ------------------------------------
@@ -286,9 +225,8 @@ def unproxy(celery: Any) -> Celery:
 
 def _sweep_forever(celery: Celery, stop: threading.Event) -> None:
     while not stop.is_set():
-        apps: dict[str, Flask] = getattr(celery, FLASK_APPS_ATTR, {})
         interval = 5.0
-        for app in list(apps.values()):
+        for app in bound_apps(celery):
             with app.app_context():
                 after = float(app.config["NOTIFICATIONS_REDELIVER_AFTER"])
                 interval = min(interval, max(after / 2, 0.25))
@@ -305,11 +243,10 @@ def _sweep_forever(celery: Celery, stop: threading.Event) -> None:
 _SWEEPER_STOP = "flask_notifications_sweeper_stop"
 
 
-@worker_ready.connect
 def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
     """Each worker sweeps the pending tasks the broker may have lost."""
     celery = getattr(sender, "app", None)
-    if celery is None or not getattr(celery, FLASK_APPS_ATTR, None):
+    if celery is None or not bound_apps(celery):
         return
     stop = celery.__dict__.setdefault(_SWEEPER_STOP, threading.Event())
     stop.clear()
@@ -318,7 +255,6 @@ def _start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
     ).start()
 
 
-@worker_shutdown.connect
 def _stop_sweeper(sender: Any = None, **_kwargs: Any) -> None:
     stop = getattr(getattr(sender, "app", None), _SWEEPER_STOP, None)
     if stop is not None:

@@ -2,35 +2,34 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
+from weakref import WeakKeyDictionary
 
 import redis
-from flask import Flask, Response, current_app, url_for
-from kombu.exceptions import OperationalError
+from flask import Flask, Response, current_app, has_app_context, url_for
 from markupsafe import Markup
 
-from . import inbox as _inbox_routes  # noqa: F401 - registers the inbox API on the blueprint
-from . import reliability
-from . import webpush as _webpush_routes  # noqa: F401 - registers the Web Push API
+from . import _tasks
+from ._celery import bind_flask_app, celery_for, unproxy
 from ._config import apply_defaults, load_backend
-from ._state import State, get_state
-from ._tasks import FAN_OUT_TASK, bind_flask_app, celery_expiry, celery_for, unproxy
-from .blueprint import blueprint
+from ._dispatch import dispatch
+from ._redis import blocking_client, own_client
+from ._state import State
 from .blueprint import error as stream_error
+from .blueprint import make_blueprint
 from .cli import cli as notifications_cli
 from .consumers.store_consumer import StoreConsumer
-from .errors import ConfigurationError, NotificationsUnavailable
+from .errors import ConfigurationError
 from .event import Event
 from .event_hub import EventHub, current_notifications, hub_id_for
 from .inbox.model_events import ModelEvents
 from .inbox.preferences import Preferences
 from .inbox.store import Inbox
 from .pubsub.backend import Backend
-from .signals import event_filtered, event_sent
 from .stream.dispatcher import Dispatcher
 from .stream.views import stream_response
 from .webpush.store import PushSubscriptions
@@ -45,9 +44,13 @@ class Notifications:
     """The Flask-Notifications extension.
 
     Hubs belong to the extension object, like blueprints, so they can be
-    defined before :meth:`init_app`; everything tied to an application (its
-    Redis client, its Celery app, its backend class) lives in
-    ``app.extensions["notifications"]``.
+    defined before :meth:`init_app`. ``app.extensions["notifications"]`` is
+    this object; what is tied to one application (its Redis client, its
+    Celery app, its backend class, its dispatcher) is kept per app.
+
+    An extension registered on exactly one app also works outside an app
+    context (in a script, a shell, at import time of a worker module), as
+    Flask-Mail does: it then uses that app.
 
     :param app: the application to initialise right away.
     :param celery: passed on to :meth:`init_app`.
@@ -73,6 +76,9 @@ class Notifications:
         #: :class:`~flask_notifications.webpush.PushSubscriptions`.
         self.push_subscriptions = PushSubscriptions()
         self._model_events = ModelEvents(self)
+        # Per-app state, as Flask-SQLAlchemy 3 keeps its engines: never a module
+        # global, never keyed by app.name (every app factory's apps share it).
+        self._states: WeakKeyDictionary[Flask, State] = WeakKeyDictionary()
         if app is not None:
             self.init_app(app, celery=celery, broker=broker)
 
@@ -108,21 +114,58 @@ class Notifications:
         if broker is None:
             # A blocking pool: when every connection is busy (thousands of
             # streams opening at once), callers wait for one instead of failing.
-            pool = redis.BlockingConnectionPool.from_url(
-                config["NOTIFICATIONS_REDIS_URL"],
-                max_connections=config["NOTIFICATIONS_REDIS_MAX_CONNECTIONS"],
-                timeout=config["NOTIFICATIONS_REDIS_POOL_TIMEOUT"],
-            )
-            broker = redis.Redis(connection_pool=pool)
+            client = blocking_client(config["NOTIFICATIONS_REDIS_URL"], config)
+        else:
+            client = own_client(broker, config)
         celery = celery_for(app) if celery is None else unproxy(celery)
-        bind_flask_app(celery, app)
+        prefix = config["NOTIFICATIONS_REDIS_PREFIX"]
+        app_key = f"{prefix}/{app.name}"
+        _tasks.install()
+        bind_flask_app(celery, app, app_key)
 
-        app.extensions["notifications"] = State(self, celery, broker, backend_class)
+        self._states[app] = State(
+            self, celery, client, backend_class, prefix, app_key, broker=broker
+        )
+        app.extensions["notifications"] = self
         app.jinja_env.globals["current_notifications"] = current_notifications
         app.jinja_env.globals["notifications_script"] = _script_tag
         if config["NOTIFICATIONS_REGISTER_BLUEPRINT"]:
-            app.register_blueprint(blueprint, url_prefix=config["NOTIFICATIONS_URL_PREFIX"])
+            app.register_blueprint(make_blueprint(), url_prefix=config["NOTIFICATIONS_URL_PREFIX"])
         app.cli.add_command(notifications_cli)
+
+    def _app(self) -> Flask:
+        """The app to work in: the current app when this extension is
+        registered on it, else the one app it is registered on."""
+        if has_app_context():
+            app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+            if app in self._states:
+                return app
+        apps = list(self._states.keys())
+        if len(apps) == 1:
+            return apps[0]
+        if not apps:
+            raise RuntimeError(
+                "Flask-Notifications is not initialised: call Notifications(app) "
+                "or notifications.init_app(app) first"
+            )
+        raise RuntimeError(
+            "this Notifications extension is registered on several apps: use it "
+            "inside `with app.app_context():` of one of them"
+        )
+
+    @contextlib.contextmanager
+    def _context(self) -> Iterator[State]:
+        """Run in the app of :meth:`_app`, pushing its context unless it is current."""
+        app = self._app()
+        if has_app_context() and current_app._get_current_object() is app:  # type: ignore[attr-defined]
+            yield self._states[app]
+        else:
+            with app.app_context():
+                yield self._states[app]
+
+    def _state(self) -> State:
+        """The state of :meth:`_app` (no context pushed: for plain attributes)."""
+        return self._states[self._app()]
 
     # -- identity --------------------------------------------------------------
 
@@ -184,7 +227,8 @@ class Notifications:
     def current_identity(self) -> str | None:
         """The current user's id as a string, or ``None`` when anonymous."""
         identity = self._identity_loader() if self._identity_loader else _flask_login_identity()
-        return None if identity is None else str(identity)
+        # An empty id is nobody: it must not count as signed in.
+        return None if identity is None else (str(identity) or None)
 
     # -- streaming ---------------------------------------------------------------
 
@@ -192,13 +236,13 @@ class Notifications:
     def dispatcher(self) -> Dispatcher:
         """This process's dispatcher for the current app, started on first use
         (and again in a forked child)."""
-        state = get_state()
+        app = self._app()
+        state = self._states[app]
         dispatcher = state.dispatcher
         if dispatcher is None or dispatcher.pid != os.getpid():
             with state.lock:
                 dispatcher = state.dispatcher
                 if dispatcher is None or dispatcher.pid != os.getpid():
-                    app = current_app._get_current_object()  # type: ignore[attr-defined]
                     dispatcher = state.dispatcher = Dispatcher(
                         app,
                         lambda: state.backend_class.from_app(app, state.redis),
@@ -209,7 +253,7 @@ class Notifications:
     @property
     def publisher(self) -> Backend:
         """A backend of the current app for publishing from this process."""
-        state = get_state()
+        state = self._state()
         if state.publisher is None:
             state.publisher = self.create_backend()
         return state.publisher
@@ -218,7 +262,7 @@ class Notifications:
         """The hubs that carry ``unread_count`` events: those with a
         :class:`~flask_notifications.consumers.StoreConsumer`, and the one named
         by ``NOTIFICATIONS_INBOX_HUB``."""
-        label = current_app.config.get("NOTIFICATIONS_INBOX_HUB")
+        label = self._app().config.get("NOTIFICATIONS_INBOX_HUB")
         return [
             hub
             for hub in self._hubs.values()
@@ -251,7 +295,7 @@ class Notifications:
     def shutdown(self) -> None:
         """Stop the current app's dispatcher in this process (its streams end;
         clients reconnect elsewhere). The next stream starts a new one."""
-        state = get_state()
+        state = self._state()
         with state.lock:
             dispatcher, state.dispatcher = state.dispatcher, None
         if dispatcher is not None:
@@ -312,13 +356,17 @@ class Notifications:
 
     @property
     def celery(self) -> Celery:
-        """The current application's Celery app."""
-        return get_state().celery
+        """The current application's Celery app (outside an app context: the
+        one app's, for an extension registered on one app)."""
+        return self._state().celery
 
     @property
     def redis(self) -> redis.Redis | Any:
-        """The current application's broker client (Redis by default)."""
-        return get_state().redis
+        """The current application's Redis client: on a pool the library sized
+        itself, with the connection settings of ``init_app(broker=...)`` when
+        one was given (see :doc:`/deploying`); a broker client that is not a
+        plain :class:`redis.Redis` is returned as given."""
+        return self._state().redis
 
     def create_backend(self) -> Backend:
         """Build a new backend for the current application.
@@ -326,8 +374,9 @@ class Notifications:
         Each backend holds its own subscription; publishing through any of
         them reaches every subscriber.
         """
-        state = get_state()
-        return state.backend_class.from_app(current_app._get_current_object(), state.redis)  # type: ignore[attr-defined]
+        app = self._app()
+        state = self._states[app]
+        return state.backend_class.from_app(app, state.redis)
 
     # -- sending -------------------------------------------------------------------
 
@@ -354,83 +403,20 @@ class Notifications:
         :raises TypeError: if ``event`` is none of the accepted types.
         :raises NotificationsUnavailable: if Redis or the broker stayed down.
         """
-        state = get_state()
-        max_bytes = current_app.config["NOTIFICATIONS_MAX_EVENT_BYTES"]
-        if isinstance(event, Event):
-            event.validate()
-        elif isinstance(event, str | bytes | bytearray):
-            event = Event.from_json(event, max_bytes)
-        elif isinstance(event, Mapping):
-            event = Event.from_dict(event)
-        else:
-            raise TypeError(f"send() takes an Event or its JSON, not {type(event).__name__}")
-        payload = event.to_json(max_bytes)
-
-        if event.is_expired():
-            return event
-
-        targets = []
-        for hub in tuple(self._hubs.values()):
-            if hub.filter(event):
-                targets.extend([hub.hub_id, name] for name in hub._names)
+        with self._context() as state:
+            max_bytes = current_app.config["NOTIFICATIONS_MAX_EVENT_BYTES"]
+            if isinstance(event, Event):
+                event.validate()
+            elif isinstance(event, str | bytes | bytearray):
+                event = Event.from_json(event, max_bytes)
+            elif isinstance(event, Mapping):
+                event = Event.from_dict(event)
             else:
-                event_filtered.send(current_app._get_current_object(), event=event, hub=hub)
-        if not targets:
-            return event
-        config = current_app.config
-        deadline = time.monotonic() + config["NOTIFICATIONS_SEND_TIMEOUT"]
-        event_id = event["event_id"]
-        app_name = current_app.name
-        tasks = state.celery.tasks
-        if len(targets) == 1:
-            ((hub_id, name),) = targets
-            task, args = tasks[name], (payload, hub_id, app_name)
-        else:
-            # One message, whatever the number of consumers: a worker's fan-out
-            # task enqueues the consumer tasks, so the request does not wait
-            # for n enqueues (docs/benchmarks.md measures the difference).
-            task, args = tasks[FAN_OUT_TASK], (payload, targets, app_name)
-        due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
-        ttl = config["NOTIFICATIONS_DEDUP_TTL"]
-        # One round trip: claim the event id and record the task in the outbox.
-        outbox = [(task.name, args[1], app_name)]
-        if not _retrying(
-            lambda: reliability.claim_and_record(event_id, ttl, outbox, payload, due),
-            deadline,
-            event_id,
-        ):
-            logger.info("event %s was already sent; ignored", event_id)
-            return event
-        expires = celery_expiry(event)
-        try:
-            _retrying(
-                lambda: task.apply_async(args, expires=expires, serializer="json"),
-                deadline,
-                event_id,
-            )
-        except NotificationsUnavailable:
-            reliability.release_event_id(event_id)  # sending it again must work
-            raise
-        event_sent.send(current_app._get_current_object(), event=event, tasks=len(targets))
+                raise TypeError(f"send() takes an Event or its JSON, not {type(event).__name__}")
+            payload = event.to_json(max_bytes)
+            if not event.is_expired():
+                dispatch(state, tuple(self._hubs.values()), event, payload)
         return event
-
-
-_UNAVAILABLE = (redis.RedisError, OperationalError, ConnectionError, TimeoutError)
-
-
-def _retrying(call: Callable[[], Any], deadline: float, event_id: str) -> Any:
-    """Run ``call`` until it works or ``deadline`` (monotonic) passes."""
-    delay = 0.05
-    while True:
-        try:
-            return call()
-        except _UNAVAILABLE as exc:
-            if time.monotonic() + delay > deadline:
-                raise NotificationsUnavailable(
-                    f"event {event_id} was not sent: Redis or the broker is unavailable ({exc})"
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
 
 
 def _flask_login_identity() -> Any:

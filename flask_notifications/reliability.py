@@ -9,7 +9,8 @@
   list and replay (``flask notifications replay``).
 
 These need the default Redis client (``init_app(broker=...)`` a
-:class:`redis.Redis`); with another broker client they are skipped.
+:class:`redis.Redis`); with another broker client they are skipped. Every key
+starts with the app's ``NOTIFICATIONS_REDIS_PREFIX``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,20 @@ import redis
 
 from ._state import get_state
 
-#: Redis list of dead letters (JSON objects), newest first.
-DEAD_LETTERS_KEY = "flask_notifications:dead_letters"
-#: Redis sorted set of enqueued consumer tasks not finished yet (score: due time).
-PENDING_KEY = "flask_notifications:pending"
-_PENDING_EVENT = "flask_notifications:pending_event:"
-_SWEEP_LOCK = "flask_notifications:sweep_lock"
-_SENT = "flask_notifications:sent:"
-_DONE = "flask_notifications:done:"
-_DELIVERED = "flask_notifications:delivered:"
+
+def _key(*parts: str) -> str:
+    return get_state().key(*parts)
+
+
+def dead_letters_key() -> str:
+    """The current app's Redis list of dead letters (JSON objects), newest first."""
+    return _key("dead_letters")
+
+
+def pending_key() -> str:
+    """The current app's Redis sorted set of enqueued consumer tasks not
+    finished yet (score: due time)."""
+    return _key("pending")
 
 
 def _client() -> redis.Redis | None:
@@ -46,20 +52,20 @@ def release_event_id(event_id: str) -> None:
     client = _client()
     if client is not None:
         try:
-            client.delete(_SENT + event_id)
+            client.delete(_key("sent", event_id))
         except redis.RedisError:
             pass  # Redis is down: the key expires anyway
 
 
 def _done_key(task_name: str, hub_id: str, event_id: str) -> str:
-    return f"{_DONE}{hub_id}:{task_name}:{event_id}"
+    return _key("done", hub_id, task_name, event_id)
 
 
 def _pending_member(
-    task_name: str, hub_id: str | list[list[str]], app_name: str, event_id: str
+    task_name: str, hub_id: str | list[list[str]], app_key: str, event_id: str
 ) -> str:
     # The member carries all a redelivery needs (the event itself is stored once).
-    return json.dumps([task_name, hub_id, app_name, event_id], separators=(",", ":"))
+    return json.dumps([task_name, hub_id, app_key, event_id], separators=(",", ":"))
 
 
 # Claim the event id and record its tasks in the outbox in one command: this
@@ -106,22 +112,22 @@ def claim_and_record(
         script = client.__dict__["_fn_claim_and_record"] = client.register_script(_CLAIM_AND_RECORD)
     args: list[Any] = [ttl, due, event_json]
     args += [
-        _pending_member(task_name, hub_id, app_name, event_id)
-        for task_name, hub_id, app_name in tasks
+        _pending_member(task_name, hub_id, app_key, event_id)
+        for task_name, hub_id, app_key in tasks
     ]
-    keys = [_SENT + event_id, PENDING_KEY, _PENDING_EVENT + event_id]
+    keys = [_key("sent", event_id), pending_key(), _key("pending_event", event_id)]
     return bool(script(keys=keys, args=args))
 
 
 def hand_over(
-    fan_out_task: str, targets: list[list[str]], app_name: str, event_id: str, due: float
+    fan_out_task: str, targets: list[list[str]], app_key: str, event_id: str, due: float
 ) -> None:
     """Replace the fan-out task's outbox record by its consumer tasks' records
     (one transaction), just before the fan-out task enqueues them.
 
     :param fan_out_task: the fan-out task's name.
     :param targets: its ``[hub id, consumer task name]`` pairs.
-    :param app_name: the Flask app's name.
+    :param app_key: the Flask app's key.
     :param event_id: the event's id.
     :param due: when to consider the consumer tasks lost if unfinished.
     """
@@ -129,40 +135,40 @@ def hand_over(
     if client is None:
         return
     pipe = client.pipeline(transaction=True)
-    members = {_pending_member(name, hub_id, app_name, event_id): due for hub_id, name in targets}
-    pipe.zadd(PENDING_KEY, members, nx=True)
-    pipe.zrem(PENDING_KEY, _pending_member(fan_out_task, targets, app_name, event_id))
+    members = {_pending_member(name, hub_id, app_key, event_id): due for hub_id, name in targets}
+    pipe.zadd(pending_key(), members, nx=True)
+    pipe.zrem(pending_key(), _pending_member(fan_out_task, targets, app_key, event_id))
     pipe.execute()
 
 
-def postpone_pending(task_name: str, hub_id: str, app_name: str, event_id: str, due: float) -> None:
+def postpone_pending(task_name: str, hub_id: str, app_key: str, event_id: str, due: float) -> None:
     """Move a pending task's deadline (it is being retried later).
 
     :param task_name: the consumer's task name.
     :param hub_id: the hub.
-    :param app_name: the Flask app's name.
+    :param app_key: the Flask app's key.
     :param event_id: the event's id.
     :param due: the new deadline (epoch seconds).
     """
     client = _client()
     if client is not None:
-        member = _pending_member(task_name, hub_id, app_name, event_id)
-        client.zadd(PENDING_KEY, {member: due}, xx=True)
+        member = _pending_member(task_name, hub_id, app_key, event_id)
+        client.zadd(pending_key(), {member: due}, xx=True)
 
 
 def finish_pending(
-    task_name: str, hub_id: str | list[list[str]], app_name: str, event_id: str
+    task_name: str, hub_id: str | list[list[str]], app_key: str, event_id: str
 ) -> None:
     """Forget a pending task (finished, skipped, or a dead letter now).
 
     :param task_name: the consumer's task name.
     :param hub_id: the hub.
-    :param app_name: the Flask app's name.
+    :param app_key: the Flask app's key.
     :param event_id: the event's id.
     """
     client = _client()
     if client is not None:
-        client.zrem(PENDING_KEY, _pending_member(task_name, hub_id, app_name, event_id))
+        client.zrem(pending_key(), _pending_member(task_name, hub_id, app_key, event_id))
 
 
 def redeliver_pending(delay: float, limit: int = 1000) -> int:
@@ -176,37 +182,39 @@ def redeliver_pending(delay: float, limit: int = 1000) -> int:
     :returns: how many were enqueued again.
     """
     client = _client()
-    if client is None or not client.set(_SWEEP_LOCK, 1, nx=True, ex=30):
+    lock = _key("sweep_lock")
+    if client is None or not client.set(lock, 1, nx=True, ex=30):
         return 0
+    pending = pending_key()
     try:
         now = time.time()
-        members = client.zrangebyscore(PENDING_KEY, 0, now, start=0, num=limit)
+        members = client.zrangebyscore(pending, 0, now, start=0, num=limit)
         if not members:
             return 0
         tasks = get_state().celery.tasks
         count = 0
         for member in members:
-            task_name, hub_id, app_name, event_id = json.loads(member)
-            event_json = client.get(_PENDING_EVENT + event_id)
+            task_name, hub_id, app_key, event_id = json.loads(member)
+            event_json = client.get(_key("pending_event", event_id))
             if event_json is None:  # older than the dedup TTL: give it up
-                client.zrem(PENDING_KEY, member)
+                client.zrem(pending, member)
                 continue
             task = tasks.get(task_name)
             if task is None:
                 continue
-            client.zadd(PENDING_KEY, {member: now + delay})
+            client.zadd(pending, {member: now + delay})
             event_json = event_json.decode() if isinstance(event_json, bytes) else event_json
-            task.apply_async((event_json, hub_id, app_name), serializer="json")
+            task.apply_async((event_json, hub_id, app_key), serializer="json")
             count += 1
         return count
     finally:
-        client.delete(_SWEEP_LOCK)
+        client.delete(lock)
 
 
 def pending_count() -> int:
     """How many enqueued consumer tasks are not finished yet."""
     client = _client()
-    return int(client.zcard(PENDING_KEY)) if client is not None else 0
+    return int(client.zcard(pending_key())) if client is not None else 0
 
 
 def is_done(task_name: str, hub_id: str, event_id: str) -> bool:
@@ -220,13 +228,13 @@ def is_done(task_name: str, hub_id: str, event_id: str) -> bool:
     return client is not None and bool(client.exists(_done_key(task_name, hub_id, event_id)))
 
 
-def mark_done(task_name: str, hub_id: str, app_name: str, event_id: str, ttl: int) -> None:
+def mark_done(task_name: str, hub_id: str, app_key: str, event_id: str, ttl: int) -> None:
     """Record that this consumer consumed this event, and drop its outbox
     record (one round trip).
 
     :param task_name: the consumer's task name.
     :param hub_id: the hub.
-    :param app_name: the Flask app's name.
+    :param app_key: the Flask app's key.
     :param event_id: the event's id.
     :param ttl: seconds to remember it.
     """
@@ -234,12 +242,12 @@ def mark_done(task_name: str, hub_id: str, app_name: str, event_id: str, ttl: in
     if client is not None:
         pipe = client.pipeline(transaction=False)
         pipe.set(_done_key(task_name, hub_id, event_id), 1, ex=ttl)
-        pipe.zrem(PENDING_KEY, _pending_member(task_name, hub_id, app_name, event_id))
+        pipe.zrem(pending_key(), _pending_member(task_name, hub_id, app_key, event_id))
         pipe.execute()
 
 
 def _delivered_key(task_name: str, event_id: str, target: str) -> str:
-    return f"{_DELIVERED}{task_name}:{event_id}:{target}"
+    return _key("delivered", task_name, event_id, target)
 
 
 def delivered(task_name: str, event_id: str, targets: list[str]) -> set[str]:
@@ -272,13 +280,13 @@ def mark_delivered(task_name: str, event_id: str, target: str, ttl: int) -> None
 
 
 def add_dead_letter(
-    task_name: str, hub_id: str, app_name: str, event_json: str, error: BaseException
+    task_name: str, hub_id: str, app_key: str, event_json: str, error: BaseException
 ) -> None:
     """Keep a task that failed for good, for an operator to inspect and replay.
 
     :param task_name: the consumer's task name.
     :param hub_id: the hub.
-    :param app_name: the Flask app the task ran in.
+    :param app_key: the key of the Flask app the task ran in.
     :param event_json: the event.
     :param error: the last exception.
     """
@@ -288,12 +296,12 @@ def add_dead_letter(
     letter = {
         "task": task_name,
         "hub_id": hub_id,
-        "app": app_name,
+        "app": app_key,
         "event": event_json,
         "error": f"{type(error).__name__}: {error}"[:2000],
         "failed_at": time.time(),
     }
-    client.lpush(DEAD_LETTERS_KEY, json.dumps(letter))
+    client.lpush(dead_letters_key(), json.dumps(letter))
 
 
 def dead_letters() -> list[dict[str, Any]]:
@@ -301,7 +309,7 @@ def dead_letters() -> list[dict[str, Any]]:
     client = _client()
     if client is None:
         return []
-    return [json.loads(raw) for raw in client.lrange(DEAD_LETTERS_KEY, 0, -1)]
+    return [json.loads(raw) for raw in client.lrange(dead_letters_key(), 0, -1)]
 
 
 def replay_dead_letters() -> int:
@@ -314,11 +322,12 @@ def replay_dead_letters() -> int:
         return 0
     tasks = get_state().celery.tasks
     count = 0
-    while (raw := client.rpop(DEAD_LETTERS_KEY)) is not None:
+    key = dead_letters_key()
+    while (raw := client.rpop(key)) is not None:
         letter = json.loads(raw)
         task = tasks.get(letter["task"])
         if task is None:  # unknown here: keep it for a process that knows it
-            client.rpush(DEAD_LETTERS_KEY, raw)
+            client.rpush(key, raw)
             break
         task.apply_async((letter["event"], letter["hub_id"], letter["app"]), serializer="json")
         count += 1

@@ -66,7 +66,7 @@ def test_tasks_are_json_with_the_event_and_hub(app, notifications, redis_client)
     assert message["content-type"] == "application/json"
     assert message["headers"]["task"] == "tests.delivery.json_only"
     args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
-    assert args == [event.to_json(), hub.hub_id, "tests"]
+    assert args == [event.to_json(), hub.hub_id, "flask_notifications/tests"]  # prefix/name
     assert Event.from_json(args[0]) == event
 
 

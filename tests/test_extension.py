@@ -23,8 +23,7 @@ from flask_notifications.pubsub.redis_pubsub import RedisPubSub
 
 def test_init_with_app(app):
     notifications = Notifications(app=app)
-    state = app.extensions["notifications"]
-    assert state.extension is notifications
+    assert app.extensions["notifications"] is notifications
     with app.app_context():
         assert current_notifications._get_current_object() is notifications
 
@@ -46,7 +45,15 @@ def test_init_app_with_celery_and_broker(make_app, redis_url):
     with app.app_context():
         # FlaskCeleryExt hands out Celery's current-app proxy: the object behind it is kept
         assert notifications.celery is celery._get_current_object()
-        assert notifications.redis is broker
+        # The library works on a pool of its own size, with the broker's settings.
+        own = notifications.redis.connection_pool
+        assert isinstance(own, redis.BlockingConnectionPool) and own is not broker.connection_pool
+        assert own.max_connections == app.config["NOTIFICATIONS_REDIS_MAX_CONNECTIONS"]
+        settings = broker.connection_pool.connection_kwargs
+        assert {k: own.connection_kwargs[k] for k in ("host", "port", "db")} == {
+            k: settings[k] for k in ("host", "port", "db")
+        }
+        assert notifications.redis.ping()
 
 
 def test_registering_twice_raises(app):
@@ -112,7 +119,7 @@ def test_existing_broker_setting_is_respected():
 def test_celery_is_built_with_flask_celeryext_and_json_only(app):
     Notifications(app)
     celery = app.extensions["notifications"].celery
-    assert app.extensions["flask-celeryext"].celery._get_current_object() is celery
+    assert app.extensions["flask-celeryext"].celery is celery
     assert set(celery.conf.accept_content) == {"json"}
     assert celery.conf.task_serializer == "json"
     assert celery.conf.result_serializer == "json"
@@ -208,8 +215,16 @@ def test_create_hub_same_label_same_hub(notifications):
         notifications.create_hub(None)
 
 
-def test_send_requires_app_context(notifications):
-    with pytest.raises(RuntimeError):
+def test_an_unbound_extension_outside_a_context_raises_clearly():
+    with pytest.raises(RuntimeError, match="not initialised"):
+        Notifications().send(Event(None, "t", "a", "b"))
+
+
+def test_an_extension_on_several_apps_needs_a_context(make_app):
+    notifications = Notifications()
+    notifications.init_app(make_app())
+    notifications.init_app(make_app())
+    with pytest.raises(RuntimeError, match="several apps"):
         notifications.send(Event(None, "t", "a", "b"))
 
 

@@ -11,6 +11,7 @@ from flask import request
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
 from flask_notifications import Event, InvalidQueryError, Notifications
+from flask_notifications._state import get_state
 from flask_notifications.consumers import PushConsumer, StoreConsumer
 from flask_notifications.inbox.models import notifications as table
 
@@ -27,7 +28,7 @@ def inbox_app(make_app, database_uri):
     with app.app_context():
         yield app, notifications
         notifications.shutdown()
-        engine = app.extensions["notifications"].engine
+        engine = get_state(app).engine
         if engine is not None:
             engine.dispose()
 
@@ -37,7 +38,7 @@ def msg(title, recipients, event_type="message", **custom):
 
 
 def rows(app):
-    with app.extensions["notifications"].engine.connect() as conn:
+    with get_state(app).engine.connect() as conn:
         return conn.execute(sqlalchemy.select(table)).all()
 
 
@@ -171,11 +172,9 @@ def test_bad_arguments_raise_invalid_query_error(inbox_app, call):
 def test_store_consumer_stores_each_recipient_in_bulk(inbox_app):
     app, notifications = inbox_app
     app.config["NOTIFICATIONS_MAX_EVENT_BYTES"] = 256 * 1024  # 10,000 ids do not fit in 64 KiB
-    engine = (
-        app.extensions["notifications"].engine if app.extensions["notifications"].engine else None
-    )
+    engine = get_state(app).engine if get_state(app).engine else None
     notifications.inbox.unread_count("warm-up")  # creates the engine and the tables
-    engine = app.extensions["notifications"].engine
+    engine = get_state(app).engine
     statements = []
     sqlalchemy.event.listen(
         engine, "before_cursor_execute", lambda *a, **k: statements.append(a[2])
@@ -473,7 +472,7 @@ def test_database_defaults_to_flask_sqlalchemy_then_instance_folder(make_app, tm
     notifications = Notifications(app)
     with app.app_context():
         notifications.inbox.add("alice", "n", 1)
-        assert app.extensions["notifications"].engine is db.engine
+        assert get_state(app).engine is db.engine
         assert "flask_notifications" in sqlalchemy.inspect(db.engine).get_table_names()
 
     plain = make_app()
@@ -481,7 +480,7 @@ def test_database_defaults_to_flask_sqlalchemy_then_instance_folder(make_app, tm
     notifications = Notifications(plain)
     with plain.app_context():
         notifications.inbox.add("alice", "n", 1)
-        notifications.app_engine = plain.extensions["notifications"].engine
+        notifications.app_engine = get_state(plain).engine
     assert (tmp_path / "instance" / "notifications.sqlite").is_file()
 
 

@@ -58,9 +58,7 @@ def test_every_field_survives_sse_framing(
 
 @pytest.fixture
 def client(make_app, tmp_path):
-    # No stream rate limit: hypothesis opens many streams as one user.
     app = make_app(
-        NOTIFICATIONS_STREAM_RATE=None,
         NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'inbox.sqlite'}",
     )
     notifications = Notifications(app)

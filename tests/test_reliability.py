@@ -9,7 +9,6 @@ import logging
 import time
 
 import pytest
-from flask import request
 
 from flask_notifications import Event, Notifications, NotificationsUnavailable, reliability
 from flask_notifications.consumers import Consumer, LogConsumer
@@ -229,41 +228,11 @@ def test_observability_signals(app, notifications):
     assert seen == [("filtered", other.label), ("sent", 1)]
 
 
-def test_stream_openings_are_rate_limited_per_identity(make_app):
-    app = make_app(NOTIFICATIONS_STREAM_RATE="3/60")
-    notifications = Notifications(app)
-    notifications.create_hub("Inbox")
-    notifications.identity_loader(lambda: request.headers.get("X-User"))
-    client = app.test_client()
-    for _ in range(3):
-        response = client.get(
-            "/notifications/stream/Inbox", headers={"X-User": "alice"}, buffered=False
-        )
-        assert response.status_code == 200
-        response.close()
-    refused = client.get("/notifications/stream/Inbox", headers={"X-User": "alice"})
-    assert refused.status_code == 429 and 0 < int(refused.headers["Retry-After"]) <= 61
-    assert "too many" in refused.get_json()["error"]
-    other = client.get("/notifications/stream/Inbox", headers={"X-User": "bob"}, buffered=False)
-    assert other.status_code == 200  # per identity
-    other.close()
-    with app.app_context():
-        notifications.shutdown()
-
-
-@pytest.mark.parametrize("bad", ["30", "a/b", "0/60", "3/0", 30, ""])
-def test_stream_rate_setting_is_checked(make_app, bad):
-    from flask_notifications import ConfigurationError
-
-    with pytest.raises(ConfigurationError, match="NOTIFICATIONS_STREAM_RATE"):
-        Notifications(make_app(NOTIFICATIONS_STREAM_RATE=bad))
-
-
 def test_dead_letter_listing_is_json(app, notifications, redis_client):
     with app.app_context():
         reliability.add_dead_letter("t", "h", "a", ev().to_json(), OSError("x"))
         (letter,) = reliability.dead_letters()
-    assert json.loads(redis_client.lindex(reliability.DEAD_LETTERS_KEY, 0))["task"] == "t"
+    assert json.loads(redis_client.lindex("flask_notifications:dead_letters", 0))["task"] == "t"
     assert letter["error"] == "OSError: x" and letter["failed_at"] > 0
 
 

@@ -36,6 +36,7 @@ from flask_notifications import (
     PushServiceUnavailable,
     reliability,
 )
+from flask_notifications._state import get_state
 from flask_notifications.consumers import Consumer, WebPushConsumer
 from flask_notifications.inbox.models import push_subscriptions as table
 from flask_notifications.webpush import generate_vapid_keys
@@ -211,7 +212,7 @@ def push_app(make_app, tmp_path, vapid_keys):
     hub.register_consumer(consumer, celery_task_name=TASK)
     yield app, notifications, hub, consumer
     with app.app_context():
-        engine = app.extensions["notifications"].engine
+        engine = get_state(app).engine
         if engine is not None:
             engine.dispose()
 
@@ -490,7 +491,7 @@ def test_an_invalid_stored_subscription_is_reported_and_the_others_served(push_a
     fine = push_service.browser()
     subscribe(app, notifications, "alice", fine)
     with app.app_context():
-        engine = app.extensions["notifications"].engine
+        engine = get_state(app).engine
         with engine.begin() as conn:  # written behind the API's back
             bad_id = conn.execute(
                 table.insert().values(
@@ -684,7 +685,7 @@ def test_vapid_keys_command_prints_working_config(make_app, tmp_path, push_servi
     subscribe(configured, notifications, "alice", browser)
     with configured.app_context():
         assert WebPushConsumer()(comment(["alice"], title="signed")) == 1
-        configured.extensions["notifications"].engine.dispose()
+        get_state(configured).engine.dispose()
     assert [p["title"] for p in push_service.payloads(browser)] == ["signed"]
     key = configured.test_client().get("/notifications/push-subscriptions/key").json
     assert key == {"public_key": config["NOTIFICATIONS_VAPID_PUBLIC_KEY"]}
@@ -694,7 +695,7 @@ def test_the_push_subscriptions_table_lives_with_the_inbox(push_app):
     app, notifications, _, _ = push_app
     with app.app_context():
         notifications.inbox.create_tables()
-        engine = app.extensions["notifications"].engine
+        engine = get_state(app).engine
         names = sqlalchemy.inspect(engine).get_table_names()
     assert "flask_notification_push_subscriptions" in names
 

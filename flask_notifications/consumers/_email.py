@@ -45,8 +45,6 @@ DIGEST_TASK = "flask_notifications.mail_digest"
 THREAD_FIELD = "thread"
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-_DIGEST = "flask_notifications:digest:"
-_DIGEST_SCHEDULED = "flask_notifications:digest_scheduled:"
 _envs: WeakKeyDictionary[Flask, Environment] = WeakKeyDictionary()
 
 
@@ -315,7 +313,7 @@ class EmailConsumer(Consumer):
         if not isinstance(client, redis.Redis):
             raise ConfigurationError("digests need the default Redis broker client")
         assert self.digest is not None
-        key = f"{_DIGEST}{name}:{address}"
+        key = get_state().key("digest", name, address)
         ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
         pipe = client.pipeline(transaction=True)
         pipe.rpush(key, json.dumps([user, event.to_json()]))
@@ -326,12 +324,13 @@ class EmailConsumer(Consumer):
     def _schedule(self, client: redis.Redis, address: str, name: str) -> None:
         """Enqueue the digest of ``address`` unless one is already due."""
         assert self.digest is not None
-        flag = f"{_DIGEST_SCHEDULED}{name}:{address}"
+        state = get_state()
+        flag = state.key("digest_scheduled", name, address)
         # The flag expires, so a lost digest task is scheduled again by the
         # next event rather than blocking the address for good.
         if client.set(flag, 1, nx=True, ex=int(self.digest * 3) + 60):
-            get_state().celery.tasks[DIGEST_TASK].apply_async(
-                (current_app.name, name, address),
+            state.celery.tasks[DIGEST_TASK].apply_async(
+                (state.app_key, name, address),
                 countdown=self.digest,
                 serializer="json",
             )
@@ -345,8 +344,9 @@ class EmailConsumer(Consumer):
         :returns: how many events it listed.
         """
         name = name or self.task_name()
-        client = get_state().redis
-        key = f"{_DIGEST}{name}:{address}"
+        state = get_state()
+        client = state.redis
+        key = state.key("digest", name, address)
         raw = client.lrange(key, 0, -1)
         if raw:
             items = [json.loads(r) for r in raw]
@@ -370,7 +370,7 @@ class EmailConsumer(Consumer):
             )
             self.deliver([mail], batch, name)
             client.ltrim(key, len(raw), -1)  # keep what arrived meanwhile
-        client.delete(f"{_DIGEST_SCHEDULED}{name}:{address}")
+        client.delete(state.key("digest_scheduled", name, address))
         if client.llen(key):
             self._schedule(client, address, name)
         return len(raw)
@@ -425,7 +425,7 @@ def _find_consumer(task_name: str) -> EmailConsumer | None:
     return None
 
 
-def _digest_task(task: Any, app_name: str | None, task_name: str, address: str) -> int:
+def _digest_task(task: Any, app_key: str | None, task_name: str, address: str) -> int:
     consumer = _find_consumer(task_name)
     if consumer is None:
         logger.warning("no e-mail consumer %r in this process; digest skipped", task_name)
@@ -437,4 +437,6 @@ def _digest_task(task: Any, app_name: str | None, task_name: str, address: str) 
         raise task.retry(exc=exc, countdown=countdown, max_retries=consumer.max_retries) from exc
 
 
-shared_task(name=DIGEST_TASK, base=AppTask, bind=True)(_digest_task)
+def install_digest_task() -> None:
+    """Register the digest task on every Celery app (by ``init_app``, once)."""
+    shared_task(name=DIGEST_TASK, base=AppTask, bind=True)(_digest_task)

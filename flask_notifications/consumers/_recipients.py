@@ -32,7 +32,7 @@ def allowed_recipients(event: Event, channel: str) -> list[str]:
     recipients = [str(r) for r in event["recipients"]]
     if not recipients or not has_app_context() or not preferences_on(current_app):
         return recipients
-    state = current_app.extensions.get("notifications")
-    if state is None:
+    extension = current_app.extensions.get("notifications")
+    if extension is None:
         return recipients
-    return state.extension.preferences.allowed(recipients, event["event_type"], channel)
+    return extension.preferences.allowed(recipients, event["event_type"], channel)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
-from flask import Flask, current_app, has_app_context
+from flask import Flask, current_app
 
+from .._state import get_state, has_state
 from ..event import Event
 from ..pubsub.backend import Backend
 from ..pubsub.redis_pubsub import RedisPubSub
@@ -54,7 +55,7 @@ class PushConsumer(Consumer):
         """The backend this consumer publishes through in the current context."""
         if self.backend is not None:
             return self.backend
-        state = current_app.extensions.get("notifications") if has_app_context() else None
+        state = get_state() if has_state() else None
         if state is None:
             if self._plain is None:
                 self._plain = RedisPubSub(self.client)

@@ -4,15 +4,22 @@ The notifier service's post_save pattern: ``on_insert(Model, factory)``
 builds an event from each new ``Model`` instance when the session flushes
 (while its attributes can still be read), keeps it with the session, and
 sends it after the commit. A rollback drops it.
+
+SQLAlchemy's listeners are installed on the ``Session`` class once per
+process (on the first ``on_insert``/``on_update``, never at import), and each
+flush is handled by the extension of the app whose context flushed: with
+several extensions in one process, one commit sends once.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import has_app_context
+from flask import current_app, has_app_context
 from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
@@ -25,6 +32,66 @@ logger = logging.getLogger("flask_notifications")
 
 Factory = Callable[[Any], Event | None]
 _PENDING = "flask_notifications.pending_events"
+_install_lock = threading.Lock()
+_installed = False
+#: Every ModelEvents with a hook (for flushes outside an app context).
+_with_hooks: weakref.WeakSet[ModelEvents] = weakref.WeakSet()
+
+
+def _install() -> None:
+    """Listen to every session's flushes and commits, once per process."""
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        # Session-class listeners reach every session, Flask-SQLAlchemy's included.
+        sa_event.listen(Session, "after_flush", _after_flush)
+        sa_event.listen(Session, "after_commit", _after_commit)
+        sa_event.listen(Session, "after_soft_rollback", _after_soft_rollback)
+        _installed = True
+
+
+def _current() -> ModelEvents | None:
+    """The model hooks of the app whose context is active; outside an app
+    context, those of the one extension with hooks, if there is just one."""
+    if not has_app_context():
+        candidates = list(_with_hooks)
+        return candidates[0] if len(candidates) == 1 else None
+    extension = current_app.extensions.get("notifications")
+    return getattr(extension, "_model_events", None)
+
+
+def _after_flush(session: Session, _context: Any) -> None:
+    hooks = _current()
+    if hooks is None or not (hooks._hooks["insert"] or hooks._hooks["update"]):
+        return
+    events = hooks._build("insert", list(session.new), session)
+    if hooks._hooks["update"]:
+        events += hooks._build("update", list(session.dirty), session)
+    if events:
+        # Kept with the (possibly nested) transaction that flushed them, so a
+        # rolled-back savepoint drops its own events and no others.
+        transaction = session.get_nested_transaction() or session.get_transaction()
+        session.info.setdefault(_PENDING, []).extend((hooks, transaction, e) for e in events)
+
+
+def _after_commit(session: Session) -> None:
+    pending = session.info.pop(_PENDING, None)
+    if not pending:
+        return
+    for hooks, _, built in pending:
+        # The data is committed: a failing send must neither stop the other
+        # events nor turn commit() into an error.
+        try:
+            hooks._extension.send(built)
+        except Exception:  # noqa: BLE001
+            logger.exception("model event %s was committed but not sent", built["event_id"])
+
+
+def _after_soft_rollback(session: Session, previous: Any) -> None:
+    pending = session.info.get(_PENDING)
+    if pending:
+        session.info[_PENDING] = [p for p in pending if not _within(p[1], previous)]
 
 
 class ModelEvents:
@@ -36,7 +103,6 @@ class ModelEvents:
     def __init__(self, extension: Notifications) -> None:
         self._extension = extension
         self._hooks: dict[str, list[tuple[type, Factory]]] = {"insert": [], "update": []}
-        self._installed = False
 
     def register(self, kind: str, model: type, factory: Factory) -> None:
         """Send ``factory(instance)`` after a commit that inserted (``kind="insert"``)
@@ -51,12 +117,8 @@ class ModelEvents:
         if not callable(factory):
             raise TypeError(f"on_{kind}() takes a callable factory, not {type(factory).__name__}")
         self._hooks[kind].append((model, factory))
-        if not self._installed:
-            # Session-class listeners reach every session, Flask-SQLAlchemy's included.
-            sa_event.listen(Session, "after_flush", self._after_flush)
-            sa_event.listen(Session, "after_commit", self._after_commit)
-            sa_event.listen(Session, "after_soft_rollback", self._after_soft_rollback)
-            self._installed = True
+        _with_hooks.add(self)
+        _install()
 
     def _build(self, kind: str, instances: Any, session: Session) -> list[Event]:
         events = []
@@ -71,39 +133,6 @@ class ModelEvents:
                             raise TypeError(f"{factory!r} must return an Event or None")
                         events.append(built.validate())
         return events
-
-    def _after_flush(self, session: Session, _context: Any) -> None:
-        events = self._build("insert", list(session.new), session)
-        if self._hooks["update"]:
-            events += self._build("update", list(session.dirty), session)
-        if events:
-            # Kept with the (possibly nested) transaction that flushed them, so a
-            # rolled-back savepoint drops its own events and no others.
-            transaction = session.get_nested_transaction() or session.get_transaction()
-            session.info.setdefault(_PENDING, []).extend((self, transaction, e) for e in events)
-
-    def _after_commit(self, session: Session) -> None:
-        pending = session.info.get(_PENDING)
-        if not pending:
-            return
-        mine = [e for owner, _, e in pending if owner is self]
-        session.info[_PENDING] = [p for p in pending if p[0] is not self]
-        if not has_app_context():
-            logger.error("%d committed model event(s) not sent: no app context", len(mine))
-            return
-        for built in mine:
-            # The data is committed: a failing send must neither stop the other
-            # events nor turn commit() into an error.
-            try:
-                self._extension.send(built)
-            except Exception:  # noqa: BLE001
-                logger.exception("model event %s was committed but not sent", built["event_id"])
-
-    def _after_soft_rollback(self, session: Session, previous: Any) -> None:
-        pending = session.info.get(_PENDING)
-        if not pending:
-            return
-        session.info[_PENDING] = [p for p in pending if not _within(p[1], previous)]
 
 
 def _within(transaction: Any, ancestor: Any) -> bool:

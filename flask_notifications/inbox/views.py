@@ -7,10 +7,10 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from flask import Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from .._state import get_state
-from ..blueprint import blueprint, error
+from ..blueprint import error
 from ..errors import InvalidQueryError
 
 
@@ -60,7 +60,6 @@ def _inbox():  # type: ignore[no-untyped-def]
     return get_state().extension.inbox
 
 
-@blueprint.get("")
 @_identified
 def since(identity: str) -> Response:
     """``GET <prefix>?since=<epoch>``: the tutorial's polling endpoint (at most
@@ -69,7 +68,6 @@ def since(identity: str) -> Response:
     return jsonify(_inbox().since(identity, _number("since", 0.0), limit=limit))
 
 
-@blueprint.get("/inbox")
 @_identified
 def inbox(identity: str) -> Response:
     """``GET <prefix>/inbox?page=1&per_page=20&unread=1``: newest first."""
@@ -86,14 +84,12 @@ def inbox(identity: str) -> Response:
     return jsonify(page.to_dict())
 
 
-@blueprint.get("/unread-count")
 @_identified
 def unread_count(identity: str) -> Response:
     """``GET <prefix>/unread-count``: ``{"unread": N}``."""
     return jsonify(unread=_inbox().unread_count(identity))
 
 
-@blueprint.post("/<notification_id>/read")
 @_identified
 def mark_read(identity: str, notification_id: str) -> Response:
     """``POST <prefix>/<id>/read``: 204, or 404 when it is not the caller's."""
@@ -106,8 +102,19 @@ def mark_read(identity: str, notification_id: str) -> Response:
     return Response(status=204)
 
 
-@blueprint.post("/read-all")
 @_identified
 def mark_all_read(identity: str) -> Response:
     """``POST <prefix>/read-all``: ``{"updated": N}``."""
     return jsonify(updated=_inbox().mark_all_read(identity))
+
+
+def register(blueprint: Blueprint) -> None:
+    """Add these routes to the extension's blueprint (by ``init_app``).
+
+    :param blueprint: the blueprint being built.
+    """
+    blueprint.add_url_rule("", view_func=since, methods=["GET"])
+    blueprint.add_url_rule("/inbox", view_func=inbox, methods=["GET"])
+    blueprint.add_url_rule("/unread-count", view_func=unread_count, methods=["GET"])
+    blueprint.add_url_rule("/<notification_id>/read", view_func=mark_read, methods=["POST"])
+    blueprint.add_url_rule("/read-all", view_func=mark_all_read, methods=["POST"])

@@ -81,9 +81,11 @@ class RedisPubSub(Backend):
 
     @classmethod
     def from_app(cls, app: Flask, broker: Any) -> RedisPubSub:
+        config = app.config
         return cls(
             broker,
-            history_maxlen=app.config.get("NOTIFICATIONS_HISTORY_MAXLEN", DEFAULT_HISTORY_MAXLEN),
+            prefix=config.get("NOTIFICATIONS_REDIS_PREFIX", cls.default_prefix[:-1]) + ":",
+            history_maxlen=config.get("NOTIFICATIONS_HISTORY_MAXLEN", DEFAULT_HISTORY_MAXLEN),
         )
 
     def channel_name(self, channel: str) -> str:

@@ -82,13 +82,20 @@ class Stream:
     :param event_class: the wake-up primitive's class.
     """
 
-    __slots__ = ("hub_id", "identity", "maxsize", "queue", "wakeup", "closed", "reason")
+    __slots__ = ("hub_id", "identity", "address", "maxsize", "queue", "wakeup", "closed", "reason")
 
     def __init__(
-        self, hub_id: str, identity: str | None, maxsize: int, event_class: Callable[[], Any]
+        self,
+        hub_id: str,
+        identity: str | None,
+        maxsize: int,
+        event_class: Callable[[], Any],
+        address: str | None = None,
     ) -> None:
         self.hub_id = hub_id
         self.identity = identity
+        #: The client's address, for an anonymous stream (its limit is per address).
+        self.address = address
         self.maxsize = maxsize
         self.queue: deque[tuple[Key, bytes]] = deque()
         self.wakeup = event_class()
@@ -144,6 +151,20 @@ class Stream:
                 return []
 
 
+class StreamRefused(Exception):
+    """A stream that a limit refuses: the view answers ``status`` with ``message``.
+
+    :param status: 429 (this identity or address holds too many streams) or
+        503 (the process holds its maximum).
+    :param message: what is wrong.
+    """
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
 class _HubStreams:
     __slots__ = ("all", "by_identity")
 
@@ -166,6 +187,12 @@ class Dispatcher:
         config = app.config
         self.heartbeat = float(config["NOTIFICATIONS_HEARTBEAT"])
         self.queue_size = int(config["NOTIFICATIONS_STREAM_QUEUE"])
+        self.max_streams = int(config["NOTIFICATIONS_MAX_STREAMS"])
+        self.per_user = int(config["NOTIFICATIONS_STREAMS_PER_USER"])
+        self.per_address = int(config["NOTIFICATIONS_STREAMS_PER_ADDRESS"])
+        self._count = 0
+        self._per_identity: dict[str, int] = {}
+        self._per_address: dict[str, int] = {}
         self.pid = os.getpid()
         self._make_backend = make_backend
         self._hub_ids = hub_ids
@@ -192,20 +219,34 @@ class Dispatcher:
 
     # -- streams -------------------------------------------------------------------
 
-    def open(self, hub_id: str, identity: str | None) -> Stream:
+    def open(
+        self, hub_id: str, identity: str | None, address: str | None = None
+    ) -> tuple[Stream, str | None]:
         """Register a stream; live events for it queue up from now on.
+
+        No Redis round trip: the cursor is the newest id this process has seen
+        on the hub, read under the same lock as the routing of live events, so
+        every event after it reaches the stream and none before it does.
 
         :param hub_id: the hub to stream.
         :param identity: the stream's user id, or ``None`` (broadcasts only).
+        :param address: the client's address, counted for anonymous streams.
+        :returns: the stream, and the id of the newest event before it
+            (``None`` when the hub has no history yet).
+        :raises StreamRefused: when a limit is reached (nothing is registered).
         """
         if hub_id not in self._last_ids:
-            # Where a backfill after a lost connection starts for this hub; read
-            # before registering, so a backend error leaves nothing behind.
+            # A hub created after the reader started: where a backfill after a
+            # lost connection starts, read once per hub and process.
             last = self.backend.last_id(hub_id)
             with self._lock:
                 self._last_ids.setdefault(hub_id, last)
-        stream = Stream(hub_id, identity, self.queue_size, self._event_class)
+        stream = Stream(hub_id, identity, self.queue_size, self._event_class, address)
+        if self._stopped.is_set():  # shutting down: the stream ends at once
+            stream.close("shutdown")
         with self._lock:
+            self._admit(stream)
+            cursor = self._last_ids.get(hub_id)
             hub = self._hubs.get(hub_id)
             if hub is None:
                 hub = self._hubs[hub_id] = _HubStreams()
@@ -215,19 +256,64 @@ class Dispatcher:
             resubscribe = hub_id not in self._subscribed
         if resubscribe:  # a hub created after the reader started
             self._restart_listener()
-        return stream
+        return stream, cursor
+
+    def _admit(self, stream: Stream) -> None:
+        """Count ``stream`` against the limits, or refuse it (under the lock).
+
+        Limits cap *concurrent* streams in this process: per identity, per
+        address for anonymous streams, and in all. A crowd behind one proxy or
+        NAT address is normal: the per-address default admits 10,000.
+        """
+        if self._count >= self.max_streams:
+            raise StreamRefused(
+                503,
+                f"this server holds its maximum of {self.max_streams} streams "
+                "(NOTIFICATIONS_MAX_STREAMS); retry later",
+            )
+        if stream.identity is not None:
+            counts, key, limit, who = self._per_identity, stream.identity, self.per_user, "user"
+        elif stream.address is not None:
+            counts, key, limit, who = self._per_address, stream.address, self.per_address, "address"
+        else:
+            counts = None
+        if counts is not None:
+            held = counts.get(key, 0)
+            if held >= limit:
+                setting = f"NOTIFICATIONS_STREAMS_PER_{who.upper()}"
+                raise StreamRefused(
+                    429, f"too many open streams for this {who} (at most {limit}, {setting})"
+                )
+            counts[key] = held + 1
+        self._count += 1
+
+    def _release(self, stream: Stream) -> None:
+        """Undo :meth:`_admit` for a stream that is being unregistered (under the lock)."""
+        self._count -= 1
+        if stream.identity is not None:
+            counts, key = self._per_identity, stream.identity
+        elif stream.address is not None:
+            counts, key = self._per_address, stream.address
+        else:
+            return
+        held = counts.get(key, 0) - 1
+        if held > 0:
+            counts[key] = held
+        else:
+            counts.pop(key, None)
 
     def close(self, stream: Stream) -> None:
-        """Unregister ``stream``.
+        """Unregister ``stream`` (again: a no-op).
 
         :param stream: a stream returned by :meth:`open`.
         """
         stream.close("closed")
         with self._lock:
             hub = self._hubs.get(stream.hub_id)
-            if hub is None:
+            if hub is None or stream not in hub.all:
                 return
             hub.all.discard(stream)
+            self._release(stream)
             if stream.identity is not None:
                 mine = hub.by_identity.get(stream.identity)
                 if mine is not None:
@@ -253,12 +339,11 @@ class Dispatcher:
         :param data: the event JSON.
         """
         key = parse_id(event_id) if event_id is not None else None
-        if key is not None:
-            seen = self._last_ids.get(hub_id)
-            if seen is None or (parse_id(seen) or (0, 0)) < key:
-                self._last_ids[hub_id] = event_id  # type: ignore[assignment]
         hub = self._hubs.get(hub_id)
         if hub is None:
+            if key is not None:
+                with self._lock:
+                    self._advance(hub_id, event_id, key)  # type: ignore[arg-type]
             return
         try:
             event = json.loads(data)
@@ -272,12 +357,22 @@ class Dispatcher:
             return
         data_frame = frame(event_id, event_type, data)
         with self._lock:
+            # Under the lock that open() reads the cursor with: a new stream
+            # either gets this event live or has a cursor at or after it.
+            if key is not None:
+                self._advance(hub_id, event_id, key)  # type: ignore[arg-type]
             if recipients:
                 targets = [s for r in recipients for s in hub.by_identity.get(str(r), ())]
             else:
                 targets = list(hub.all)
         for stream in targets:
             stream.push(key, data_frame)
+
+    def _advance(self, hub_id: str, event_id: str, key: tuple[int, int]) -> None:
+        """Record ``event_id`` as the newest seen on ``hub_id`` (under the lock)."""
+        seen = self._last_ids.get(hub_id)
+        if seen is None or (parse_id(seen) or (0, 0)) < key:
+            self._last_ids[hub_id] = event_id
 
     def _dispatch_counts(self, hub: _HubStreams, counts: dict[str, int]) -> None:
         """Frame an ``unread_count`` event for each user of ``counts`` with a
@@ -329,6 +424,7 @@ class Dispatcher:
                 with self._lock:
                     self._subscribed = hub_ids
                 self._listener = listener
+                self._prime(hub_ids)
                 if not first:
                     self._backfill()
                 first = False
@@ -363,6 +459,15 @@ class Dispatcher:
                     except Exception:  # noqa: BLE001
                         pass
 
+    def _prime(self, hub_ids: Iterable[str]) -> None:
+        """Read the newest id of each subscribed hub not seen yet, so opening a
+        stream never needs a Redis round trip of its own."""
+        for hub_id in hub_ids:
+            if hub_id not in self._last_ids:
+                last = self.backend.last_id(hub_id)
+                with self._lock:
+                    self._last_ids.setdefault(hub_id, last)
+
     def _backfill(self) -> None:
         """After a reconnect: deliver from history what the subscription missed."""
         with self._lock:
@@ -395,4 +500,4 @@ class Dispatcher:
         self._timer.join(5)
 
 
-__all__ = ["Dispatcher", "Stream"]
+__all__ = ["Dispatcher", "Stream", "StreamRefused"]

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from typing import TYPE_CHECKING
 
-import redis
-from flask import Response, current_app, request
+from flask import Blueprint, Response, current_app, request
 from redis import exceptions as redis_exceptions
 
-from .._config import stream_rate
 from .._state import get_state
-from ..blueprint import blueprint, error
+from ..blueprint import error
 from ..pubsub.redis_pubsub import parse_id
+from .dispatcher import StreamRefused
 from .framing import frame, preamble
 
 if TYPE_CHECKING:
@@ -48,46 +46,39 @@ def stream_response(hub: EventHub) -> Response:
 
     :param hub: the hub to stream.
     """
-    state = get_state()
-    extension = state.extension
+    extension = get_state().extension
     identity = extension.current_identity()
     if identity is None and not hub.public:
         return error(401, f"authentication is required to stream hub {hub.label!r}")
     authorize = extension._stream_authorizer
     if authorize is not None and not authorize(identity, hub.hub_id):
         return error(403, f"not allowed to stream hub {hub.label!r}")
-    limited = _rate_limited(state.redis, identity)
-    if limited:
-        response = error(429, "too many streams opened; retry later")
-        response.headers["Retry-After"] = str(limited)
-        return response
 
     last_event_id = request.headers.get("Last-Event-ID")
     if last_event_id is None:
         last_event_id = request.args.get("lastEventId")
     retry_ms = current_app.config["NOTIFICATIONS_STREAM_RETRY"]
+    address = request.remote_addr if identity is None else None
     try:
         dispatcher = extension.dispatcher
-        backend = dispatcher.backend
-        cursor = last_event_id if last_event_id is not None else backend.last_id(hub.hub_id)
-        stream = dispatcher.open(hub.hub_id, identity)  # live events queue from here
-        try:
-            head, last_key = _replay(backend, hub.hub_id, identity, last_event_id, cursor)
-        except BaseException:
-            dispatcher.close(stream)
-            raise
-    except Exception as exc:  # noqa: BLE001 - any backend's outage: 503, never 500
-        expected = isinstance(exc, redis_exceptions.RedisError)
-        logger.log(
-            logging.WARNING if expected else logging.ERROR,
-            "cannot open a stream of hub %s: %s",
-            hub.label,
-            exc,
-            exc_info=not expected,
-        )
-        response = error(503, "the notifications backend is unavailable; retry later")
-        response.headers["Retry-After"] = "2"
+        # Live events queue from here; a first connection needs no Redis round trip.
+        stream, cursor = dispatcher.open(hub.hub_id, identity, address)
+    except StreamRefused as refused:
+        response = error(refused.status, refused.message)
+        response.headers["Retry-After"] = "5"
         return response
+    except Exception as exc:  # noqa: BLE001 - any backend's outage: 503, never 500
+        return _unavailable(hub, exc)
+    if last_event_id is None:
+        # A first connection: a "ready" event gives the client an id now, so a
+        # reconnect before its first event still replays what it missed.
+        head, last_key = frame(cursor, "ready", "{}"), (parse_id(cursor) if cursor else None)
+    else:
+        try:
+            head, last_key = _replay(dispatcher.backend, hub.hub_id, identity, last_event_id)
+        except Exception as exc:  # noqa: BLE001
+            dispatcher.close(stream)
+            return _unavailable(hub, exc)
 
     # No stream_with_context: the request context (and any database session a
     # teardown handler closes) is released when the view returns, not hours later.
@@ -97,47 +88,33 @@ def stream_response(hub: EventHub) -> Response:
     return response
 
 
-def _rate_limited(client: object, identity: str | None) -> int:
-    """Count this stream opening for its identity (or address); return the
-    seconds to wait when over ``NOTIFICATIONS_STREAM_RATE``, else 0."""
-    rate = stream_rate(current_app.config["NOTIFICATIONS_STREAM_RATE"])
-    if rate is None or not isinstance(client, redis.Redis):
-        return 0
-    limit, window = rate
-    who = f"user:{identity}" if identity is not None else f"addr:{request.remote_addr}"
-    slot = int(time.time() // window)
-    key = f"flask_notifications:rate:{who}:{slot}"
-    try:
-        pipe = client.pipeline(transaction=False)
-        pipe.incr(key)
-        pipe.expire(key, window)
-        count = pipe.execute()[0]
-    except redis.RedisError:
-        return 0  # the stream itself will answer 503
-    return int(window - time.time() % window) + 1 if count > limit else 0
+def _unavailable(hub: EventHub, exc: Exception) -> Response:
+    """503 for a backend that does not answer (logged once, without a
+    traceback for a plain Redis error)."""
+    expected = isinstance(exc, redis_exceptions.RedisError)
+    logger.log(
+        logging.WARNING if expected else logging.ERROR,
+        "cannot open a stream of hub %s: %s",
+        hub.label,
+        exc,
+        exc_info=not expected,
+    )
+    response = error(503, "the notifications backend is unavailable; retry later")
+    response.headers["Retry-After"] = "2"
+    return response
 
 
 def _replay(
-    backend: object,
-    hub_id: str,
-    identity: str | None,
-    last_event_id: str | None,
-    cursor: str | None,
+    backend: object, hub_id: str, identity: str | None, last_event_id: str
 ) -> tuple[bytes, Key]:
+    """The frames a reconnecting client missed after ``last_event_id``, and
+    the id to resume live events after."""
+    history = backend.history(hub_id, last_event_id)  # type: ignore[attr-defined]
+    if history.reset:
+        now = backend.last_id(hub_id)  # type: ignore[attr-defined]
+        return frame(now or "", "reset", "{}"), (parse_id(now) if now else None)
     frames: list[bytes] = []
-    if last_event_id is None:
-        # A first connection: a "ready" event gives the client an id now, so a
-        # reconnect before its first event still replays what it missed.
-        last_key = parse_id(cursor) if cursor else None
-        frames.append(frame(cursor, "ready", "{}"))
-        history = backend.history(hub_id, cursor)  # type: ignore[attr-defined]
-    else:
-        history = backend.history(hub_id, last_event_id)  # type: ignore[attr-defined]
-        if history.reset:
-            now = backend.last_id(hub_id)  # type: ignore[attr-defined]
-            frames.append(frame(now or "", "reset", "{}"))
-            return b"".join(frames), (parse_id(now) if now else None)
-        last_key = parse_id(last_event_id)
+    last_key = parse_id(last_event_id)
     for event_id, data in history.entries:
         visible, event_type = _visible(data, identity)
         if visible:
@@ -173,10 +150,17 @@ def _generate(dispatcher: Dispatcher, stream: Stream, head: bytes, last_key: Key
         dispatcher.close(stream)
 
 
-@blueprint.get("/stream/<path:label>")
 def stream(label: str) -> Response:
     """Stream the hub labelled ``label``."""
     hub = get_state().extension.get_hub(label)
     if hub is None:
         return error(404, f"no hub labelled {label!r}")
     return stream_response(hub)
+
+
+def register(blueprint: Blueprint) -> None:
+    """Add these routes to the extension's blueprint (by ``init_app``).
+
+    :param blueprint: the blueprint being built.
+    """
+    blueprint.add_url_rule("/stream/<path:label>", view_func=stream, methods=["GET"])

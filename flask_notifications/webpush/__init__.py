@@ -4,7 +4,6 @@ The consumer that sends the notifications is
 :class:`~flask_notifications.consumers.WebPushConsumer`; see :doc:`/webpush`.
 """
 
-from . import views as _views  # noqa: F401 - registers the HTTP API on the blueprint
 from .keys import generate_vapid_keys, public_key_from_config, vapid_from_config
 from .store import PushSubscription, PushSubscriptions, parse_subscription
 

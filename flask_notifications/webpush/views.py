@@ -14,10 +14,10 @@ from __future__ import annotations
 import logging
 import os
 
-from flask import Response, current_app, jsonify, request, send_from_directory
+from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 
 from .._state import get_state
-from ..blueprint import blueprint, error
+from ..blueprint import error
 from ..errors import ConfigurationError, InvalidQueryError
 from .keys import public_key_from_config
 
@@ -28,7 +28,6 @@ _STATIC = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
 SERVICE_WORKER = "flask_notifications_sw.js"
 
 
-@blueprint.get("/service-worker.js")
 def service_worker() -> Response:
     """``GET <prefix>/service-worker.js``: the service worker script.
 
@@ -43,7 +42,6 @@ def service_worker() -> Response:
     return response
 
 
-@blueprint.get("/push-subscriptions/key")
 def push_public_key() -> Response:
     """``GET <prefix>/push-subscriptions/key``: ``{"public_key": "<base64url>"}``,
     the ``applicationServerKey`` browsers subscribe with; 404 when no VAPID
@@ -71,7 +69,6 @@ def _json_body() -> tuple[str | None, object, Response | None]:
     return identity, body, None
 
 
-@blueprint.post("/push-subscriptions")
 def add_push_subscription() -> Response:
     """``POST <prefix>/push-subscriptions`` with the JSON of
     ``PushSubscription.toJSON()``: ``201 {"id", "endpoint"}`` for a new
@@ -89,7 +86,6 @@ def add_push_subscription() -> Response:
     return response
 
 
-@blueprint.delete("/push-subscriptions")
 def remove_push_subscription() -> Response:
     """``DELETE <prefix>/push-subscriptions`` with ``{"endpoint": ...}``: 204,
     or 404 when the current user has no subscription with that endpoint."""
@@ -102,3 +98,16 @@ def remove_push_subscription() -> Response:
     if not get_state().extension.push_subscriptions.remove(identity, endpoint):  # type: ignore[arg-type]
         return error(404, "no such push subscription")
     return Response(status=204)
+
+
+def register(blueprint: Blueprint) -> None:
+    """Add these routes to the extension's blueprint (by ``init_app``).
+
+    :param blueprint: the blueprint being built.
+    """
+    blueprint.add_url_rule("/service-worker.js", view_func=service_worker, methods=["GET"])
+    blueprint.add_url_rule("/push-subscriptions/key", view_func=push_public_key, methods=["GET"])
+    blueprint.add_url_rule("/push-subscriptions", view_func=add_push_subscription, methods=["POST"])
+    blueprint.add_url_rule(
+        "/push-subscriptions", view_func=remove_push_subscription, methods=["DELETE"]
+    )
