@@ -40,6 +40,8 @@ class SSEClient:
         self._body = b""
         self._chunked = False
         self.eof = False
+        #: The body ended as HTTP says (a chunked body's last chunk), not by a cut connection.
+        self.complete = False
         head = self._read_until(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         self.status = int(status_line.split()[1])
@@ -83,7 +85,7 @@ class SSEClient:
                 return
             size = int(self._raw[:line_end].split(b";")[0], 16)
             if size == 0:
-                self.eof = True
+                self.eof = self.complete = True
                 self._raw = b""
                 return
             if len(self._raw) < line_end + 2 + size + 2:
@@ -124,6 +126,27 @@ class SSEClient:
                 raise TimeoutError("no event in time")
             self.sock.settimeout(max(0.01, deadline - time.monotonic()))
             self._recv()
+
+    def wait_ready(self, timeout: float = 5.0) -> dict[str, str | None]:
+        """Read until the ``ready`` event that opens a stream arrived; return it."""
+        deadline = time.monotonic() + timeout
+        while self.ready is None:
+            self._decode()
+            block_end = self._body.find(b"\n\n")
+            if block_end >= 0:
+                block, self._body = self._body[:block_end], self._body[block_end + 2 :]
+                event = self._parse(block.decode("utf-8"))
+                if event is not None and event["event"] != "ready":
+                    raise AssertionError(f"the stream did not open with ready: {event}")
+                self.ready = event
+                continue
+            if self.eof:
+                raise AssertionError("the stream ended before its ready event")
+            if time.monotonic() > deadline:
+                raise TimeoutError("no ready event in time")
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            self._recv()
+        return self.ready
 
     def _parse(self, block: str) -> dict[str, str] | None:
         data: list[str] = []

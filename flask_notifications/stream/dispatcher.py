@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from ..pubsub.redis_pubsub import parse_id
+from ._shutdown import watch
 from .framing import HEARTBEAT, frame
 
 if TYPE_CHECKING:
@@ -216,6 +217,7 @@ class Dispatcher:
         self._reader.start()
         self._timer.start()
         self._ready.wait(10)
+        watch(self)  # streams end when the process is asked to stop
 
     # -- streams -------------------------------------------------------------------
 
