@@ -15,7 +15,6 @@ from typing import Any
 
 import redis
 
-
 # Objects redis-py 7+ puts in a pool's connection settings that belong to that
 # pool (its maintenance-notification handlers): the new pool makes its own.
 _POOL_OWN = frozenset(
