@@ -8,7 +8,7 @@ import re
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]+")
 
 
-def printable(text: object, limit: int = 500) -> str:
+def printable(text: object, limit: int | None = 500) -> str:
     """``str(text)`` with control characters (CR, LF, ESC, bidi overrides...)
     replaced by one space each run, cut to ``limit`` characters.
 
@@ -16,7 +16,10 @@ def printable(text: object, limit: int = 500) -> str:
     forged lines or escape sequences.
 
     :param text: anything; converted with :func:`str`.
-    :param limit: the most characters kept (an ellipsis marks a cut).
+    :param limit: the most characters kept (an ellipsis marks a cut);
+        ``None`` keeps them all.
     """
     cleaned = _CONTROL.sub(" ", str(text))
-    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
+    if limit is None or len(cleaned) <= limit:
+        return cleaned
+    return cleaned[: limit - 1] + "…"

@@ -9,7 +9,12 @@ route anywhere.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+import json
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from .errors import InvalidQueryError
 
 
 def make_blueprint() -> Blueprint:
@@ -35,3 +40,39 @@ def error(status: int, message: str) -> Response:
     response = jsonify(error=message)
     response.status_code = status
     return response
+
+
+class BodyTooLarge(InvalidQueryError):
+    """A request body over ``NOTIFICATIONS_MAX_BODY_BYTES`` (answered 413)."""
+
+
+def read_json() -> Any:
+    """The request's JSON body, read with a size cap and without recursion
+    limits turning into a 500.
+
+    :raises BodyTooLarge: beyond ``NOTIFICATIONS_MAX_BODY_BYTES``.
+    :raises InvalidQueryError: for a body that is not JSON (or nests too deep).
+    """
+    limit = current_app.config["NOTIFICATIONS_MAX_BODY_BYTES"]
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BodyTooLarge(f"the request body is larger than {limit} bytes")
+    raw = request.stream.read(limit + 1)
+    if len(raw) > limit:
+        raise BodyTooLarge(f"the request body is larger than {limit} bytes")
+    try:
+        return json.loads(raw)
+    except (ValueError, RecursionError):  # RecursionError: "[" * 100000
+        raise InvalidQueryError("the request body must be a JSON document") from None
+
+
+def decimal(text: str, digits: int) -> int | None:
+    """``text`` as a non-negative integer of at most ``digits`` ASCII digits,
+    else ``None`` (``"²".isdigit()`` is true, but ``int("²")`` fails).
+
+    :param text: from a URL or query string.
+    :param digits: the most digits accepted.
+    """
+    if text.isascii() and text.isdigit() and len(text) <= digits:
+        return int(text)
+    return None

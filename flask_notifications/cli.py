@@ -9,6 +9,7 @@ from flask.cli import AppGroup
 
 from . import reliability
 from ._state import get_state
+from ._text import printable
 from .errors import ConfigurationError, InvalidEventError, NotificationsUnavailable
 from .event import Event
 
@@ -31,8 +32,14 @@ def list_dead_letters() -> None:
     """List the consumer tasks that failed for good, newest first."""
     letters = reliability.dead_letters()
     for letter in letters:
-        event_id = json.loads(letter["event"]).get("event_id", "?") if letter["event"] else "?"
-        click.echo(f"{letter['task']}  hub={letter['hub_id']}  event={event_id}  {letter['error']}")
+        try:
+            event_id = json.loads(letter["event"]).get("event_id", "?")
+        except (ValueError, TypeError, AttributeError):
+            event_id = "?"
+        # Dead letters hold text from outside (SMTP replies, push services).
+        fields = (letter.get("task"), letter.get("hub_id"), event_id, letter.get("error"))
+        task, hub_id, event_id, error = (printable(f, 300) for f in fields)
+        click.echo(f"{task}  hub={hub_id}  event={event_id}  {error}")
     click.echo(f"{len(letters)} dead letter(s)")
 
 
@@ -142,7 +149,8 @@ def tail(hub_label: str, count: int | None) -> None:
                 continue
             if not isinstance(event, dict) or "event_type" not in event:
                 continue  # an unread-counts envelope, not an event
-            click.echo(json.dumps(event, separators=(",", ":"), ensure_ascii=False))
+            line = json.dumps(event, separators=(",", ":"), ensure_ascii=False)
+            click.echo(printable(line, None))  # no terminal escapes from event text
             printed += 1
             if count is not None and printed >= count:
                 break

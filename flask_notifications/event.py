@@ -245,6 +245,9 @@ def _identifier(field: str, value: object) -> str:
         raise InvalidEventError(field, "must not be empty")
     if len(text) > _MAX_ID_LENGTH:
         raise InvalidEventError(field, f"must be at most {_MAX_ID_LENGTH} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        # Ids reach mail headers (Message-ID), log lines and SSE fields.
+        raise InvalidEventError(field, "must not contain control characters (CR, LF, NUL...)")
     return text
 
 

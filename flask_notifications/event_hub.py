@@ -53,6 +53,11 @@ class EventHub:
         self.label = label
         #: Whether anonymous clients may stream this hub's broadcast events.
         self.public = bool(public)
+        #: Who may read the broadcasts of a private hub: ``readers(identity) -> bool``
+        #: (see :meth:`Notifications.create_hub
+        #: <flask_notifications.Notifications.create_hub>`); ``None``: the
+        #: stream authorizer decides, and without one nobody does.
+        self.readers: Callable[[str | None], bool] | None = None
         #: Stable identifier derived from the label (a hex digest).
         self.hub_id = hub_id_for(label)
         #: The hub's filter; set it with :meth:`filter_by`.

@@ -243,6 +243,7 @@ class Notifications:
             with state.lock:
                 dispatcher = state.dispatcher
                 if dispatcher is None or dispatcher.pid != os.getpid():
+                    self._warn_unreadable_hubs()
                     dispatcher = state.dispatcher = Dispatcher(
                         app,
                         lambda: state.backend_class.from_app(app, state.redis),
@@ -315,14 +316,30 @@ class Notifications:
 
     # -- hubs ------------------------------------------------------------------
 
-    def create_hub(self, label: str, public: bool | None = None) -> EventHub:
+    def create_hub(
+        self,
+        label: str,
+        public: bool | None = None,
+        *,
+        readers: Callable[[str | None], bool] | None = None,
+    ) -> EventHub:
         """Return the hub named ``label``, creating it on first use.
+
+        Who sees what on a hub's streams: events with recipients reach those
+        recipients' streams. Events without recipients (broadcasts) reach
+        every stream of a public hub; on a private hub, only the streams of
+        users that ``readers`` (or, without it, the
+        :meth:`stream_authorizer`) admits. A private hub with neither sends
+        its broadcasts to nobody, and a warning says so when streaming starts.
 
         :param label: a fixed name (never randomised: workers find the hub by
             the id derived from it).
         :param public: let anonymous clients stream the hub's broadcast
             events; hubs are private by default. ``None`` keeps an existing
             hub's setting.
+        :param readers: ``readers(identity) -> bool``, asked when a stream of
+            this private hub opens: whether that user reads its broadcasts.
+            ``None`` keeps an existing hub's rule.
         """
         hub = self._hubs.get(hub_id_for(label)) if isinstance(label, str) else None
         if hub is None:
@@ -331,7 +348,39 @@ class Notifications:
             hub = self._hubs.setdefault(hub.hub_id, hub)
         elif public is not None:
             hub.public = bool(public)
+        if readers is not None:
+            if not callable(readers):
+                raise TypeError(f"readers must be callable, not {type(readers).__name__}")
+            hub.readers = readers
         return hub
+
+    def reads_broadcasts(self, hub: EventHub, identity: str | None) -> bool:
+        """Whether a stream of ``identity`` on ``hub`` carries its broadcasts
+        (see :meth:`create_hub`). Called when the stream opens, after the
+        identity and authorizer checks passed.
+
+        :param hub: the hub.
+        :param identity: the stream's user id, or ``None``.
+        """
+        if hub.public:
+            return True
+        if hub.readers is not None:
+            return bool(hub.readers(identity))
+        return self._stream_authorizer is not None
+
+    def _warn_unreadable_hubs(self) -> None:
+        """Log each private hub whose broadcasts no rule lets anybody read."""
+        if self._stream_authorizer is not None:
+            return
+        for hub in self._hubs.values():
+            if not hub.public and hub.readers is None:
+                logger.warning(
+                    "private hub %r has no readers rule and no stream_authorizer: "
+                    "its broadcasts (events without recipients) reach no stream; "
+                    "use create_hub(%r, readers=...) or @notifications.stream_authorizer",
+                    hub.label,
+                    hub.label,
+                )
 
     def get_hub(self, label: str) -> EventHub | None:
         """Return the hub labelled ``label``, if it exists.

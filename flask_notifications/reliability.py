@@ -20,8 +20,10 @@ import time
 from typing import Any
 
 import redis
+from flask import current_app
 
 from ._state import get_state
+from ._text import printable
 
 
 def _key(*parts: str) -> str:
@@ -298,10 +300,15 @@ def add_dead_letter(
         "hub_id": hub_id,
         "app": app_key,
         "event": event_json,
-        "error": f"{type(error).__name__}: {error}"[:2000],
+        "error": printable(f"{type(error).__name__}: {error}", 2000),
         "failed_at": time.time(),
     }
-    client.lpush(dead_letters_key(), json.dumps(letter))
+    key = dead_letters_key()
+    pipe = client.pipeline(transaction=True)
+    pipe.lpush(key, json.dumps(letter))
+    # Bounded: the oldest go once NOTIFICATIONS_DEAD_LETTERS_MAX are kept.
+    pipe.ltrim(key, 0, current_app.config["NOTIFICATIONS_DEAD_LETTERS_MAX"] - 1)
+    pipe.execute()
 
 
 def dead_letters() -> list[dict[str, Any]]:

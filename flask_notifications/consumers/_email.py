@@ -31,6 +31,7 @@ from jinja2 import ChoiceLoader, Environment, FileSystemLoader
 
 from .. import reliability
 from .._state import get_state
+from .._urls import safe_link
 from .._tasks import AppTask
 from ..errors import ConfigurationError, MailRejected, MailServerUnavailable
 from ..event import Event
@@ -87,6 +88,7 @@ def _render(template: str, **context: Any) -> str:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     ctx: dict[str, Any] = {}
     app.update_template_context(ctx)
+    ctx["safe_url"] = safe_link  # event links go into href only through it
     ctx.update(context)
     return _jinja_env(app).get_template(template).render(ctx)
 

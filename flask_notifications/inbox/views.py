@@ -10,7 +10,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from .._state import get_state
-from ..blueprint import error
+from ..blueprint import decimal, error
 from ..errors import InvalidQueryError
 
 
@@ -51,9 +51,10 @@ def _integer(name: str, default: int) -> int:
     raw = request.args.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or len(raw) > 9:
+    value = decimal(raw, 9)
+    if value is None:
         raise InvalidQueryError(f"{name} must be a positive integer, not {raw[:40]!r}")
-    return int(raw)
+    return value
 
 
 def _inbox():  # type: ignore[no-untyped-def]
@@ -93,11 +94,12 @@ def unread_count(identity: str) -> Response:
 @_identified
 def mark_read(identity: str, notification_id: str) -> Response:
     """``POST <prefix>/<id>/read``: 204, or 404 when it is not the caller's."""
-    if not notification_id.isdigit() or len(notification_id) > 18:
+    number = decimal(notification_id, 18)
+    if number is None:
         return error(
             400, f"a notification id must be a positive integer, not {notification_id[:40]!r}"
         )
-    if not _inbox().mark_read(identity, int(notification_id)):
+    if not _inbox().mark_read(identity, number):
         return error(404, "no such notification")
     return Response(status=204)
 

@@ -81,9 +81,14 @@ class Stream:
     :param identity: the user id the stream belongs to, or ``None``.
     :param maxsize: frames that may wait before the stream counts as stalled.
     :param event_class: the wake-up primitive's class.
+    :param address: the client's address (anonymous streams are capped per address).
+    :param broadcasts: whether the stream carries events without recipients.
     """
 
-    __slots__ = ("hub_id", "identity", "address", "maxsize", "queue", "wakeup", "closed", "reason")
+    __slots__ = (
+        "hub_id", "identity", "address", "broadcasts", "maxsize", "queue", "wakeup", "closed",
+        "reason",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -92,11 +97,14 @@ class Stream:
         maxsize: int,
         event_class: Callable[[], Any],
         address: str | None = None,
+        broadcasts: bool = True,
     ) -> None:
         self.hub_id = hub_id
         self.identity = identity
         #: The client's address, for an anonymous stream (its limit is per address).
         self.address = address
+        #: Whether events without recipients reach this stream.
+        self.broadcasts = broadcasts
         self.maxsize = maxsize
         self.queue: deque[tuple[Key, bytes]] = deque()
         self.wakeup = event_class()
@@ -167,10 +175,12 @@ class StreamRefused(Exception):
 
 
 class _HubStreams:
-    __slots__ = ("all", "by_identity")
+    __slots__ = ("all", "readers", "by_identity")
 
     def __init__(self) -> None:
         self.all: set[Stream] = set()
+        #: The streams that carry broadcasts.
+        self.readers: set[Stream] = set()
         self.by_identity: dict[str, set[Stream]] = {}
 
 
@@ -222,7 +232,11 @@ class Dispatcher:
     # -- streams -------------------------------------------------------------------
 
     def open(
-        self, hub_id: str, identity: str | None, address: str | None = None
+        self,
+        hub_id: str,
+        identity: str | None,
+        address: str | None = None,
+        broadcasts: bool = True,
     ) -> tuple[Stream, str | None]:
         """Register a stream; live events for it queue up from now on.
 
@@ -233,6 +247,7 @@ class Dispatcher:
         :param hub_id: the hub to stream.
         :param identity: the stream's user id, or ``None`` (broadcasts only).
         :param address: the client's address, counted for anonymous streams.
+        :param broadcasts: whether events without recipients reach the stream.
         :returns: the stream, and the id of the newest event before it
             (``None`` when the hub has no history yet).
         :raises StreamRefused: when a limit is reached (nothing is registered).
@@ -243,7 +258,7 @@ class Dispatcher:
             last = self.backend.last_id(hub_id)
             with self._lock:
                 self._last_ids.setdefault(hub_id, last)
-        stream = Stream(hub_id, identity, self.queue_size, self._event_class, address)
+        stream = Stream(hub_id, identity, self.queue_size, self._event_class, address, broadcasts)
         if self._stopped.is_set():  # shutting down: the stream ends at once
             stream.close("shutdown")
         with self._lock:
@@ -253,6 +268,8 @@ class Dispatcher:
             if hub is None:
                 hub = self._hubs[hub_id] = _HubStreams()
             hub.all.add(stream)
+            if broadcasts:
+                hub.readers.add(stream)
             if identity is not None:
                 hub.by_identity.setdefault(identity, set()).add(stream)
             resubscribe = hub_id not in self._subscribed
@@ -315,6 +332,7 @@ class Dispatcher:
             if hub is None or stream not in hub.all:
                 return
             hub.all.discard(stream)
+            hub.readers.discard(stream)
             self._release(stream)
             if stream.identity is not None:
                 mine = hub.by_identity.get(stream.identity)
@@ -366,7 +384,7 @@ class Dispatcher:
             if recipients:
                 targets = [s for r in recipients for s in hub.by_identity.get(str(r), ())]
             else:
-                targets = list(hub.all)
+                targets = list(hub.readers)
         for stream in targets:
             stream.push(key, data_frame)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import TYPE_CHECKING
 
@@ -12,6 +11,7 @@ from redis import exceptions as redis_exceptions
 from .._state import get_state
 from ..blueprint import error
 from ..pubsub.redis_pubsub import parse_id
+from ._replay import Replay
 from .dispatcher import StreamRefused
 from .framing import frame, preamble
 
@@ -22,18 +22,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_notifications.stream")
 
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-
-
-def _visible(data: str, identity: str | None) -> tuple[bool, str]:
-    try:
-        event = json.loads(data)
-        if "event_type" not in event:  # not an event (e.g. an unread-counts message)
-            return False, ""
-        recipients = event.get("recipients") or ()
-        event_type = str(event.get("event_type") or "message")
-    except (ValueError, AttributeError, TypeError):
-        return False, ""
-    return (not recipients or (identity is not None and identity in recipients)), event_type
 
 
 def stream_response(hub: EventHub) -> Response:
@@ -62,27 +50,34 @@ def stream_response(hub: EventHub) -> Response:
     try:
         dispatcher = extension.dispatcher
         # Live events queue from here; a first connection needs no Redis round trip.
-        stream, cursor = dispatcher.open(hub.hub_id, identity, address)
+        broadcasts = extension.reads_broadcasts(hub, identity)
+        stream, cursor = dispatcher.open(hub.hub_id, identity, address, broadcasts)
     except StreamRefused as refused:
         response = error(refused.status, refused.message)
         response.headers["Retry-After"] = "5"
         return response
     except Exception as exc:  # noqa: BLE001 - any backend's outage: 503, never 500
         return _unavailable(hub, exc)
+    replay = None
     if last_event_id is None:
         # A first connection: a "ready" event gives the client an id now, so a
         # reconnect before its first event still replays what it missed.
         head, last_key = frame(cursor, "ready", "{}"), (parse_id(cursor) if cursor else None)
     else:
+        limit = current_app.config["NOTIFICATIONS_REPLAY_MAX"]
+        replay = Replay(
+            dispatcher.backend, hub.hub_id, identity, stream.broadcasts, last_event_id, limit
+        )
         try:
-            head, last_key = _replay(dispatcher.backend, hub.hub_id, identity, last_event_id)
+            head = replay.next_page()  # the first page here: an outage is a 503
         except Exception as exc:  # noqa: BLE001
             dispatcher.close(stream)
             return _unavailable(hub, exc)
+        last_key = replay.last_key
 
     # No stream_with_context: the request context (and any database session a
     # teardown handler closes) is released when the view returns, not hours later.
-    body = _generate(dispatcher, stream, preamble(retry_ms) + head, last_key)
+    body = _generate(dispatcher, stream, preamble(retry_ms) + head, last_key, replay)
     response = Response(body, mimetype="text/event-stream", headers=_HEADERS)
     response.direct_passthrough = True  # frames are bytes already: one layer less per write
     return response
@@ -104,28 +99,20 @@ def _unavailable(hub: EventHub, exc: Exception) -> Response:
     return response
 
 
-def _replay(
-    backend: object, hub_id: str, identity: str | None, last_event_id: str
-) -> tuple[bytes, Key]:
-    """The frames a reconnecting client missed after ``last_event_id``, and
-    the id to resume live events after."""
-    history = backend.history(hub_id, last_event_id)  # type: ignore[attr-defined]
-    if history.reset:
-        now = backend.last_id(hub_id)  # type: ignore[attr-defined]
-        return frame(now or "", "reset", "{}"), (parse_id(now) if now else None)
-    frames: list[bytes] = []
-    last_key = parse_id(last_event_id)
-    for event_id, data in history.entries:
-        visible, event_type = _visible(data, identity)
-        if visible:
-            frames.append(frame(event_id, event_type, data))
-        last_key = parse_id(event_id)
-    return b"".join(frames), last_key
-
-
-def _generate(dispatcher: Dispatcher, stream: Stream, head: bytes, last_key: Key):  # type: ignore[no-untyped-def]
+def _generate(  # type: ignore[no-untyped-def]
+    dispatcher: Dispatcher, stream: Stream, head: bytes, last_key: Key, replay: Replay | None
+):
     try:
         yield head
+        while replay is not None and not replay.done:
+            try:
+                page = replay.next_page()
+            except Exception as exc:  # noqa: BLE001 - the client reconnects from its last id
+                logger.warning("replay of hub %s stopped: %s", stream.hub_id, exc)
+                return
+            last_key = replay.last_key
+            if page:
+                yield page
         while True:
             frames = stream.wait()
             if frames is None:
