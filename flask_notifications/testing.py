@@ -14,10 +14,12 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -82,6 +84,36 @@ def wait_for_http(
         if time.monotonic() > deadline:
             raise RuntimeError(f"{url} did not answer within {timeout:g}s")
         time.sleep(0.1)
+
+
+def wait_for_port(
+    port: int,
+    process: subprocess.Popen[Any] | None = None,
+    timeout: float = 30.0,
+    host: str = "127.0.0.1",
+) -> None:
+    """Wait until a TCP server accepts connections on ``host:port``.
+
+    :param port: the port.
+    :param process: the server's process: stop waiting if it exits.
+    :param timeout: seconds to wait.
+    :param host: the address.
+    :raises RuntimeError: if the process exits or nothing accepts in time.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1):
+                return
+        except OSError:
+            pass
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"the server exited with {process.returncode} before {host}:{port} accepted"
+            )
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"nothing accepted on {host}:{port} within {timeout:g}s")
+        time.sleep(0.05)
 
 
 def free_port() -> int:
@@ -310,3 +342,219 @@ class PostgresServer(_ChildServer):
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
             self.directory = None
+
+
+def find_nginx() -> str | None:
+    """Return the path of ``nginx`` (``/usr/sbin/nginx``, or on ``PATH``), or ``None``."""
+    if os.access("/usr/sbin/nginx", os.X_OK):
+        return "/usr/sbin/nginx"
+    return shutil.which("nginx")
+
+
+def render_nginx_conf(template: str, *, listen: str, upstreams: Iterable[str]) -> str:
+    """Fill in the placeholders of an nginx configuration template such as
+    ``examples/deploy/nginx.conf``: ``{{listen}}`` and ``{{upstreams}}``.
+
+    :param template: the template's text.
+    :param listen: the ``listen`` parameters, e.g. ``"127.0.0.1:8080"``.
+    :param upstreams: the upstream servers, e.g. ``["127.0.0.1:8001"]``; each
+        becomes a ``server <address>;`` line.
+    :raises ValueError: if a placeholder is missing from the template.
+    """
+    for placeholder in ("{{listen}}", "{{upstreams}}"):
+        if placeholder not in template:
+            raise ValueError(f"the nginx template has no {placeholder}")
+    servers = " ".join(f"server {address};" for address in upstreams)
+    if not servers:
+        raise ValueError("an nginx upstream needs at least one server")
+    return template.replace("{{listen}}", listen).replace("{{upstreams}}", servers)
+
+
+class NginxServer(_ChildServer):
+    """An ``nginx`` child process on 127.0.0.1 and a free port, in front of
+    ``upstreams``, configured from a template (see :func:`render_nginx_conf`).
+
+    Everything nginx writes (the rendered ``nginx.conf``, pid file, error log,
+    temporary files) goes to a temporary directory, removed on :meth:`stop`.
+    Site settings that the template pulls in with ``include conf.d/*.conf``
+    (no access log, temporary paths) are written to ``conf.d/testing.conf``
+    there. nginx runs in the foreground (``-g 'daemon off;'``); :meth:`stop`
+    only ever signals the master process this object started.
+
+    :param template: the template: a path (:class:`~pathlib.Path`), or its text.
+    :param upstreams: the upstream servers' addresses (``host:port``).
+    :param executable: the binary; :func:`find_nginx` when omitted.
+    :param port: a fixed port; a free one when omitted.
+    """
+
+    def __init__(
+        self,
+        template: str | os.PathLike[str],
+        upstreams: Iterable[str],
+        *,
+        executable: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        found = executable or find_nginx()
+        if found is None:
+            raise FileNotFoundError("no nginx found (Debian: apt-get install nginx)")
+        self.executable = found
+        text = Path(template).read_text() if isinstance(template, os.PathLike) else template
+        self.template = text
+        self.upstreams = list(upstreams)
+        self.port = port or free_port()
+        self.directory: Path | None = None
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def error_log(self) -> str:
+        """The error log so far (``""`` before :meth:`start` or after :meth:`stop`)."""
+        if self.directory is None:
+            return ""
+        path = self.directory / "error.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def start(self, timeout: float = 10.0) -> Self:
+        """Render the configuration, check it (``nginx -t``), start nginx and
+        wait until it accepts connections.
+
+        :param timeout: seconds to wait for it.
+        :raises RuntimeError: if the configuration is invalid or nginx exits.
+        """
+        directory = Path(tempfile.mkdtemp(prefix="flask-notifications-nginx-"))
+        # Started by root, nginx's workers run as an unprivileged user, which
+        # must reach the temporary paths below.
+        directory.chmod(0o755)
+        self.directory = directory
+        (directory / "conf.d").mkdir()
+        temp = directory / "temp"
+        temp.mkdir()
+        site = ["access_log off;"] + [
+            f"{kind}_temp_path {temp / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        ]
+        (directory / "conf.d" / "testing.conf").write_text("\n".join(site) + "\n")
+        conf = directory / "nginx.conf"
+        conf.write_text(
+            render_nginx_conf(
+                self.template, listen=f"127.0.0.1:{self.port}", upstreams=self.upstreams
+            )
+        )
+        command = [
+            self.executable, "-p", str(directory), "-c", str(conf),
+            "-e", str(directory / "error.log"),
+            "-g", f"daemon off; pid {directory / 'nginx.pid'};",
+        ]  # fmt: skip
+        check = subprocess.run([*command, "-t", "-q"], capture_output=True, text=True)
+        if check.returncode != 0:
+            self.stop()
+            raise RuntimeError(f"nginx rejected the configuration:\n{check.stderr}")
+        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        try:
+            wait_for_port(self.port, self.process, timeout)
+        except RuntimeError:
+            err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+            log = self.error_log
+            self.stop()
+            raise RuntimeError(f"nginx did not start: {err}{log}") from None
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop nginx (``SIGTERM``: fast shutdown, open streams are cut) and
+        remove its directory.
+
+        :param timeout: seconds to wait before killing it.
+        """
+        process, self.process = self.process, None
+        if process is not None:
+            stop_process(process, timeout)
+            if process.stderr:
+                process.stderr.close()
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+            self.directory = None
+
+
+def _no_control_socket() -> list[str]:
+    """``--no-control-socket`` for a gunicorn that has one (25.1+): several
+    masters would share its default path (and it is not a temporary one)."""
+    from gunicorn.config import KNOWN_SETTINGS
+
+    known = any(setting.name == "control_socket_disable" for setting in KNOWN_SETTINGS)
+    return ["--no-control-socket"] if known else []
+
+
+class GunicornServer(_ChildServer):
+    """A ``gunicorn`` child process (one master and its workers) on 127.0.0.1
+    and a free port, serving ``target`` (``module:app`` or ``module:factory()``).
+
+    :param target: the WSGI application, as gunicorn takes it.
+    :param args: further gunicorn arguments, e.g. ``["-c", "gunicorn.conf.py"]``
+        or ``["-w", "2"]``. The command line starts with ``-k gevent -w 1``
+        (later options win) and ends with the bind address and ``target``;
+        options given on the command line override a ``-c`` file's.
+    :param env: environment variables added to this process's.
+    :param cwd: the working directory.
+    :param health: a path polled until the server answers.
+    :param port: a fixed port; a free one when omitted.
+    """
+
+    def __init__(
+        self,
+        target: str,
+        args: Iterable[str] = (),
+        *,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        health: str = "/",
+        port: int | None = None,
+    ) -> None:
+        self.target = target
+        self.args = list(args)
+        self.env = dict(env or {})
+        self.cwd = cwd
+        self.health = health
+        self.port = port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        """``127.0.0.1:<port>``."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://{self.address}"
+
+    def start(self, timeout: float = 30.0) -> Self:
+        """Start gunicorn and wait until :attr:`health` answers.
+
+        :param timeout: seconds to wait for it.
+        :raises RuntimeError: if gunicorn exits or does not answer in time.
+        """
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", *_no_control_socket(),
+             *self.args, "-b", self.address, self.target],
+            cwd=self.cwd, env={**os.environ, **self.env},
+        )  # fmt: skip
+        try:
+            wait_for_http(self.url + self.health, self.process, timeout)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Stop the gunicorn master this object started (``SIGTERM``: graceful).
+
+        :param timeout: seconds to wait before killing it.
+        """
+        process, self.process = self.process, None
+        if process is not None:
+            stop_process(process, timeout)
