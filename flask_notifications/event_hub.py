@@ -19,6 +19,8 @@ from .event_filter import EventFilter
 from .filters.always import Always
 
 if TYPE_CHECKING:
+    from celery import Celery
+
     from .extension import Notifications
 
 C = TypeVar("C", bound=Callable[..., Any])
@@ -41,16 +43,26 @@ class EventHub:
 
     :param label: a fixed, human-readable name. Workers find the hub by the
         id derived from it, so it must not be randomised.
+    :param celery: the Celery app, as 0.1's ``EventHub(label, celery)`` took
+        it; kept as :attr:`celery`. Consumer tasks are shared tasks, known to
+        every Celery app, and run by the sending application's Celery app, so
+        it may be omitted.
     :param public: whether anonymous clients may stream the hub's broadcast
-        events; a private hub's stream needs an identity.
+        events; a private hub's stream needs an identity. Keyword-only.
+    :raises TypeError: if ``label`` is not a string, or a boolean is passed
+        as ``celery`` (``public`` must be given by keyword).
     """
 
-    def __init__(self, label: str, public: bool = False) -> None:
+    def __init__(self, label: str, celery: Celery | None = None, *, public: bool = False) -> None:
         if not isinstance(label, str):
             raise TypeError(f"a hub label must be a string, not {type(label).__name__}")
         if not label:
             raise ValueError("a hub label must not be empty")
+        if isinstance(celery, bool):
+            raise TypeError("EventHub(label, celery): pass public= by keyword")
         self.label = label
+        #: The Celery app given to the constructor, or ``None``.
+        self.celery = celery
         #: Whether anonymous clients may stream this hub's broadcast events.
         self.public = bool(public)
         #: Who may read the broadcasts of a private hub: ``readers(identity) -> bool``
@@ -99,7 +111,8 @@ class EventHub:
 
             hub.register_consumer(PushConsumer(redis, hub.hub_id))
 
-        Registering the same consumer (or function) again does nothing.
+        Registering the same consumer (or function) again, or a consumer equal
+        to a registered one (same class, same configuration), does nothing.
 
         :param consumer: a :class:`~flask_notifications.consumers.consumer.Consumer`
             or a function taking the event; omitted when used as
@@ -158,15 +171,16 @@ class EventHub:
         if isinstance(consumer, str):
             return consumer if consumer in self._consumers else None
         for name, registered in self._consumers.items():
-            if registered is consumer or (
-                isinstance(registered, FunctionConsumer) and registered.func is consumer
-            ):
+            if registered is consumer or registered == consumer:
+                return name
+            if isinstance(registered, FunctionConsumer) and registered.func is consumer:
                 return name
         return None
 
     def is_registered(self, consumer: Consumer | Callable[..., Any] | str) -> bool:
         """Whether ``consumer`` (an instance, a registered function or a task
-        name) is registered on this hub.
+        name) is registered on this hub. A consumer equal to a registered one
+        (same class, same configuration) counts as registered.
 
         :param consumer: what to look for.
         """
@@ -199,6 +213,17 @@ class EventHub:
     def consumers(self) -> dict[str, Consumer]:
         """A copy of the registered consumers, by task name, in registration order."""
         return dict(self._consumers)
+
+    @property
+    def registered_consumers(self) -> tuple[Consumer | Callable[..., Any], ...]:
+        """What was registered, in registration order, as 0.1 listed it: each
+        function as given (not its wrapper) and each
+        :class:`~flask_notifications.consumers.consumer.Consumer` instance.
+        :meth:`is_registered` is true for each, and :meth:`deregister_consumer`
+        takes each. See :attr:`consumers` for the task names."""
+        return tuple(
+            c.func if isinstance(c, FunctionConsumer) else c for c in self._consumers.values()
+        )
 
     def __repr__(self) -> str:
         return f"<EventHub {self.label!r} id={self.hub_id} filter={self.filter!r}>"

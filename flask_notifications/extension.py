@@ -31,6 +31,7 @@ from .inbox.preferences import Preferences
 from .inbox.store import Inbox
 from .pubsub.backend import Backend
 from .stream.dispatcher import Dispatcher
+from .stream.notifier import SseNotifier
 from .stream.views import stream_response
 from .webpush.store import PushSubscriptions
 
@@ -314,6 +315,18 @@ class Notifications:
             return stream_error(404, f"no hub with id {hub_id!r}")
         return stream_response(hub)
 
+    def sse_notifier_for(self, hub_id: str) -> SseNotifier:
+        """Return an iterator of the SSE frames of every event published on
+        ``hub_id``, through a new backend (:meth:`create_backend`) subscribed
+        to it, as 0.1 did. It does not check recipients: for scripts, tests
+        and relays, not for browsers (see :meth:`flask_sse_notifier`).
+
+        :param hub_id: the hub's id.
+        :returns: a :class:`~flask_notifications.stream.notifier.SseNotifier`;
+            its ``backend`` is subscribed already. Close it when done.
+        """
+        return SseNotifier(self.create_backend(), hub_id)
+
     # -- hubs ------------------------------------------------------------------
 
     def create_hub(
@@ -418,14 +431,17 @@ class Notifications:
         return self._state().redis
 
     def create_backend(self) -> Backend:
-        """Build a new backend for the current application.
+        """Build a new backend for the current application (outside an app
+        context: the one app's, for an extension registered on one app).
 
         Each backend holds its own subscription; publishing through any of
         them reaches every subscriber.
+
+        :raises RuntimeError: if no app can be chosen.
         """
-        app = self._app()
-        state = self._states[app]
-        return state.backend_class.from_app(app, state.redis)
+        with self._context() as state:
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            return state.backend_class.from_app(app, state.redis)
 
     # -- sending -------------------------------------------------------------------
 

@@ -215,6 +215,12 @@ class EmailConsumer(Consumer):
         users = allowed_recipients(event, self.channel)
         if not users:
             return []
+        if not _has_extension():
+            raise ConfigurationError(
+                f"{type(self).__name__} got an event for users but has no fixed recipients: "
+                "give it recipients=[...], or register Notifications on the app with an "
+                "@notifications.email_resolver"
+            )
         extension = get_state().extension
         pairs = []
         for user in users:
@@ -237,6 +243,8 @@ class EmailConsumer(Consumer):
         if not pairs:
             return 0
         if self.digest is not None:
+            if not _has_extension():
+                raise ConfigurationError("digests need Notifications registered on the app")
             name = self.task_name()
             for user, address in pairs:
                 self._collect(event, user, address, name)
@@ -272,7 +280,9 @@ class EmailConsumer(Consumer):
 
     def deliver(self, mails: list[Email], batch: str, name: str | None = None) -> int:
         """Send ``mails`` on one connection, skipping those a previous run of
-        the task already sent.
+        the task already sent. On an app without the Notifications extension
+        (a consumer called directly), there are no such records: every
+        message is sent.
 
         :param mails: the messages.
         :param batch: what identifies them (the event id, or a digest's).
@@ -282,11 +292,12 @@ class EmailConsumer(Consumer):
         :raises MailRejected: the server refused some recipients for good.
         """
         name = name or self.task_name()
-        done = reliability.delivered(name, batch, [m.key for m in mails])
+        records = _has_extension()  # the once-only records live in its Redis
+        done = reliability.delivered(name, batch, [m.key for m in mails]) if records else set()
         todo = [m for m in mails if m.key not in done]
         if not todo:
             return 0
-        ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
+        ttl = current_app.config.get("NOTIFICATIONS_DEDUP_TTL", 0)
         refused: list[str] = []
         sent = 0
         with _SMTPErrors(), self.connect() as send:
@@ -298,7 +309,8 @@ class EmailConsumer(Consumer):
                         raise
                     refused.append(f"{mail.to}: {_reason(exc)}")
                     continue
-                reliability.mark_delivered(name, batch, mail.key, ttl)
+                if records:
+                    reliability.mark_delivered(name, batch, mail.key, ttl)
                 sent += 1
         if refused:
             raise MailRejected(f"the SMTP server refused: {'; '.join(refused)}")
@@ -376,6 +388,12 @@ class EmailConsumer(Consumer):
         if client.llen(key):
             self._schedule(client, address, name)
         return len(raw)
+
+
+def _has_extension() -> bool:
+    """Whether the current app has the Notifications extension (and so its
+    Redis for the once-only records, and the e-mail resolver)."""
+    return "notifications" in current_app.extensions
 
 
 def _temporary(exc: smtplib.SMTPException) -> bool:

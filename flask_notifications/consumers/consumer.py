@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -25,6 +27,15 @@ class Consumer:
     :attr:`celery_task_name` names the Celery task that runs the consumer; it
     must be the same in the web process and in the worker. When ``None``, the
     hub uses the class's dotted path.
+
+    :meth:`consume` receives an :class:`~flask_notifications.event.Event`.
+    As in 0.1, it may also be called directly with the event's JSON form (or
+    a mapping of its fields): every subclass's ``consume`` converts its first
+    argument with :meth:`Event.coerce <flask_notifications.event.Event.coerce>`.
+
+    Two consumers are equal when they are of the same class and have the same
+    configuration (their public attributes, see :meth:`configuration`):
+    registering a consumer equal to one already on a hub does nothing.
     """
 
     #: Name of the Celery task that runs this consumer, or ``None`` for the default.
@@ -46,6 +57,12 @@ class Consumer:
     retry_backoff_max: int = 600
     #: Full jitter: wait a random time up to the backoff, so retries spread out.
     retry_jitter: bool = True
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        consume = cls.__dict__.get("consume")
+        if inspect.isfunction(consume) and not getattr(consume, "_coerces", False):
+            cls.consume = _coercing(consume)  # type: ignore[method-assign]
 
     def __call__(self, event: EventLike, *args: Any, **kwargs: Any) -> Any:
         """Run :meth:`before_consume`, :meth:`consume` and :meth:`after_consume`.
@@ -95,8 +112,37 @@ class Consumer:
         cls = type(self)
         return f"{cls.__module__}.{cls.__qualname__}"
 
+    def configuration(self) -> dict[str, Any]:
+        """What tells two consumers of one class apart: the public instance
+        attributes (those not starting with ``_``, which hold caches). Override
+        it when a consumer's configuration lives elsewhere."""
+        return {k: v for k, v in getattr(self, "__dict__", {}).items() if not k.startswith("_")}
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self is other or self.configuration() == other.configuration()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        # Equal consumers share a class; the configuration may be mutable.
+        return hash(type(self))
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.celery_task_name or self.default_task_name()}>"
+
+
+def _coercing(consume: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a subclass's ``consume`` so that it also takes the event's JSON
+    form or a mapping, as in 0.1 (``consumer.consume(event_json)``)."""
+
+    @functools.wraps(consume)
+    def wrapper(self: Consumer, event: EventLike, *args: Any, **kwargs: Any) -> Any:
+        if not isinstance(event, Event):
+            event = Event.coerce(event)
+        return consume(self, event, *args, **kwargs)
+
+    wrapper._coerces = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 class FunctionConsumer(Consumer):

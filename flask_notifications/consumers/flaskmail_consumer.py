@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import smtplib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Self
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_app_context
 
 from ..errors import ConfigurationError
 from ._email import Email, EmailConsumer
@@ -59,6 +59,9 @@ class FlaskMailConsumer(EmailConsumer):
     recipients, the templates, digests and errors.
     """
 
+    # The Flask-Mail state of the app given to from_app().
+    _mail: Any = None
+
     @classmethod
     def default_sender(cls, app: Flask) -> str | None:
         """``MAIL_DEFAULT_SENDER`` (a ``(name, address)`` pair is accepted).
@@ -80,6 +83,39 @@ class FlaskMailConsumer(EmailConsumer):
         """
         if "mail" not in app.extensions:
             _flask_mail().Mail(app)
+
+    @classmethod
+    def from_app(
+        cls,
+        app: Flask,
+        sender: str | None = None,
+        recipients: Sequence[str] | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """A consumer configured from ``app``, creating its Flask-Mail ``Mail``
+        extension when it has none (then available as :attr:`mail`).
+
+        :param app: the Flask app (its ``MAIL_*`` settings).
+        :param sender: the ``From`` address; defaults to ``MAIL_DEFAULT_SENDER``.
+        :param recipients: fixed addresses, or ``None`` for the event's recipients.
+        :param kwargs: ``digest``, ``subject_prefix``, ``celery_task_name``.
+        :raises ConfigurationError: if no sender is given or configured.
+        """
+        consumer = super().from_app(app, sender, recipients, **kwargs)
+        consumer._mail = app.extensions["mail"]
+        return consumer
+
+    @property
+    def mail(self) -> Any:
+        """The Flask-Mail state this consumer sends with: the current app's
+        ``app.extensions["mail"]``, else the one of the app given to
+        :meth:`from_app` (``None`` without either). It has Flask-Mail's
+        ``send``, ``connect`` and ``record_messages``, as 0.1's ``mail`` had."""
+        if has_app_context():
+            mail = current_app.extensions.get("mail")
+            if mail is not None:
+                return mail
+        return self._mail
 
     @contextmanager
     def connect(self) -> Iterator[Callable[[Email], None]]:
