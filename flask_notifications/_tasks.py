@@ -29,6 +29,7 @@ from .signals import consumer_failed, event_consumed
 
 if TYPE_CHECKING:
     from celery import Celery
+    from flask import Flask
 
 logger = logging.getLogger("flask_notifications")
 
@@ -237,7 +238,26 @@ def _sweep_forever(celery: Celery, stop: threading.Event) -> None:
                     continue
                 if count:
                     logger.warning("%d unfinished consumer task(s) enqueued again", count)
+                interval = min(interval, _sweep_model_outbox(app))
         stop.wait(interval)
+
+
+def _sweep_model_outbox(app: Flask) -> float:
+    """Send the model events a dead web process left in the outbox; return
+    how soon to sweep again."""
+    extension = app.extensions["notifications"]
+    config = app.config
+    if not (config["NOTIFICATIONS_MODEL_OUTBOX"] and extension._model_events.has_hooks()):
+        return 5.0
+    after = float(config["NOTIFICATIONS_MODEL_OUTBOX_AFTER"])
+    from .inbox.database import get_engine
+    from .inbox.model_outbox import sweep
+
+    try:
+        sweep(extension, get_engine(), after)
+    except Exception:  # noqa: BLE001 - the database is down: try again later
+        logger.debug("model outbox sweep failed", exc_info=True)
+    return max(after / 2, 0.25)
 
 
 _SWEEPER_STOP = "flask_notifications_sweeper_stop"

@@ -3,7 +3,10 @@
 The notifier service's post_save pattern: ``on_insert(Model, factory)``
 builds an event from each new ``Model`` instance when the session flushes
 (while its attributes can still be read), keeps it with the session, and
-sends it after the commit. A rollback drops it.
+sends it after the commit. A rollback drops it. The event is also written to
+an outbox table in the same transaction, so a web process that dies between
+the commit and the send loses nothing: workers send what it left behind
+(:mod:`flask_notifications.inbox.model_outbox`).
 
 SQLAlchemy's listeners are installed on the ``Session`` class once per
 process (on the first ``on_insert``/``on_update``, never at import), and each
@@ -24,6 +27,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.orm import Session
 
 from ..event import Event
+from . import model_outbox
 
 if TYPE_CHECKING:
     from ..extension import Notifications
@@ -69,23 +73,39 @@ def _after_flush(session: Session, _context: Any) -> None:
     if hooks._hooks["update"]:
         events += hooks._build("update", list(session.dirty), session)
     if events:
+        engine = None
+        if hooks._durable():
+            # In the model change's own transaction: both commit, or neither.
+            connection = session.connection()
+            model_outbox.record(connection, events)
+            engine = connection.engine
         # Kept with the (possibly nested) transaction that flushed them, so a
         # rolled-back savepoint drops its own events and no others.
         transaction = session.get_nested_transaction() or session.get_transaction()
-        session.info.setdefault(_PENDING, []).extend((hooks, transaction, e) for e in events)
+        session.info.setdefault(_PENDING, []).extend(
+            (hooks, transaction, e, engine) for e in events
+        )
 
 
 def _after_commit(session: Session) -> None:
     pending = session.info.pop(_PENDING, None)
     if not pending:
         return
-    for hooks, _, built in pending:
+    sent: dict[Any, list[str]] = {}
+    for hooks, _, built, engine in pending:
         # The data is committed: a failing send must neither stop the other
-        # events nor turn commit() into an error.
+        # events nor turn commit() into an error (the outbox keeps them).
+        if engine is not None:
+            model_outbox.committed(engine)
         try:
             hooks._extension.send(built)
         except Exception:  # noqa: BLE001
             logger.exception("model event %s was committed but not sent", built["event_id"])
+            continue
+        if engine is not None:
+            sent.setdefault(engine, []).append(built["event_id"])
+    for engine, event_ids in sent.items():
+        model_outbox.forget(engine, event_ids)
 
 
 def _after_soft_rollback(session: Session, previous: Any) -> None:
@@ -119,6 +139,18 @@ class ModelEvents:
         self._hooks[kind].append((model, factory))
         _with_hooks.add(self)
         _install()
+
+    def _durable(self) -> bool:
+        """Whether events go through the outbox table (``NOTIFICATIONS_MODEL_OUTBOX``)."""
+        try:
+            app = self._extension._app()
+        except RuntimeError:  # no single app to ask: the default
+            return True
+        return bool(app.config.get("NOTIFICATIONS_MODEL_OUTBOX", True))
+
+    def has_hooks(self) -> bool:
+        """Whether any ``on_insert``/``on_update`` hook is registered."""
+        return bool(self._hooks["insert"] or self._hooks["update"])
 
     def _build(self, kind: str, instances: Any, session: Session) -> list[Event]:
         events = []

@@ -84,3 +84,15 @@ push_subscriptions = Table(
     Index("ix_flask_notification_push_subscriptions_recipient", "recipient"),
     sqlite_autoincrement=True,
 )
+
+#: Model events written in the transaction of the model change they describe,
+#: deleted once sent; workers send what a dying web process left behind.
+#: See :mod:`flask_notifications.inbox.model_outbox`.
+model_outbox = Table(
+    "flask_notification_outbox",
+    metadata,
+    Column("event_id", String(256), primary_key=True),
+    Column("event", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_flask_notification_outbox_created_at", "created_at"),
+)
