@@ -17,7 +17,7 @@ import os
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 
 from .._state import get_state
-from ..blueprint import error
+from ..blueprint import BodyTooLarge, error, read_json
 from ..errors import ConfigurationError, InvalidQueryError
 from .keys import public_key_from_config
 
@@ -63,8 +63,11 @@ def _json_body() -> tuple[str | None, object, Response | None]:
     if not request.is_json:
         # A cross-site HTML form cannot send application/json.
         return None, None, error(415, "requests must have Content-Type: application/json")
-    body = request.get_json(silent=True)
-    if body is None:
+    try:
+        body = read_json()  # size-capped; deep nesting is a 400, not a RecursionError
+    except BodyTooLarge as exc:
+        return None, None, error(413, str(exc))
+    except InvalidQueryError:
         return None, None, error(400, "the body is not valid JSON")
     return identity, body, None
 
