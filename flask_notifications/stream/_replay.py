@@ -17,7 +17,7 @@ from .framing import frame
 
 if TYPE_CHECKING:
     from ..pubsub.backend import Backend
-    from .dispatcher import Key
+    from .streams import Key
 
 #: History entries read per round trip.
 PAGE = 200

@@ -12,12 +12,13 @@ from .._state import get_state
 from ..blueprint import error
 from ..pubsub.redis_pubsub import parse_id
 from ._replay import Replay
-from .dispatcher import StreamRefused
 from .framing import frame, preamble
+from .streams import StreamRefused
 
 if TYPE_CHECKING:
     from ..event_hub import EventHub
-    from .dispatcher import Dispatcher, Key, Stream
+    from .dispatcher import Dispatcher
+    from .streams import Key, Stream
 
 logger = logging.getLogger("flask_notifications.stream")
 
