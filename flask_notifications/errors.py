@@ -66,3 +66,19 @@ class PushRejected(NotificationsError, ValueError):
     than 404 and 410 (which delete the subscription instead), for example 403
     when the VAPID keys do not match the ones the browser subscribed with, or
     413 for a payload too large. Retrying would not help."""
+
+
+class PushEndpointRefused(InvalidQueryError):
+    """A Web Push endpoint the workers must not send to: not an ``https`` URL,
+    a host outside ``NOTIFICATIONS_WEBPUSH_ALLOWED_HOSTS``, or a host whose
+    addresses are not all public (loopback, private, link-local, multicast,
+    reserved...), unless they are in ``NOTIFICATIONS_WEBPUSH_ALLOWED_NETWORKS``.
+    Raised when a subscription is stored (the HTTP API answers 400) and when a
+    push is about to be sent (the subscription is then deleted)."""
+
+
+class PushSubscriptionConflict(InvalidQueryError):
+    """A push subscription's endpoint is stored for another user with other
+    keys: it stays that user's (the HTTP API answers 409). An endpoint moves
+    to another user only when the same browser (same ``p256dh`` and ``auth``
+    keys) subscribes again."""

@@ -9,6 +9,7 @@ the ``aes128gcm`` body with the keys of a browser-like subscription.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import os
 import re
@@ -38,6 +39,7 @@ from flask_notifications import (
 )
 from flask_notifications._state import get_state
 from flask_notifications.consumers import Consumer, WebPushConsumer
+from flask_notifications.errors import PushSubscriptionConflict
 from flask_notifications.inbox.models import push_subscriptions as table
 from flask_notifications.webpush import generate_vapid_keys
 
@@ -45,6 +47,11 @@ from .conftest import wait_for
 
 SUB = "mailto:push-admin@example.com"
 TASK = "tests.webpush.push"
+#: The push service below listens on 127.0.0.1: allowed by explicit setting only.
+LOOPBACK = {"NOTIFICATIONS_WEBPUSH_ALLOWED_NETWORKS": ["127.0.0.0/8"]}
+#: Made-up push service hosts and the (public) addresses the fake resolver gives
+#: them; nothing ever connects to them.
+FAKE_HOSTS = {"push.example.com": ["93.184.215.14"], "p.example.com": ["93.184.215.14"]}
 
 
 def b64url(data: bytes) -> str:
@@ -178,6 +185,46 @@ class PushService:
         handler.end_headers()
 
 
+class FakeResolver:
+    """``socket.getaddrinfo`` for the tests: made-up host names resolve to the
+    addresses the test says (a list, or a callable giving one, called at each
+    resolution); address literals and ``localhost`` are resolved for real;
+    any other name fails, so no test sends a DNS query out."""
+
+    def __init__(self, names: dict[str, Any]) -> None:
+        self.names = dict(names)
+        self.calls: list[str] = []
+        self.real = socket.getaddrinfo
+
+    def __call__(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        name = host.decode() if isinstance(host, bytes) else str(host)
+        if name in self.names:
+            self.calls.append(name)
+            addresses = self.names[name]
+            addresses = addresses() if callable(addresses) else addresses
+            number = int(port or 0)
+            return [
+                (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, number, 0, 0))
+                if ":" in a
+                else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, number))
+                for a in addresses
+            ]
+        try:
+            ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            if name != "localhost":
+                raise socket.gaierror(socket.EAI_NONAME, f"{name} is not a test host") from None
+        return self.real(host, port, *args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def resolver(monkeypatch) -> FakeResolver:
+    """Every test of this module resolves names through :class:`FakeResolver`."""
+    fake = FakeResolver(FAKE_HOSTS)
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    return fake
+
+
 @pytest.fixture(scope="module")
 def vapid_keys() -> tuple[str, str]:
     return generate_vapid_keys()
@@ -202,6 +249,7 @@ def push_app(make_app, tmp_path, vapid_keys):
         NOTIFICATIONS_VAPID_PRIVATE_KEY=vapid_keys[0],
         NOTIFICATIONS_VAPID_PUBLIC_KEY=vapid_keys[1],
         NOTIFICATIONS_VAPID_CLAIMS_SUB=SUB,
+        **LOOPBACK,
     )
     notifications = Notifications(app)
     notifications.identity_loader(lambda: request.headers.get("X-User"))
@@ -526,7 +574,15 @@ def test_store_upserts_by_endpoint_and_checks_its_input(push_app, push_service):
     with app.app_context():
         sub_id, created = store.add("alice", browser.subscription())
         assert created is True
-        renewed = Browser(browser.endpoint)  # same endpoint, new keys, now bob's
+        renewed = Browser(browser.endpoint)  # same endpoint, new keys
+        # Someone else cannot take the endpoint over without its keys...
+        with pytest.raises(PushSubscriptionConflict, match="another user") as info:
+            store.add(7, renewed.subscription())
+        assert isinstance(info.value, ValueError)
+        assert [s.recipient for s in store.all()] == ["alice"]
+        # ...its owner's browser may renew them...
+        assert store.add("alice", renewed.subscription()) == (sub_id, False)
+        # ...and the same browser (same keys) moves to whoever signs in on it.
         assert store.add(7, renewed.subscription()) == (sub_id, False)
         (stored,) = store.for_users(["7"])
         assert stored.info() == {
@@ -678,6 +734,7 @@ def test_vapid_keys_command_prints_working_config(make_app, tmp_path, push_servi
     configured = make_app(
         NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'keys.sqlite'}",
         NOTIFICATIONS_VAPID_CLAIMS_SUB=SUB,
+        **LOOPBACK,
         **config,
     )
     notifications = Notifications(configured)

@@ -5,21 +5,27 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from flask import current_app
 
 from .. import reliability
 from .._state import get_state
-from ..errors import ConfigurationError, InvalidQueryError, PushRejected, PushServiceUnavailable
+from .._text import printable
+from ..errors import (
+    ConfigurationError,
+    InvalidQueryError,
+    PushEndpointRefused,
+    PushRejected,
+    PushServiceUnavailable,
+)
 from ..event import Event
+from ..webpush._delivery import MAX_PARALLEL, Pusher, timeout_from_config
+from ..webpush._ssrf import EndpointPolicy
 from ..webpush.keys import vapid_from_config
-from ..webpush.store import PushSubscription, parse_subscription
+from ..webpush.store import PushSubscription
 from ._recipients import allowed_recipients, preferences_on
 from .consumer import Consumer
-
-if TYPE_CHECKING:
-    import requests
 
 logger = logging.getLogger("flask_notifications")
 
@@ -72,12 +78,20 @@ class WebPushConsumer(Consumer):
     those who opted out of the event type on the ``webpush`` channel. Needs
     ``pywebpush`` (``pip install 'Flask-Notifications[webpush]'``).
 
-    - A 404 or 410 answer deletes the subscription (the browser unsubscribed).
-    - A 5xx or 429 answer, or a push service out of reach, raises
+    The pushes of one event run concurrently (:attr:`max_parallel` at once),
+    each within its ``timeout``; each endpoint is checked again right before
+    its push (``https``, public addresses, ``NOTIFICATIONS_WEBPUSH_ALLOWED_HOSTS``;
+    see :doc:`/webpush`), and redirects are never followed.
+
+    - A 404 or 410 answer deletes the subscription (the browser unsubscribed),
+      and so does an endpoint the rules refuse (logged as a warning).
+    - A 5xx or 429 answer, a push service out of reach or one that did not
+      answer in time raises
       :class:`~flask_notifications.errors.PushServiceUnavailable`: the task
       retries (``retry_for``), and skips the subscriptions already served.
-    - Any other 4xx answer raises :class:`~flask_notifications.errors.PushRejected`
-      (after the other subscriptions were served): the task becomes a dead letter.
+    - Any other answer (3xx and 4xx) raises
+      :class:`~flask_notifications.errors.PushRejected` (after the other
+      subscriptions were served): the task becomes a dead letter.
 
     ``consume`` returns how many notifications the push services accepted.
 
@@ -88,7 +102,8 @@ class WebPushConsumer(Consumer):
         that is offline (the ``TTL`` header).
     :param urgency: the ``Urgency`` header: ``"very-low"``, ``"low"``,
         ``"normal"``, ``"high"`` or ``None`` (not sent: ``"normal"``).
-    :param timeout: seconds to wait for a push service.
+    :param timeout: seconds one push may take, from its start to the push
+        service's answer; ``None``: ``NOTIFICATIONS_WEBPUSH_TIMEOUT`` (5 s).
     :param max_payload_bytes: size limit of the JSON payload, in UTF-8 bytes.
     :param celery_task_name: the task name (see
         :attr:`~flask_notifications.consumers.consumer.Consumer.celery_task_name`).
@@ -99,6 +114,8 @@ class WebPushConsumer(Consumer):
     #: Transient failures, retried: the base class's and
     #: :class:`~flask_notifications.errors.PushServiceUnavailable`.
     retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)
+    #: How many pushes of one event are sent at once.
+    max_parallel: int = MAX_PARALLEL
 
     def __init__(
         self,
@@ -106,7 +123,7 @@ class WebPushConsumer(Consumer):
         broadcast: bool = False,
         ttl: int = 24 * 3600,
         urgency: str | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
         max_payload_bytes: int = MAX_PAYLOAD_BYTES,
         celery_task_name: str | None = None,
     ) -> None:
@@ -123,7 +140,11 @@ class WebPushConsumer(Consumer):
         self.broadcast = bool(broadcast)
         self.ttl = ttl
         self.urgency = urgency
-        self.timeout = float(timeout)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
+        ):
+            raise ValueError(f"timeout must be a number of seconds > 0 or None, not {timeout!r}")
+        self.timeout = None if timeout is None else float(timeout)
         self.max_payload_bytes = max_payload_bytes
         self.celery_task_name = celery_task_name
 
@@ -243,123 +264,74 @@ class WebPushConsumer(Consumer):
 
         :param event: the event.
         :returns: how many pushes were accepted.
-        :raises ConfigurationError: without VAPID keys or ``sub`` claim.
+        :raises ConfigurationError: without VAPID keys or ``sub`` claim, or for
+            a malformed ``NOTIFICATIONS_WEBPUSH_*`` setting.
         :raises PushServiceUnavailable: when some pushes should be retried.
         :raises PushRejected: when a push service refused a push for good.
         :raises InvalidQueryError: for a stored subscription that is invalid.
         """
-        vapid, _public_key, sub_claim = vapid_from_config(current_app.config)
+        config = current_app.config
+        vapid, _public_key, sub_claim = vapid_from_config(config)
+        policy = EndpointPolicy.from_config(config)
+        timeout = self.timeout if self.timeout is not None else timeout_from_config(config)
         subscriptions = self.subscriptions_for(event)
         if not subscriptions:
             return 0
-        data = self.encode_payload(event)
+        pusher = Pusher(
+            data=self.encode_payload(event),
+            vapid=vapid,
+            sub_claim=sub_claim,
+            ttl=self.ttl,
+            urgency=self.urgency,
+            timeout=timeout,
+            policy=policy,
+            max_parallel=self.max_parallel,
+        )
         task_name = self.task_name()
         event_id = event["event_id"]
-        ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
+        ttl = config["NOTIFICATIONS_DEDUP_TTL"]
         targets = {target_key(s.endpoint): s for s in subscriptions}
         done = reliability.delivered(task_name, event_id, list(targets))
+        todo = [(key, s) for key, s in targets.items() if key not in done]
         store = get_state().extension.push_subscriptions
-        transient: list[Exception] = []
-        permanent: list[Exception] = []
+        failed: list[Exception] = []
         sent = 0
-
-        import requests
-
-        with requests.Session() as session:
-            for key, subscription in targets.items():
-                if key in done:
-                    continue
-                try:
-                    status = self._push(subscription, data, vapid, sub_claim, session)
-                except PushServiceUnavailable as exc:
-                    transient.append(exc)
-                    continue
-                except (PushRejected, InvalidQueryError) as exc:
-                    permanent.append(exc)
-                    continue
-                if status in (404, 410):
-                    logger.info(
-                        "push subscription %d of user %s is gone (%d); deleted",
-                        subscription.id, subscription.recipient, status,
-                    )  # fmt: skip
-                    store.delete_endpoint(subscription.endpoint)
-                else:
-                    sent += 1
-                reliability.mark_delivered(task_name, event_id, key, ttl)
-        if transient:
-            raise PushServiceUnavailable(
-                f"{len(transient)} of {len(targets)} push(es) of event {event_id} failed "
-                f"and will be retried; first: {transient[0]}"
-            ) from transient[0]
-        if permanent:
-            first = permanent[0]
-            message = (
-                f"{len(permanent)} of {len(targets)} push(es) of event {event_id} failed: {first}"
-            )
-            if isinstance(first, InvalidQueryError):
-                raise InvalidQueryError(message) from first
-            raise PushRejected(message) from first
+        for (key, subscription), outcome in zip(
+            todo, pusher.push_all([s for _, s in todo]), strict=True
+        ):
+            if isinstance(outcome.error, PushEndpointRefused):
+                logger.warning("%s; the subscription is deleted", outcome.error)
+                store.delete_endpoint(subscription.endpoint)
+            elif outcome.error is not None:
+                failed.append(outcome.error)
+                continue
+            elif outcome.status in (404, 410):
+                logger.info(
+                    "push subscription %d of user %s is gone (%d); deleted",
+                    subscription.id, printable(subscription.recipient, 80), outcome.status,
+                )  # fmt: skip
+                store.delete_endpoint(subscription.endpoint)
+            else:
+                sent += 1
+            reliability.mark_delivered(task_name, event_id, key, ttl)
+        self._raise_failures(failed, len(targets), event_id)
         return sent
 
-    def _push(
-        self,
-        subscription: PushSubscription,
-        data: str,
-        vapid: Any,
-        sub_claim: str,
-        session: requests.Session,
-    ) -> int:
-        """POST one push; the push service's status (2xx, 404 or 410), or raise."""
-        import requests
-        from py_vapid import VapidException
-        from pywebpush import WebPushException, webpush
-
-        try:
-            info = parse_subscription(subscription.info())
-        except InvalidQueryError as exc:
-            raise InvalidQueryError(f"stored push subscription {subscription.id}: {exc}") from None
-        origin = _origin(subscription.endpoint)
-        headers = {"Urgency": self.urgency} if self.urgency else None
-        try:
-            response = webpush(
-                info,
-                data=data,
-                vapid_private_key=vapid,
-                vapid_claims={"sub": sub_claim},
-                ttl=self.ttl,
-                timeout=self.timeout,
-                headers=headers,  # type: ignore[arg-type]
-                requests_session=session,
-            )
-        except WebPushException as exc:
-            status = exc.status_code
-            text = ""
-            if exc.response is not None:
-                text = (getattr(exc.response, "text", "") or "")[:200]
-            if status is not None and (200 <= status < 300 or status in (404, 410)):
-                return int(status)  # pywebpush raises for any status above 202
-            if status is not None and (status == 429 or status >= 500):
+    @staticmethod
+    def _raise_failures(failed: list[Exception], total: int, event_id: str) -> None:
+        """Raise for the failed pushes: a configuration error first, then the
+        transient failures (retried), then the permanent ones."""
+        for kind in (ConfigurationError, PushServiceUnavailable, InvalidQueryError, PushRejected):
+            matching = [exc for exc in failed if isinstance(exc, kind)]
+            if not matching:
+                continue
+            first = matching[0]
+            if kind is ConfigurationError:
+                raise first
+            if kind is PushServiceUnavailable:
                 raise PushServiceUnavailable(
-                    f"push service {origin} answered {status} {text}".rstrip()
-                ) from None
-            raise PushRejected(
-                f"push service {origin} refused the push to subscription {subscription.id} "
-                f"(user {subscription.recipient}): {status} {text}".rstrip()
-                + (
-                    " - do the VAPID keys match the ones the browser subscribed with?"
-                    if status in (401, 403)
-                    else ""
-                )
-            ) from None
-        except requests.RequestException as exc:
-            raise PushServiceUnavailable(
-                f"push service {origin} is out of reach: {type(exc).__name__}"
-            ) from exc
-        except VapidException as exc:
-            raise ConfigurationError(f"VAPID signing failed for {origin}: {exc}") from None
-        return int(getattr(response, "status_code", 201))
-
-
-def _origin(endpoint: str) -> str:
-    scheme, _, rest = endpoint.partition("://")
-    return f"{scheme}://{rest.split('/', 1)[0]}"
+                    f"{len(matching)} of {total} push(es) of event {event_id} failed "
+                    f"and will be retried; first: {first}"
+                ) from first
+            message = f"{len(matching)} of {total} push(es) of event {event_id} failed: {first}"
+            raise kind(message) from first

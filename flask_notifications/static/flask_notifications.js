@@ -12,6 +12,9 @@
  *   FlaskNotifications.badge("#unread", 3);  // show 3; 0 hides the badge
  *   FlaskNotifications.enablePush().then(function (subscription) {});  // Web Push
  *   FlaskNotifications.disablePush();         // unsubscribe this browser
+ *   FlaskNotifications.configure({            // headers of every request it makes,
+ *     headers: { "X-CSRFToken": token },      // e.g. Flask-WTF's CSRF token
+ *   });
  *
  * Streams with EventSource; after a failed (re)connection it opens a new
  * EventSource with ?lastEventId= so nothing is missed. When EventSource is
@@ -31,6 +34,30 @@
   }
 
   var PREFIX = defaultPrefix();
+
+  // Settings of every request the client makes (configure()).
+  var settings = { headers: {} };
+
+  function configure(options) {
+    var opts = options || {};
+    if ("headers" in opts) settings.headers = opts.headers || {};
+    return { headers: settings.headers };
+  }
+
+  // The extra headers of a request: configure()'s, then the call's own.
+  // Each may be an object or a function returning one (read at each request).
+  function extraHeaders(own) {
+    var result = {};
+    var sources = [settings.headers, own];
+    for (var i = 0; i < sources.length; i++) {
+      var source = typeof sources[i] === "function" ? sources[i]() : sources[i];
+      if (!source) continue;
+      for (var name in source) {
+        if (Object.prototype.hasOwnProperty.call(source, name)) result[name] = String(source[name]);
+      }
+    }
+    return result;
+  }
 
   function badge(target, count) {
     var el = typeof target === "string" ? document.querySelector(target) : target;
@@ -134,6 +161,8 @@
       var xhr = new XMLHttpRequest();
       xhr.open("GET", prefix + "?since=" + encodeURIComponent(since));
       xhr.withCredentials = true;
+      var headers = extraHeaders(opts.headers);
+      for (var name in headers) xhr.setRequestHeader(name, headers[name]);
       xhr.onload = function () {
         if (xhr.status === 200) {
           var items = [];
@@ -201,22 +230,26 @@
     return true;
   }
 
-  function request(method, url, body) {
+  function request(method, url, body, headers) {
+    var all = extraHeaders(headers);
+    if (body) all["Content-Type"] = "application/json";
     return global
       .fetch(url, {
         method: method,
         credentials: "same-origin",
-        headers: body ? { "Content-Type": "application/json" } : {},
+        headers: all,
         body: body ? JSON.stringify(body) : undefined,
       })
       .then(function (response) {
         if (response.ok) return response.status === 204 ? null : response.json();
         return response.text().then(function (text) {
-          var message = text;
+          var message;
           try {
             message = JSON.parse(text).error || text;
           } catch (e) {
-            /* not JSON */
+            // Not JSON (an HTML error page, e.g. Flask-WTF's "The CSRF token is
+            // missing."): its text, in short.
+            message = text.replace(/<[^>]*>/g, " ").replace(/\s+/g, " ").trim().slice(0, 200);
           }
           var err = new Error(method + " " + url + ": " + response.status + " " + message);
           err.status = response.status;
@@ -232,6 +265,7 @@
       prefix: prefix,
       serviceWorker: opts.serviceWorker || prefix + "/service-worker.js",
       scope: opts.scope || prefix + "/",
+      headers: opts.headers,
     };
   }
 
@@ -286,7 +320,7 @@
       .then(activeWorker)
       .then(function (reg) {
         registration = reg;
-        return request("GET", opts.prefix + "/push-subscriptions/key");
+        return request("GET", opts.prefix + "/push-subscriptions/key", null, opts.headers);
       })
       .then(function (answer) {
         applicationServerKey = keyBytes(answer.public_key);
@@ -311,11 +345,14 @@
         );
       })
       .then(function (subscription) {
-        return request("POST", opts.prefix + "/push-subscriptions", subscription.toJSON()).then(
-          function () {
-            return subscription;
-          }
-        );
+        return request(
+          "POST",
+          opts.prefix + "/push-subscriptions",
+          subscription.toJSON(),
+          opts.headers
+        ).then(function () {
+          return subscription;
+        });
       });
   }
 
@@ -330,9 +367,12 @@
       .then(function (subscription) {
         if (!subscription) return false;
         var failure = null;
-        return request("DELETE", opts.prefix + "/push-subscriptions", {
-          endpoint: subscription.endpoint,
-        })
+        return request(
+          "DELETE",
+          opts.prefix + "/push-subscriptions",
+          { endpoint: subscription.endpoint },
+          opts.headers
+        )
           .catch(function (err) {
             if (err.status !== 404) failure = err;  // 404: already gone on the server
           })
@@ -354,5 +394,6 @@
     prefix: PREFIX,
     enablePush: enablePush,
     disablePush: disablePush,
+    configure: configure,
   };
 })(window);

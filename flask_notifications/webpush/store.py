@@ -2,24 +2,46 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from flask import current_app
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
-from ..errors import InvalidQueryError
+from ..errors import ConfigurationError, InvalidQueryError, PushSubscriptionConflict
 from ..inbox.database import get_engine
 from ..inbox.models import push_subscriptions as table
 from ..inbox.store import user_id
+from ._ssrf import EndpointPolicy
 from .keys import b64url_decode, b64url_encode
+
+logger = logging.getLogger("flask_notifications")
 
 #: Longest accepted endpoint URL (push services use a few hundred characters).
 MAX_ENDPOINT_LENGTH = 2048
+MAX_SUBSCRIPTIONS = "NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS"
+#: Default ``NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS``: browsers per user.
+DEFAULT_MAX_SUBSCRIPTIONS = 10
 _CHUNK = 1000
+
+
+def max_subscriptions(config: Mapping[str, Any]) -> int:
+    """``NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS`` (default
+    :data:`DEFAULT_MAX_SUBSCRIPTIONS`).
+
+    :param config: the app's configuration.
+    :raises ConfigurationError: unless it is an integer >= 1.
+    """
+    value = config.get(MAX_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{MAX_SUBSCRIPTIONS} must be an integer >= 1, not {value!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -123,13 +145,24 @@ class PushSubscriptions:
     """The browsers' Web Push subscriptions of the current app, in the inbox
     database (table ``flask_notification_push_subscriptions``).
 
-    An endpoint is unique: storing a subscription whose endpoint is known
-    replaces it, keys and user included (the browser signed in as someone
-    else, or renewed its keys).
+    An endpoint is unique. Storing a subscription whose endpoint is known
+    updates it: the same user's browser may renew its keys, and the endpoint
+    moves to another user only with the same keys (the same browser, where
+    someone else signed in); else :class:`PushSubscriptionConflict`. A user
+    keeps at most ``NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS`` subscriptions:
+    storing one more deletes the user's oldest.
     """
 
     def add(self, user: str | int, subscription: Mapping[str, Any]) -> tuple[int, bool]:
-        """Store a browser's subscription for ``user`` (an upsert by endpoint).
+        """Store a browser's subscription for ``user`` (an upsert by endpoint),
+        in an application context.
+
+        The endpoint must pass the rules of
+        :class:`~flask_notifications.webpush._ssrf.EndpointPolicy` (``https``,
+        public addresses, ``NOTIFICATIONS_WEBPUSH_ALLOWED_HOSTS``), checked
+        with the host resolved now. Beyond ``NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS``
+        subscriptions of ``user``, the oldest ones (by when they were stored
+        for this user) are deleted.
 
         :param user: the user it belongs to.
         :param subscription: the JSON of ``PushSubscription.toJSON()``.
@@ -137,31 +170,68 @@ class PushSubscriptions:
             was known and its row was updated.
         :raises InvalidQueryError: for a bad user id or subscription (see
             :func:`parse_subscription`).
+        :raises PushEndpointRefused: (an :class:`InvalidQueryError`) for an
+            endpoint the rules refuse.
+        :raises PushSubscriptionConflict: (an :class:`InvalidQueryError`) when
+            the endpoint is another user's, with other keys.
         """
         recipient = user_id(user)
         sub = parse_subscription(subscription)
-        values = {
-            "recipient": recipient,
-            "p256dh": sub["keys"]["p256dh"],
-            "auth": sub["keys"]["auth"],
-        }
         endpoint = sub["endpoint"]
+        config = current_app.config
+        limit = max_subscriptions(config)
+        EndpointPolicy.from_config(config).check(endpoint)
+        keys = {"p256dh": sub["keys"]["p256dh"], "auth": sub["keys"]["auth"]}
         for _ in range(3):  # a concurrent insert of the same endpoint: update it then
             with get_engine().begin() as conn:
                 found = conn.execute(
-                    select(table.c.id).where(table.c.endpoint == endpoint)
-                ).scalar_one_or_none()
+                    select(table.c.id, table.c.recipient, table.c.p256dh, table.c.auth).where(
+                        table.c.endpoint == endpoint
+                    )
+                ).one_or_none()
                 if found is not None:
-                    conn.execute(update(table).where(table.c.id == found).values(**values))
-                    return int(found), False
+                    values: dict[str, Any] = dict(keys)
+                    if found.recipient != recipient:
+                        if (found.p256dh, found.auth) != (keys["p256dh"], keys["auth"]):
+                            raise PushSubscriptionConflict(
+                                "this push endpoint is registered for another user with other "
+                                "keys; subscribe this browser again to get a new endpoint"
+                            )
+                        values.update(recipient=recipient, created_at=time.time())
+                    conn.execute(update(table).where(table.c.id == found.id).values(**values))
+                    self._evict(conn, recipient, limit)
+                    return int(found.id), False
                 try:
                     result = conn.execute(
-                        insert(table).values(endpoint=endpoint, created_at=time.time(), **values)
+                        insert(table).values(
+                            endpoint=endpoint, recipient=recipient, created_at=time.time(), **keys
+                        )
                     )
                 except IntegrityError:
                     continue
+                self._evict(conn, recipient, limit)
                 return int(result.inserted_primary_key[0]), True
         raise InvalidQueryError(f"could not store the subscription of {endpoint[:80]!r}")
+
+    @staticmethod
+    def _evict(conn: Connection, recipient: str, limit: int) -> None:
+        """Delete the oldest subscriptions of ``recipient`` beyond ``limit``."""
+        beyond = (
+            conn.execute(
+                select(table.c.id)
+                .where(table.c.recipient == recipient)
+                .order_by(table.c.created_at.desc(), table.c.id.desc())
+                .offset(limit)
+            )
+            .scalars()
+            .all()
+        )
+        if beyond:
+            conn.execute(delete(table).where(table.c.id.in_(beyond)))
+            logger.info(
+                "user %s has more than %d push subscriptions: deleted the oldest (%s)",
+                recipient, limit, ", ".join(str(i) for i in beyond),
+            )  # fmt: skip
 
     def remove(self, user: str | int, endpoint: str) -> bool:
         """Delete the user's subscription of ``endpoint``.

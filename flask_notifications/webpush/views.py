@@ -5,7 +5,8 @@
 - ``GET <prefix>/push-subscriptions/key``: ``{"public_key": ...}``, the VAPID
   public key, or 404 when Web Push is not configured;
 - ``POST <prefix>/push-subscriptions``: store the current user's browser
-  subscription (``PushSubscription.toJSON()``): 201 new, 200 updated;
+  subscription (``PushSubscription.toJSON()``): 201 new, 200 updated, 400
+  for a bad field or a refused endpoint, 409 for another user's endpoint;
 - ``DELETE <prefix>/push-subscriptions``: ``{"endpoint": ...}``: 204, or 404.
 """
 
@@ -18,7 +19,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_from_
 
 from .._state import get_state
 from ..blueprint import BodyTooLarge, error, read_json
-from ..errors import ConfigurationError, InvalidQueryError
+from ..errors import ConfigurationError, InvalidQueryError, PushSubscriptionConflict
 from .keys import public_key_from_config
 
 logger = logging.getLogger("flask_notifications")
@@ -75,13 +76,21 @@ def _json_body() -> tuple[str | None, object, Response | None]:
 def add_push_subscription() -> Response:
     """``POST <prefix>/push-subscriptions`` with the JSON of
     ``PushSubscription.toJSON()``: ``201 {"id", "endpoint"}`` for a new
-    subscription, ``200`` when the endpoint was known (it now belongs to the
-    current user, with the new keys); 400 naming the bad field."""
+    subscription, ``200`` when the endpoint was known (updated; it moves to
+    the current user only with the same keys); 400 naming the bad field or
+    why the endpoint is refused (not ``https``, not a public address, not an
+    allowed push service); 409 when the endpoint is another user's with other
+    keys."""
     identity, body, failure = _json_body()
     if failure is not None:
         return failure
     try:
         sub_id, created = get_state().extension.push_subscriptions.add(identity, body)  # type: ignore[arg-type]
+    except PushSubscriptionConflict as exc:
+        return error(409, str(exc))
+    except ConfigurationError as exc:
+        logger.error("Web Push is misconfigured: %s", exc)
+        return error(500, "Web Push is misconfigured on the server")
     except InvalidQueryError as exc:
         return error(400, str(exc))
     response = jsonify(id=sub_id, endpoint=body["endpoint"])  # type: ignore[index]
