@@ -216,7 +216,7 @@ def install() -> None:
     shared_task(name=FAN_OUT_TASK, base=ConsumerTask, bind=True)(_fan_out)
     worker_ready.connect(_start_sweeper, weak=False, dispatch_uid="flask_notifications.sweeper")
     worker_shutdown.connect(_stop_sweeper, weak=False, dispatch_uid="flask_notifications.sweeper")
-    from .consumers._email import install_digest_task
+    from .consumers._digest import install_digest_task
 
     install_digest_task()
 
