@@ -191,6 +191,9 @@ REFUSED = [
     ("https://nowhere.example.test/push", "does not resolve"),
     ("https://user:secret@push.example.com/send/x", "user name or password"),
     ("https://b\u00fccher.example/push", "ASCII"),
+    ("https://" + "a" * 64 + ".example/push", "not a valid host name"),
+    ("https://push..example.com/push", "not a valid host name"),
+    ("https://-push.example.com/push", "not a valid host name"),
 ]
 
 
@@ -467,7 +470,9 @@ def test_tls_to_the_checked_address_keeps_the_host_name(tmp_path, resolver):
             assert seen == {"sni": ["push.example.test"], "host": [f"push.example.test:{port}"]}
             with pytest.raises(requests.exceptions.SSLError):
                 session.post(f"https://other.example.test:{port}/", data=b"x", verify=ca, timeout=5)
-        assert seen["host"] == [f"push.example.test:{port}"]  # the other one never got through
+            with pytest.raises(requests.exceptions.SSLError):  # verified by default
+                session.post(url, data=b"x", timeout=5)
+        assert seen["host"] == [f"push.example.test:{port}"]  # the others never got through
     finally:
         server.shutdown()
         server.server_close()

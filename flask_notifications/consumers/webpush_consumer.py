@@ -13,7 +13,6 @@ from .. import reliability
 from .._state import get_state
 from .._text import printable
 from ..errors import (
-    ConfigurationError,
     InvalidQueryError,
     PushEndpointRefused,
     PushRejected,
@@ -319,15 +318,18 @@ class WebPushConsumer(Consumer):
 
     @staticmethod
     def _raise_failures(failed: list[Exception], total: int, event_id: str) -> None:
-        """Raise for the failed pushes: a configuration error first, then the
-        transient failures (retried), then the permanent ones."""
-        for kind in (ConfigurationError, PushServiceUnavailable, InvalidQueryError, PushRejected):
+        """Raise for the failed pushes: a configuration or unexpected error
+        first (as is), then the transient failures (retried), then the
+        permanent ones."""
+        known = (PushServiceUnavailable, InvalidQueryError, PushRejected)
+        for exc in failed:
+            if not isinstance(exc, known):  # ConfigurationError included
+                raise exc
+        for kind in known:
             matching = [exc for exc in failed if isinstance(exc, kind)]
             if not matching:
                 continue
             first = matching[0]
-            if kind is ConfigurationError:
-                raise first
             if kind is PushServiceUnavailable:
                 raise PushServiceUnavailable(
                     f"{len(matching)} of {total} push(es) of event {event_id} failed "

@@ -69,7 +69,8 @@ class Outcome:
     status: int | None = None
     #: Else, why it failed: :class:`PushServiceUnavailable` (transient),
     #: :class:`PushRejected`, :class:`InvalidQueryError` (a bad stored
-    #: subscription), :class:`PushEndpointRefused` or :class:`ConfigurationError`.
+    #: subscription), :class:`PushEndpointRefused`, :class:`ConfigurationError`,
+    #: or an unexpected error.
     error: Exception | None = None
 
 
@@ -138,9 +139,7 @@ class Pusher:
             try:
                 with watching(watches[index]):
                     return Outcome(subscription, status=self.push(subscription, session()))
-            except (
-                PushServiceUnavailable, PushRejected, InvalidQueryError, ConfigurationError
-            ) as exc:  # fmt: skip
+            except Exception as exc:  # noqa: BLE001 - the consumer sorts them out
                 return Outcome(subscription, error=exc)
 
         executor = ThreadPoolExecutor(

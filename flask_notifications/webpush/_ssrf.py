@@ -23,6 +23,7 @@ another address by then (DNS rebinding) is refused instead.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ MAIN_PUSH_SERVICES = (
     "push.apple.com",
 )
 
+_LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # well-known prefix: an IPv4 address inside
 _NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # local-use prefix (RFC 8215)
 
@@ -184,6 +186,8 @@ class EndpointPolicy:
         if not host.isascii():
             raise PushEndpointRefused(f"endpoint host must be ASCII (punycode), not {shown!r}")
         host = host.rstrip(".")
+        if not _valid_host(host):
+            raise PushEndpointRefused(f"endpoint host is not a valid host name: {shown!r}")
         if self.allowed_hosts is not None and not any(
             host == suffix or host.endswith("." + suffix) for suffix in self.allowed_hosts
         ):
@@ -247,6 +251,16 @@ class EndpointPolicy:
             raise PushEndpointRefused(
                 f"endpoint host {printable(self.target(endpoint).host, 80)!r} does not resolve"
             ) from None
+
+
+def _valid_host(host: str) -> bool:
+    """An IP address, or a DNS name of at most 253 characters made of labels of
+    1 to 63 letters, digits, ``-`` (not first or last) and ``_``."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return 0 < len(host) <= 253 and all(_LABEL.match(label) for label in host.split("."))
+    return True
 
 
 def _resolve(host: str, port: int) -> list[IPAddress]:
