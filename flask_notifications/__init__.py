@@ -13,8 +13,10 @@ from .errors import (
     MailServerUnavailable,
     NotificationsError,
     NotificationsUnavailable,
+    PushEndpointRefused,
     PushRejected,
     PushServiceUnavailable,
+    PushSubscriptionConflict,
 )
 from .event import Event
 from .event_filter import EventFilter
@@ -36,8 +38,10 @@ __all__ = [
     "Notifications",
     "NotificationsError",
     "NotificationsUnavailable",
+    "PushEndpointRefused",
     "PushRejected",
     "PushServiceUnavailable",
+    "PushSubscriptionConflict",
     "__version__",
     "current_notifications",
 ]

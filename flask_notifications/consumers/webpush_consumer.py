@@ -12,6 +12,7 @@ from flask import current_app
 from .. import reliability
 from .._state import get_state
 from .._text import printable
+from .._urls import safe_link
 from ..errors import (
     InvalidQueryError,
     PushEndpointRefused,
@@ -48,17 +49,6 @@ def _dump(payload: dict[str, Any]) -> str:
 def _size(text: str) -> int:
     # "replace": a lone surrogate (possible in JSON input) must not break encoding.
     return len(text.encode("utf-8", "replace"))
-
-
-def _safe_url(value: Any) -> str | None:
-    """A URL the service worker may open: absolute http(s), or a path."""
-    if not isinstance(value, str) or not value or any(c.isspace() for c in value):
-        return None
-    if value.startswith(("https://", "http://")):
-        return value
-    if value.startswith("/") and not value.startswith("//"):
-        return value
-    return None
 
 
 def target_key(endpoint: str) -> str:
@@ -172,7 +162,7 @@ class WebPushConsumer(Consumer):
         for name in ("icon", "badge", "tag", "client_action"):
             if isinstance(custom.get(name), str) and custom[name]:
                 payload[name] = custom[name]
-        url = _safe_url(custom.get("url")) or _safe_url(custom.get("client_action"))
+        url = safe_link(custom.get("url")) or safe_link(custom.get("client_action"))
         if url is not None:
             payload["url"] = url
         data = {
