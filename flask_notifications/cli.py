@@ -7,9 +7,9 @@ import json
 import click
 from flask.cli import AppGroup
 
-from . import reliability
 from ._state import get_state
 from ._text import printable
+from .delivery import dead_letters
 from .errors import ConfigurationError, InvalidEventError, NotificationsUnavailable
 from .event import Event
 
@@ -30,7 +30,7 @@ def hubs() -> None:
 @cli.command("dead-letters")
 def list_dead_letters() -> None:
     """List the consumer tasks that failed for good, newest first."""
-    letters = reliability.dead_letters()
+    letters = dead_letters.dead_letters()
     for letter in letters:
         try:
             event_id = json.loads(letter["event"]).get("event_id", "?")
@@ -46,7 +46,7 @@ def list_dead_letters() -> None:
 @cli.command("replay")
 def replay() -> None:
     """Enqueue the dead letters again (and remove them from the list)."""
-    click.echo(f"replayed {reliability.replay_dead_letters()} dead letter(s)")
+    click.echo(f"replayed {dead_letters.replay_dead_letters()} dead letter(s)")
 
 
 @cli.command("send")

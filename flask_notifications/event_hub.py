@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from werkzeug.local import LocalProxy
 
 from ._state import get_state
-from ._tasks import ensure_task
 from .consumers.consumer import Consumer, FunctionConsumer
+from .delivery.registry import ensure_task
 from .event_filter import EventFilter
 from .filters.always import Always
 

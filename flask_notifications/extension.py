@@ -11,16 +11,16 @@ from weakref import WeakKeyDictionary
 import redis
 from flask import Flask, current_app, has_app_context
 
-from . import _tasks
-from ._celery import bind_flask_app, celery_for, unproxy
 from ._config import apply_defaults, load_backend
-from ._dispatch import dispatch
 from ._redis import blocking_client, own_client
 from ._state import State
 from ._streaming import StreamingMixin, _script_tag
 from .blueprint import make_blueprint
 from .cli import cli as notifications_cli
 from .consumers.store_consumer import StoreConsumer
+from .delivery import registry
+from .delivery import request as delivery
+from .delivery.apps import bind_flask_app, celery_for, unproxy
 from .errors import ConfigurationError
 from .event import Event
 from .event_hub import EventHub, current_notifications, hub_id_for
@@ -116,7 +116,7 @@ class Notifications(StreamingMixin):
         celery = celery_for(app) if celery is None else unproxy(celery)
         prefix = config["NOTIFICATIONS_REDIS_PREFIX"]
         app_key = f"{prefix}/{app.name}"
-        _tasks.install()
+        registry.install()
         bind_flask_app(celery, app, app_key)
 
         self._states[app] = State(
@@ -324,12 +324,15 @@ class Notifications(StreamingMixin):
     def send(self, event: Event | str | bytes | Mapping[str, Any]) -> Event:
         """Validate ``event`` and hand it to every hub.
 
-        Each hub whose filter passes runs each of its consumers as a Celery
-        task (JSON-serialised, with ``expires=`` when the event expires). One
-        consumer in all: its task is enqueued directly; several: one fan-out
-        task is enqueued, and a worker enqueues the consumer tasks. All
-        filters run before anything is enqueued, so an invalid event or a
-        failing filter sends nothing. An event that has already expired is
+        Each hub whose filter passes runs each of its consumers in a Celery
+        worker. The event costs one broker message (JSON, with ``expires=``
+        when the event expires), whatever the number of consumers: one
+        consumer in all, its own task; several, the event task, which runs
+        them in the worker (consumers declared
+        :attr:`~flask_notifications.consumers.consumer.Consumer.own_task` get
+        a task of their own from there). See :mod:`flask_notifications.delivery`.
+        All filters run before anything is enqueued, so an invalid event or
+        a failing filter sends nothing. An event that has already expired is
         not enqueued at all.
 
         An ``event_id`` already sent within ``NOTIFICATIONS_DEDUP_TTL`` is
@@ -345,16 +348,4 @@ class Notifications(StreamingMixin):
         :raises NotificationsUnavailable: if Redis or the broker stayed down.
         """
         with self._context() as state:
-            max_bytes = current_app.config["NOTIFICATIONS_MAX_EVENT_BYTES"]
-            if isinstance(event, Event):
-                event.validate()
-            elif isinstance(event, str | bytes | bytearray):
-                event = Event.from_json(event, max_bytes)
-            elif isinstance(event, Mapping):
-                event = Event.from_dict(event)
-            else:
-                raise TypeError(f"send() takes an Event or its JSON, not {type(event).__name__}")
-            payload = event.to_json(max_bytes)
-            if not event.is_expired():
-                dispatch(state, tuple(self._hubs.values()), event, payload)
-        return event
+            return delivery.send(state, tuple(self._hubs.values()), event)

@@ -80,11 +80,11 @@ def test_importing_the_0_1_paths_registers_no_task():
 import importlib, json
 import celery._state
 import flask_notifications
-from flask_notifications import _tasks
+from flask_notifications.delivery import registry
 before = len(celery._state._on_app_finalizers)
 for name in {sorted(ALIASES)!r}:
     importlib.import_module("flask_notifications." + name)
-print(json.dumps([len(celery._state._on_app_finalizers) - before, sorted(_tasks._registered)]))
+print(json.dumps([len(celery._state._on_app_finalizers) - before, sorted(registry._registered)]))
 """
     out = subprocess.run(
         [sys.executable, "-c", script],

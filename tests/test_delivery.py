@@ -12,7 +12,8 @@ from celery import Celery
 from flask import Flask, current_app, has_app_context
 
 from flask_notifications import Event, EventTooLargeError, InvalidEventError, Notifications
-from flask_notifications.consumers import LogConsumer, PushConsumer
+from flask_notifications.consumers import Consumer, LogConsumer, PushConsumer
+from flask_notifications.delivery.tasks import EVENT_TASK
 from flask_notifications.event_filter import EventFilter
 from flask_notifications.filters import BeforeDate, IncludesRecipient, Never, Not, WithEventType
 
@@ -289,8 +290,8 @@ def test_several_consumers_cost_the_request_one_message(
     soon = datetime.now(UTC) + timedelta(minutes=5)
     with app.app_context():
         sent = notifications.send(Event(None, "t", "a", "b", expiration_datetime=soon))
-        (message,) = queued(redis_client)  # one fan-out message, not three
-        assert message["headers"]["task"] == "flask_notifications.fan_out"
+        (message,) = queued(redis_client)  # one message, not three
+        assert message["headers"]["task"] == EVENT_TASK
         assert message["headers"]["expires"]
         with worker(app):
             wait_for(lambda: all(read_log(log) for log in logs))
@@ -298,16 +299,50 @@ def test_several_consumers_cost_the_request_one_message(
     assert [[e["event_id"] for e in read_log(log)] for log in logs] == [[sent["event_id"]]] * 3
 
 
-def test_fan_out_enqueues_consumer_tasks_with_the_expiry(app, notifications, redis_client):
-    notifications.create_hub("A").register_consumer(lambda e: None, celery_task_name="tests.fo.a")
-    notifications.create_hub("B").register_consumer(lambda e: None, celery_task_name="tests.fo.b")
+class OwnTask(Consumer):
+    """A consumer that asks for a task of its own."""
+
+    own_task = True
+
+    def __init__(self, calls):
+        self.calls = calls
+
+    def consume(self, event, *args, **kwargs):
+        self.calls.append(("own", self.task_name()))
+
+
+def test_the_event_task_runs_consumers_and_enqueues_own_tasks_with_the_expiry(
+    app, notifications, redis_client
+):
+    calls = []
+    notifications.create_hub("A").register_consumer(OwnTask(calls), celery_task_name="tests.fo.a")
+    notifications.create_hub("B").register_consumer(
+        lambda e: calls.append(("inline", OwnTask(None).task_name())), celery_task_name="tests.fo.b"
+    )
     soon = datetime.now() + timedelta(minutes=5)
     with app.app_context():
         notifications.send(Event(None, "t", "a", "b", expiration_datetime=soon))
         (message,) = queued(redis_client)
         redis_client.delete("celery")
         body = json.loads(base64.b64decode(message["body"]))
-        notifications.celery.tasks["flask_notifications.fan_out"].apply(body[0])  # as a worker
-    names = sorted(m["headers"]["task"] for m in queued(redis_client))
-    assert names == ["tests.fo.a", "tests.fo.b"]
-    assert all(m["headers"]["expires"] for m in queued(redis_client))
+        notifications.celery.tasks[EVENT_TASK].apply(body[0])  # as a worker
+    # The inline consumer ran in the event task, under its own name.
+    assert calls == [("inline", "tests.fo.b")]
+    (own,) = queued(redis_client)
+    assert own["headers"]["task"] == "tests.fo.a" and own["headers"]["expires"]
+
+
+def test_consumer_own_task_defaults():
+    from flask_notifications.consumers import (
+        FlaskEmailConsumer,
+        FlaskMailConsumer,
+        FunctionConsumer,
+        LogConsumer,
+        PushConsumer,
+        StoreConsumer,
+        WebPushConsumer,
+    )
+
+    assert FlaskMailConsumer.own_task and FlaskEmailConsumer.own_task and WebPushConsumer.own_task
+    local = (Consumer, FunctionConsumer, LogConsumer, PushConsumer, StoreConsumer)
+    assert not any(cls.own_task for cls in local)

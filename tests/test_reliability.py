@@ -7,11 +7,14 @@ import base64
 import json
 import logging
 import time
+from datetime import datetime, timedelta
 
 import pytest
+from celery.signals import before_task_publish
 
 from flask_notifications import Event, Notifications, NotificationsUnavailable, reliability
 from flask_notifications.consumers import Consumer, LogConsumer
+from flask_notifications.delivery.tasks import EVENT_TASK
 from flask_notifications.filters import WithEventType
 from flask_notifications.signals import consumer_failed, event_consumed, event_filtered, event_sent
 from flask_notifications.testing import RedisServer
@@ -294,19 +297,40 @@ def test_a_fan_out_lost_or_run_twice_still_runs_each_consumer_once(make_app, wor
     assert sorted(done) == ["a", "b", "c"]
 
 
-def test_consumer_tasks_a_fan_out_enqueued_are_in_the_outbox(make_app, redis_client):
+def body_args(message):
+    """The positional arguments of a raw Celery message."""
+    return json.loads(base64.b64decode(message["body"]))[0]
+
+
+class Own(Consumer):
+    """A consumer with a task of its own."""
+
+    own_task = True
+
+    def __init__(self, name, done=None):
+        self.name, self.done = name, done if done is not None else []
+
+    def consume(self, event, *args, **kwargs):
+        self.done.append(self.name)
+
+
+def test_own_tasks_an_event_task_enqueued_are_in_the_outbox(make_app, redis_client):
     app = make_app(NOTIFICATIONS_REDELIVER_AFTER=0.5)
     notifications = Notifications(app)
     for name in ("a", "b"):
         notifications.create_hub(name).register_consumer(
-            lambda e: None, celery_task_name=f"tests.reliability.out{name}"
+            Own(name), celery_task_name=f"tests.reliability.out{name}"
         )
     with app.app_context():
         notifications.send(ev())
         message = json.loads(redis_client.lpop("celery"))
+        assert message["headers"]["task"] == EVENT_TASK
         args = json.loads(base64.b64decode(message["body"]))[0]
-        notifications.celery.tasks[message["headers"]["task"]].apply(args)
-        assert reliability.pending_count() == 2  # the two consumer tasks, not the fan-out
+        notifications.celery.tasks[EVENT_TASK].apply(args)
+        assert reliability.pending_count() == 2  # the two own tasks, not the event task
+        assert redis_client.llen("celery") == 2
+        notifications.celery.tasks[EVENT_TASK].apply(args)  # redelivered: enqueues nothing
+        assert redis_client.llen("celery") == 2
         redis_client.delete("celery")  # the broker loses both
         time.sleep(0.6)
         assert reliability.redeliver_pending(0.5) == 2
@@ -314,3 +338,85 @@ def test_consumer_tasks_a_fan_out_enqueued_are_in_the_outbox(make_app, redis_cli
         json.loads(raw)["headers"]["task"] for raw in redis_client.lrange("celery", 0, -1)
     )
     assert tasks == ["tests.reliability.outa", "tests.reliability.outb"]
+
+
+def test_a_consumer_raising_once_is_retried_alone(app, notifications, worker):
+    """One event, 3 consumers, the second raising once: the first and third
+    run once, the second twice, in one broker message plus one retry."""
+    runs = []
+    hub = notifications.create_hub("Three")
+    hub.register_consumer(lambda e: runs.append("first"), celery_task_name="tests.rel.first")
+    flaky = Flaky(failures=1)
+    hub.register_consumer(flaky, celery_task_name="tests.rel.second")
+    hub.register_consumer(lambda e: runs.append("third"), celery_task_name="tests.rel.third")
+    published = []
+
+    def count(sender=None, headers=None, **_):
+        published.append(headers["task"])
+
+    before_task_publish.connect(count, weak=False)
+    try:
+        with app.app_context(), worker(app):
+            sent = notifications.send(ev())
+            wait_for(lambda: flaky.done, 15)
+            wait_for(lambda: reliability.pending_count() == 0, 5)
+            time.sleep(0.3)
+            assert reliability.dead_letters() == []
+    finally:
+        before_task_publish.disconnect(count)
+    assert runs == ["first", "third"]  # once each, not held up by the retry
+    assert flaky.calls == 2 and flaky.done == [sent["event_id"]]
+    assert published == [EVENT_TASK, "tests.rel.second"]  # the event, then the retry
+
+
+def test_a_slow_consumer_does_not_delay_another(app, notifications, worker):
+    order = []
+
+    class Slow(Consumer):
+        own_task = True
+
+        def consume(self, event, *args, **kwargs):
+            order.append("slow started")
+            time.sleep(1)
+            order.append("slow finished")
+
+    hub = notifications.create_hub("Mixed")
+    hub.register_consumer(Slow(), celery_task_name="tests.rel.slow")  # registered first
+    hub.register_consumer(lambda e: order.append("fast"), celery_task_name="tests.rel.fast")
+    with app.app_context(), worker(app):
+        notifications.send(ev())
+        wait_for(lambda: "slow finished" in order and "fast" in order, 15)
+    assert order.index("fast") < order.index("slow finished")
+
+
+def test_an_expired_task_that_is_skipped_clears_its_outbox_record(
+    app, notifications, worker, redis_client
+):
+    done = []
+    hub = notifications.create_hub("Expiring").filter_by(WithEventType("test"))
+    hub.register_consumer(lambda e: done.append(1), celery_task_name="tests.rel.exp1")
+    hub.register_consumer(lambda e: done.append(2), celery_task_name="tests.rel.exp2")
+    single = notifications.create_hub("Single").filter_by(WithEventType("single"))
+    single.register_consumer(lambda e: done.append(3), celery_task_name="tests.rel.exp3")
+    soon = datetime.now() + timedelta(seconds=1)
+    with app.app_context():
+        notifications.send(ev(expiration_datetime=soon))  # the event task
+        notifications.send(Event(None, "single", "t", "b", expiration_datetime=soon))
+        messages = redis_client.lrange("celery", 0, -1)
+        assert reliability.pending_count() == 2
+        time.sleep(1.3)
+        with worker(app):  # Celery discards both unrun
+            wait_for(lambda: reliability.pending_count() == 0, 10)
+        # Run by a worker that did not check expires (a sweeper's copy): skipped too.
+        redis_client.delete("celery")
+        tasks = notifications.celery.tasks
+        for raw in messages:
+            message = json.loads(raw)
+            name, (event_json, target, app_key) = message["headers"]["task"], body_args(message)
+            member = [name, target, app_key, json.loads(event_json)["event_id"]]
+            redis_client.zadd(
+                reliability.pending_key(), {json.dumps(member, separators=(",", ":")): 0}
+            )
+            tasks[name].apply((event_json, target, app_key))
+            assert reliability.pending_count() == 0
+    assert done == []

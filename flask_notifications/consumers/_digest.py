@@ -13,7 +13,7 @@ from celery import shared_task
 from flask import current_app
 
 from .._state import get_state
-from .._tasks import AppTask
+from ..delivery.tasks import AppTask
 from ..errors import ConfigurationError, MailServerUnavailable
 from ..event import Event
 from ._mail import Email, digest_of, render

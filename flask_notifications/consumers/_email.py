@@ -20,8 +20,8 @@ from typing import Any, Self
 
 from flask import Flask, current_app
 
-from .. import reliability
 from .._state import get_state
+from ..delivery import records
 from ..errors import ConfigurationError, MailRejected, MailServerUnavailable
 from ..event import Event
 from ._digest import DigestMixin
@@ -56,6 +56,9 @@ class EmailConsumer(DigestMixin, Consumer):
 
     #: The preferences channel this consumer honours.
     channel = "email"
+    #: A task of its own: an SMTP server can be slow or down for a while, and
+    #: must delay no other consumer.
+    own_task = True
     #: Transient: the server unreachable, a timeout, a 4xx answer.
     retry_for = (*Consumer.retry_for, MailServerUnavailable)
     #: Templates, under ``flask_notifications/mail/`` in the template path.
@@ -224,8 +227,8 @@ class EmailConsumer(DigestMixin, Consumer):
         :raises MailRejected: the server refused some recipients for good.
         """
         name = name or self.task_name()
-        records = _has_extension()  # the once-only records live in its Redis
-        done = reliability.delivered(name, batch, [m.key for m in mails]) if records else set()
+        keep = _has_extension()  # the once-only records live in its Redis
+        done = records.delivered(name, batch, [m.key for m in mails]) if keep else set()
         todo = [m for m in mails if m.key not in done]
         if not todo:
             return 0
@@ -241,8 +244,8 @@ class EmailConsumer(DigestMixin, Consumer):
                         raise
                     refused.append(f"{mail.to}: {smtp_reason(exc)}")
                     continue
-                if records:
-                    reliability.mark_delivered(name, batch, mail.key, ttl)
+                if keep:
+                    records.mark_delivered(name, batch, mail.key, ttl)
                 sent += 1
         if refused:
             raise MailRejected(f"the SMTP server refused: {'; '.join(refused)}")

@@ -10,7 +10,7 @@ from typing import Any
 from celery import current_task
 from redis import exceptions as redis_exceptions
 
-from .._tasks import ConsumerTask
+from ..delivery.tasks import ConsumerTask, running_consumer
 from ..event import Event
 
 EventLike = Event | Mapping[str, Any] | str | bytes
@@ -40,6 +40,14 @@ class Consumer:
 
     #: Name of the Celery task that runs this consumer, or ``None`` for the default.
     celery_task_name: str | None = None
+
+    #: Whether the consumer runs as a Celery task of its own. ``False`` (the
+    #: default): a worker runs it with the event's other consumers in one task
+    #: (one broker message per event), guarded by its own completion record.
+    #: ``True``: the worker enqueues a task for it alone, so it never delays
+    #: the others: set it on consumers that wait on the outside world (the
+    #: e-mail and Web Push consumers do) or that can be slow.
+    own_task: bool = False
 
     #: Exceptions worth retrying (transient: the network, a server busy).
     #: Anything else fails the task at once and leaves a dead letter.
@@ -102,6 +110,9 @@ class Consumer:
         hub may register the consumer under another name than its
         :attr:`celery_task_name`), else :attr:`celery_task_name` or
         :meth:`default_task_name`. Consumers key their delivery records by it."""
+        running = running_consumer()
+        if running is not None:
+            return running
         task = current_task._get_current_object() if current_task else None
         if isinstance(task, ConsumerTask):
             return task.name  # type: ignore[no-any-return]

@@ -100,6 +100,9 @@ class WebPushConsumer(Consumer):
 
     #: The preferences channel this consumer honours.
     channel = "webpush"
+    #: A task of its own: push services answer slowly or not at all at times,
+    #: and must delay no other consumer.
+    own_task = True
     #: Transient failures, retried: the base class's and
     #: :class:`~flask_notifications.errors.PushServiceUnavailable`.
     retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)

@@ -1,35 +1,71 @@
-"""What :meth:`Notifications.send <flask_notifications.Notifications.send>` does
-with a valid event: pick the hubs and consumers, claim the event id and
-record the outbox in one round trip, enqueue one Celery message."""
+"""The request side of delivery: what :meth:`Notifications.send
+<flask_notifications.Notifications.send>` does in the sending process.
+
+Validate the event, run every hub's filter, then claim the event id and
+record the outbox in one Redis round trip, and enqueue one broker message:
+the consumer's own task when the event has one consumer in all, else the
+event task, which a worker turns into every consumer's run.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import redis
 from flask import current_app
 from kombu.exceptions import OperationalError
 
-from . import reliability
-from ._tasks import FAN_OUT_TASK, celery_expiry
-from .errors import NotificationsUnavailable
-from .signals import event_filtered, event_sent
+from ..errors import NotificationsUnavailable
+from ..event import Event
+from ..signals import event_filtered, event_sent
+from . import records
+from .tasks import EVENT_TASK, celery_expiry
 
 if TYPE_CHECKING:
-    from ._state import State
-    from .event import Event
-    from .event_hub import EventHub
+    from .._state import State
+    from ..event_hub import EventHub
 
 logger = logging.getLogger("flask_notifications")
 
 _UNAVAILABLE = (redis.RedisError, OperationalError, ConnectionError, TimeoutError)
 
 
+def send(
+    state: State, hubs: tuple[EventHub, ...], event: Event | str | bytes | Mapping[str, Any]
+) -> Event:
+    """Validate ``event`` and enqueue it for the consumers of every hub it passes.
+
+    :param state: the current app's state.
+    :param hubs: every hub of the extension.
+    :param event: an :class:`~flask_notifications.event.Event`, its JSON form,
+        or a mapping of its fields.
+    :returns: the validated event.
+    :raises InvalidEventError: if the event is malformed or too large.
+    :raises TypeError: if ``event`` is none of the accepted types.
+    :raises NotificationsUnavailable: if Redis or the broker stayed down.
+    """
+    max_bytes = current_app.config["NOTIFICATIONS_MAX_EVENT_BYTES"]
+    if isinstance(event, Event):
+        event.validate()
+    elif isinstance(event, str | bytes | bytearray):
+        event = Event.from_json(event, max_bytes)
+    elif isinstance(event, Mapping):
+        event = Event.from_dict(event)
+    else:
+        raise TypeError(f"send() takes an Event or its JSON, not {type(event).__name__}")
+    payload = event.to_json(max_bytes)
+    if not event.is_expired():
+        dispatch(state, hubs, event, payload)
+    return event
+
+
 def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: str) -> None:
-    """Enqueue the consumer tasks of ``event`` (already validated, as ``payload``).
+    """Enqueue ``event`` (already validated, as ``payload``) for its consumers.
+
+    All filters run before anything is enqueued.
 
     :param state: the current app's state.
     :param hubs: every hub of the extension.
@@ -55,16 +91,14 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
         ((hub_id, name),) = targets
         task, args = tasks[name], (payload, hub_id, app_key)
     else:
-        # One message, whatever the number of consumers: a worker's fan-out
-        # task enqueues the consumer tasks, so the request does not wait
-        # for n enqueues (docs/benchmarks.md measures the difference).
-        task, args = tasks[FAN_OUT_TASK], (payload, targets, app_key)
+        # One message, whatever the number of consumers: the worker runs them.
+        task, args = tasks[EVENT_TASK], (payload, targets, app_key)
     due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
     ttl = config["NOTIFICATIONS_DEDUP_TTL"]
     # One round trip: claim the event id and record the task in the outbox.
     outbox = [(task.name, args[1], app_key)]
     if not _retrying(
-        lambda: reliability.claim_and_record(event_id, ttl, outbox, payload, due),
+        lambda: records.claim_and_record(event_id, ttl, outbox, payload, due),
         deadline,
         event_id,
     ):
@@ -78,7 +112,7 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
             event_id,
         )
     except NotificationsUnavailable:
-        reliability.release_event_id(event_id)  # sending it again must work
+        records.release_event_id(event_id)  # sending it again must work
         raise
     event_sent.send(app, event=event, tasks=len(targets))
 

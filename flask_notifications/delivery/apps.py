@@ -1,4 +1,4 @@
-"""Celery set-up: one Celery app per Flask app, and which Flask app a task runs in.
+"""Celery wiring: one Celery app per Flask app, and which Flask app a task runs in.
 
 Flask-CeleryExt's default factory configures Celery's *current* app, a
 process global: with an app factory, the second ``create_app()`` rewrote the
@@ -6,7 +6,7 @@ first app's broker. The library therefore hands Flask-CeleryExt a factory
 that builds a Celery app of its own for each Flask app.
 
 Task messages carry the sending app's *key* (``"<prefix>/<name>"``, see
-:attr:`State.app_key <flask_notifications._state.State.app_key>`), the same in
+``State.app_key``), the same in
 the web process and in the worker that imports the same app. Two Flask apps
 sharing one Celery app are told apart by it; a Flask app with a Celery app of
 its own needs nothing more.

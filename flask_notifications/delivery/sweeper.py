@@ -1,0 +1,94 @@
+"""The workers' sweeper: what the broker lost is sent again.
+
+Each worker process runs one sweeper thread (started by Celery's
+``worker_ready`` signal, connected by
+:func:`~flask_notifications.delivery.registry.install`). For every Flask app
+bound to the worker's Celery app, it enqueues again the tasks of the outbox
+past their deadline (one process at a time, under a Redis lock: see
+:func:`~flask_notifications.delivery.records.redeliver_pending`), and sends
+the model events that a web process died before sending (the model-event
+outbox, :mod:`flask_notifications.inbox.model_outbox`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from . import records
+from .apps import bound_apps
+
+if TYPE_CHECKING:
+    from celery import Celery
+    from flask import Flask
+
+logger = logging.getLogger("flask_notifications")
+
+_SWEEPER_STOP = "flask_notifications_sweeper_stop"
+
+
+def sweep_forever(celery: Celery, stop: threading.Event) -> None:
+    """Sweep every app bound to ``celery`` until ``stop`` is set.
+
+    :param celery: the worker's Celery app.
+    :param stop: set when the worker shuts down.
+    """
+    while not stop.is_set():
+        interval = 5.0
+        for app in bound_apps(celery):
+            with app.app_context():
+                after = float(app.config["NOTIFICATIONS_REDELIVER_AFTER"])
+                interval = min(interval, max(after / 2, 0.25))
+                try:
+                    count = records.redeliver_pending(after)
+                except Exception:  # noqa: BLE001 - Redis down: try again later
+                    logger.debug("redelivery sweep failed", exc_info=True)
+                    continue
+                if count:
+                    logger.warning("%d unfinished task(s) enqueued again", count)
+                interval = min(interval, _sweep_model_outbox(app))
+        stop.wait(interval)
+
+
+def _sweep_model_outbox(app: Flask) -> float:
+    """Send the model events a dead web process left in the outbox; return
+    how soon to sweep again."""
+    extension = app.extensions["notifications"]
+    config = app.config
+    if not (config["NOTIFICATIONS_MODEL_OUTBOX"] and extension._model_events.has_hooks()):
+        return 5.0
+    after = float(config["NOTIFICATIONS_MODEL_OUTBOX_AFTER"])
+    from ..inbox.database import get_engine
+    from ..inbox.model_outbox import sweep
+
+    try:
+        sweep(extension, get_engine(), after)
+    except Exception:  # noqa: BLE001 - the database is down: try again later
+        logger.debug("model outbox sweep failed", exc_info=True)
+    return max(after / 2, 0.25)
+
+
+def start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
+    """``worker_ready`` receiver: each worker sweeps what the broker may have lost.
+
+    :param sender: the worker's consumer (its ``app`` is the Celery app).
+    """
+    celery = getattr(sender, "app", None)
+    if celery is None or not bound_apps(celery):
+        return
+    stop = celery.__dict__.setdefault(_SWEEPER_STOP, threading.Event())
+    stop.clear()
+    threading.Thread(
+        target=sweep_forever, args=(celery, stop), name="notifications-sweeper", daemon=True
+    ).start()
+
+
+def stop_sweeper(sender: Any = None, **_kwargs: Any) -> None:
+    """``worker_shutdown`` receiver: stop the sweeper.
+
+    :param sender: the worker (its ``app`` is the Celery app).
+    """
+    stop = getattr(getattr(sender, "app", None), _SWEEPER_STOP, None)
+    if stop is not None:
+        stop.set()
