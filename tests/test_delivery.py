@@ -346,3 +346,45 @@ def test_consumer_own_task_defaults():
     assert FlaskMailConsumer.own_task and FlaskEmailConsumer.own_task and WebPushConsumer.own_task
     local = (Consumer, FunctionConsumer, LogConsumer, PushConsumer, StoreConsumer)
     assert not any(cls.own_task for cls in local)
+
+
+def test_the_documented_celery_and_broker_form_sends_runs_and_streams(
+    make_app, redis_server, redis_url, worker, tmp_path
+):
+    """docs/usage.rst: init_app(app=app, celery=FlaskCeleryExt(app).celery,
+    broker=StrictRedis(host=..., port=...)), end to end through a real worker
+    and a stream."""
+    from flask_celeryext import FlaskCeleryExt
+    from redis import StrictRedis
+
+    app = make_app(
+        CELERY_BROKER_URL=redis_url,
+        CELERY_ACCEPT_CONTENT=["json"],
+        CELERY_TASK_SERIALIZER="json",
+        CELERY_RESULT_SERIALIZER="json",
+    )
+    celery = FlaskCeleryExt(app).celery
+    redis = StrictRedis(host="127.0.0.1", port=redis_server.port)
+    notifications = Notifications()
+    notifications.init_app(app=app, celery=celery, broker=redis)
+    hub = notifications.create_hub("Docs", public=True)
+    hub.register_consumer(PushConsumer(redis, hub.hub_id))
+    log = tmp_path / "docs.log"
+    hub.register_consumer(LogConsumer(log))
+    stream = app.test_client().get("/notifications/stream/Docs", buffered=False)
+    frames = iter(stream.response)
+    assert b"event: ready" in next(frames)
+    try:
+        with worker(app):
+            with app.app_context():
+                sent = notifications.send(Event(None, "t", "hello from the docs", "b"))
+            frame = next(frames)
+            while b"hello from the docs" not in frame:
+                frame = next(frames)
+            wait_for(lambda: read_log(log))
+    finally:
+        stream.close()
+        with app.app_context():
+            notifications.shutdown()
+    assert sent["event_id"].encode() in frame
+    assert [e["event_id"] for e in read_log(log)] == [sent["event_id"]]

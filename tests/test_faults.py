@@ -21,7 +21,7 @@ pytestmark = pytest.mark.subprocess
 
 @pytest.fixture
 def files(tmp_path, monkeypatch):
-    paths = {name: tmp_path / name.lower() for name in ("LOG", "STARTED", "HOLD")}
+    paths = {name: tmp_path / name.lower() for name in ("LOG", "STARTED", "HOLD", "SEVERAL")}
     for name, path in paths.items():
         monkeypatch.setenv(name, str(path))
     return paths
@@ -64,6 +64,29 @@ def test_a_worker_killed_mid_consume_leaves_the_event_to_another_exactly_once(
         wait_for(lambda: consumed(files["LOG"]), 30)
         time.sleep(3)  # room for a wrong second delivery
     assert consumed(files["LOG"]) == [sent["event_id"]]
+
+
+def test_a_worker_killed_mid_event_runs_each_consumer_exactly_once_after_redelivery(
+    redis_url, files, monkeypatch, celery_app
+):
+    app, notifications = load_app(redis_url, monkeypatch)
+    files["HOLD"].touch()  # the second consumer will wait inside consume()
+    with app.app_context():
+        sent = notifications.send(Event(None, "several", "t", "b"))
+    event_id = sent["event_id"]
+    with worker_process("reliability_app:celery", redis_url, cwd=ROOT / "tests") as first:
+        wait_for(lambda: files["STARTED"].exists(), 30)
+        assert files["STARTED"].read_text() == event_id
+        os.kill(first.pid, signal.SIGKILL)  # mid-event: the first consumer ran, not the others
+        first.wait(10)
+    files["HOLD"].unlink()
+    assert files["SEVERAL"].read_text().splitlines() == [f"first {event_id}"]
+    time.sleep(2.5)  # the broker's visibility timeout (2 s) passes
+    with worker_process("reliability_app:celery", redis_url, cwd=ROOT / "tests"):
+        wait_for(lambda: len(files["SEVERAL"].read_text().splitlines()) >= 3, 30)
+        time.sleep(3)  # room for a wrong second run
+    lines = files["SEVERAL"].read_text().splitlines()
+    assert sorted(lines) == [f"{name} {event_id}" for name in ("first", "second", "third")]
 
 
 def test_every_send_that_returned_is_delivered_across_a_redis_restart(

@@ -3,6 +3,7 @@ and model events, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -10,11 +11,12 @@ import sqlalchemy
 from flask import request
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from flask_notifications import Event, InvalidQueryError, Notifications
+from flask_notifications import Event, InvalidQueryError, Notifications, reliability
 from flask_notifications._state import get_state
 from flask_notifications.consumers import PushConsumer, StoreConsumer
 from flask_notifications.inbox.models import notifications as table
 
+from .conftest import wait_for
 from .test_pubsub import Listener
 
 
@@ -255,7 +257,6 @@ def test_changes_publish_unread_counts_outside_the_history(inbox_app):
         notifications.send(msg("hi", ["alice", "bob"]))
         message = listener.get()
         assert message["id"] is None  # transient: not in the replay history
-        import json
 
         assert json.loads(message["data"]) == {"unread_counts": {"alice": 1, "bob": 1}}
         item = notifications.inbox.list("alice").items[0]
@@ -557,3 +558,88 @@ def test_store_consumer_ignores_opt_outs_when_preferences_are_off(inbox_app):
     app.config["NOTIFICATIONS_PREFERENCES"] = False
     notifications.send(msg("news", ["alice"], event_type="newsletter"))
     assert notifications.inbox.unread_count("alice") == 1
+
+
+# -- through a real Celery worker (no eager mode), on SQLite and PostgreSQL --------------------
+
+
+@pytest.fixture
+def worker_inbox(make_app, database_uri, worker):
+    """The inbox app with a real Celery worker (in a thread) running its
+    consumers: StoreConsumer and PushConsumer on one hub, one message per event."""
+    app = make_app(NOTIFICATIONS_DATABASE_URI=database_uri)
+    notifications = Notifications(app)
+    notifications.identity_loader(lambda: request.headers.get("X-User"))
+    hub = notifications.create_hub("Messages")
+    hub.register_consumer(StoreConsumer())
+    with app.app_context():
+        hub.register_consumer(PushConsumer(notifications.redis, hub))
+        notifications.inbox.unread_count("nobody")  # the tables, before the worker writes
+        with worker(app):
+            yield app, notifications, hub
+        notifications.shutdown()
+        get_state(app).engine.dispose()
+
+
+def settled():
+    """Wait until the worker finished every task sent so far."""
+    wait_for(lambda: reliability.pending_count() == 0, 15)
+
+
+def test_a_worker_stores_pushes_and_serves_each_event_once(worker_inbox):
+    app, notifications, hub = worker_inbox
+    notifications.preferences.opt_out("carol", "message", "inbox")
+    client = app.test_client()
+    with Listener(notifications.create_backend(), hub.hub_id) as listener:
+        sent = notifications.send(msg("hello", ["alice", "bob", "carol", "alice"]))
+        messages = [json.loads(listener.get(15)["data"]) for _ in range(2)]
+        settled()
+        assert listener.empty(0.3)
+    counts = next(m for m in messages if "unread_counts" in m)
+    assert counts == {"unread_counts": {"alice": 1, "bob": 1}}  # carol opted out
+    (event,) = [m for m in messages if "unread_counts" not in m]
+    assert event["event_id"] == sent["event_id"]
+    assert len(rows(app)) == 2  # one row per recipient, stored once
+    page = client.get("/notifications/inbox", headers={"X-User": "bob"}).get_json()
+    assert [i["event_id"] for i in page["items"]] == [sent["event_id"]]
+    assert client.get("/notifications/unread-count", headers={"X-User": "carol"}).get_json() == {
+        "unread": 0
+    }
+
+
+def test_a_worker_stores_model_events_after_commit(worker_inbox, database_uri):
+    app, notifications, _ = worker_inbox
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Post(Base):
+        __tablename__ = "worker_posts"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        title: Mapped[str]
+
+    engine = sqlalchemy.create_engine(database_uri)
+    Base.metadata.drop_all(engine)
+    Base.metadata.create_all(engine)
+    notifications.on_insert(Post, lambda p: Event(None, "post", p.title, "", recipients=["bob"]))
+    try:
+        with Session(engine) as session:
+            session.add(Post(title="rolled back"))
+            session.flush()
+            session.rollback()
+            session.add(Post(title="committed"))
+            session.commit()
+        wait_for(lambda: notifications.inbox.unread_count("bob") == 1, 15)
+        settled()
+        assert [i["title"] for i in notifications.inbox.list("bob").items] == ["committed"]
+    finally:
+        engine.dispose()
+
+
+def test_a_worker_runs_many_events_once_each(worker_inbox):
+    app, notifications, _ = worker_inbox
+    sent = [notifications.send(msg(f"n{i}", ["alice", "bob"]))["event_id"] for i in range(30)]
+    wait_for(lambda: notifications.inbox.unread_count("bob") == 30, 30)
+    settled()
+    stored = [r.event_id for r in rows(app)]
+    assert sorted(stored) == sorted(sent * 2)  # each event once per recipient
