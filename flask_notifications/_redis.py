@@ -1,5 +1,11 @@
 """The library's own Redis clients, on pools it sizes itself.
 
+``NOTIFICATIONS_REDIS_URL`` names one Redis server (``redis://``,
+``rediss://``, ``unix://``), a Sentinel-managed master
+(``redis+sentinel://``) or a Redis Cluster (``redis+cluster://``); see
+:func:`blocking_client`. Every client the library builds waits for a free
+connection when its pool is full, instead of failing.
+
 A client handed in as ``init_app(broker=StrictRedis(...))`` keeps redis-py's
 default pool, which raises "Too many connections" once full (redis-py 6 and
 later). The library never works through that pool: it builds its own
@@ -11,30 +17,221 @@ a connection instead of failing, and the user's own pool stays theirs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel, SentinelConnectionPool
+
+from .errors import ConfigurationError
 
 # Objects redis-py 7+ puts in a pool's connection settings that belong to that
 # pool (its maintenance-notification handlers): the new pool makes its own.
 _POOL_OWN = frozenset(
     {"maint_notifications_pool_handler", "oss_cluster_maint_notifications_handler"}
 )
+_SETTING = "NOTIFICATIONS_REDIS_URL"
+#: Seconds a Sentinel may take to answer which server is the master.
+SENTINEL_TIMEOUT = 1.0
 
 
-def blocking_client(url: str, config: Mapping[str, Any]) -> redis.Redis:
-    """A Redis client for ``url`` on a blocking pool sized by the settings.
+class RedisURL(NamedTuple):
+    """``NOTIFICATIONS_REDIS_URL`` taken apart (see :func:`parse_redis_url`)."""
 
-    :param url: a ``redis://``, ``rediss://`` or ``unix://`` URL.
+    #: ``"redis"`` (one server, any URL redis-py takes), ``"sentinel"`` or ``"cluster"``.
+    kind: str
+    #: ``(host, port)`` of each Sentinel, or of each Cluster node given.
+    nodes: list[tuple[str, int]]
+    #: The Sentinel service (master) name; ``""`` otherwise.
+    service: str = ""
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    #: The Sentinels' own password (``?sentinel_password=``), if they need one.
+    sentinel_password: str | None = None
+    #: TLS to the Redis servers (``rediss+sentinel://``, ``rediss+cluster://``).
+    tls: bool = False
+
+
+def parse_redis_url(url: object) -> RedisURL:
+    """Take ``NOTIFICATIONS_REDIS_URL`` apart.
+
+    - ``redis://``, ``rediss://``, ``unix://``: one server (``nodes`` is empty;
+      redis-py parses the URL itself);
+    - ``redis+sentinel://[[user]:password@]host:port[,host:port...]/service[/db]``
+      (``rediss+sentinel://`` for TLS to the master; ``?sentinel_password=``
+      when the Sentinels need a password of their own);
+    - ``redis+cluster://[[user]:password@]host:port[,host:port...]``
+      (``rediss+cluster://`` for TLS).
+
+    :param url: the setting's value.
+    :raises ConfigurationError: naming the setting, for anything else.
+    """
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(f"{_SETTING} must be a Redis URL, not {url!r}")
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("redis", "rediss", "unix"):
+        return RedisURL("redis", [])
+    kinds = {"redis+sentinel": "sentinel", "rediss+sentinel": "sentinel"}
+    kinds.update({"redis+cluster": "cluster", "rediss+cluster": "cluster"})
+    if scheme not in kinds:
+        raise ConfigurationError(
+            f"{_SETTING} {_safe(url)!r}: unknown scheme {scheme!r} (redis://, rediss://, "
+            "unix://, redis+sentinel:// or redis+cluster://)"
+        )
+    kind = kinds[scheme]
+    rest = url.split("://", 1)[1]
+    credentials, _, location = rest.rpartition("@")
+    parts = urlsplit("//" + location)
+    username = password = None
+    if credentials:
+        user, _, secret = credentials.partition(":")
+        username, password = (unquote(user) or None), (unquote(secret) or None)
+    default_port = 26379 if kind == "sentinel" else 6379
+    nodes = [_host_port(url, item, default_port) for item in parts.netloc.split(",")]
+    query = parse_qs(parts.query, keep_blank_values=True)
+    unknown = set(query) - ({"sentinel_password"} if kind == "sentinel" else set())
+    if unknown:
+        raise ConfigurationError(
+            f"{_SETTING} {_safe(url)!r}: unknown query argument(s) {', '.join(sorted(unknown))}"
+        )
+    path = [p for p in parts.path.split("/") if p]
+    if kind == "cluster":
+        if path not in ([], ["0"]):
+            raise ConfigurationError(
+                f"{_SETTING} {_safe(url)!r}: a Redis Cluster has database 0 only "
+                "(redis+cluster://host:port[,host:port...])"
+            )
+        return RedisURL(
+            kind, nodes, username=username, password=password, tls=scheme.startswith("rediss")
+        )
+    if not path or len(path) > 2:
+        raise ConfigurationError(
+            f"{_SETTING} {_safe(url)!r}: name the master "
+            "(redis+sentinel://host:port[,host:port...]/service_name[/db])"
+        )
+    db = path[1] if len(path) == 2 else "0"
+    if not db.isascii() or not db.isdigit():
+        raise ConfigurationError(f"{_SETTING} {_safe(url)!r}: the database must be a number")
+    sentinel_password = query.get("sentinel_password", [None])[0] or None
+    return RedisURL(
+        kind, nodes, unquote(path[0]), int(db), username, password, sentinel_password,
+        tls=scheme.startswith("rediss"),
+    )  # fmt: skip
+
+
+def _host_port(url: str, item: str, default_port: int) -> tuple[str, int]:
+    parts = urlsplit("//" + item)
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        host, port = None, None
+    if not host:
+        raise ConfigurationError(f"{_SETTING} {_safe(url)!r}: {item!r} is not a host:port pair")
+    return host, port or default_port
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password, for error messages."""
+    scheme, _, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    if not at:
+        return url
+    user = credentials.partition(":")[0]
+    return f"{scheme}://{user}:***@{location}"
+
+
+class _BlockingSentinelPool(SentinelConnectionPool, redis.BlockingConnectionPool):
+    """A Sentinel-managed pool that waits for a free connection when full."""
+
+
+def blocking_client(url: str, config: Mapping[str, Any]) -> Any:
+    """A client for ``url`` on blocking pools sized by the settings.
+
+    One server gives a :class:`redis.Redis`; a ``redis+sentinel://`` URL a
+    :class:`redis.Redis` whose pool asks the Sentinels for the master (after
+    a failover, new connections go to the new master); a ``redis+cluster://``
+    URL a :class:`redis.cluster.RedisCluster`, with one blocking pool per node.
+
+    :param url: ``NOTIFICATIONS_REDIS_URL`` (see :func:`parse_redis_url`).
     :param config: the app's configuration (``NOTIFICATIONS_REDIS_MAX_CONNECTIONS``,
         ``NOTIFICATIONS_REDIS_POOL_TIMEOUT``).
+    :raises ConfigurationError: for a URL that names no Redis.
     """
-    pool = redis.BlockingConnectionPool.from_url(
-        url,
-        max_connections=config["NOTIFICATIONS_REDIS_MAX_CONNECTIONS"],
-        timeout=config["NOTIFICATIONS_REDIS_POOL_TIMEOUT"],
-    )
+    parsed = parse_redis_url(url)
+    size = config["NOTIFICATIONS_REDIS_MAX_CONNECTIONS"]
+    wait = config["NOTIFICATIONS_REDIS_POOL_TIMEOUT"]
+    if parsed.kind == "sentinel":
+        sentinel = Sentinel(
+            parsed.nodes,
+            sentinel_kwargs={
+                "password": parsed.sentinel_password,
+                "socket_timeout": SENTINEL_TIMEOUT,
+                "socket_connect_timeout": SENTINEL_TIMEOUT,
+            },
+        )
+        client = sentinel.master_for(
+            parsed.service,
+            connection_pool_class=_BlockingSentinelPool,
+            max_connections=size,
+            timeout=wait,
+            db=parsed.db,
+            username=parsed.username,
+            password=parsed.password,
+            ssl=parsed.tls,
+        )
+        client.sentinel = sentinel  # type: ignore[attr-defined]  # kept for tests and tools
+        return client
+    if parsed.kind == "cluster":
+        (host, port), *others = parsed.nodes
+        return RedisCluster(
+            url=node_url(parsed, host, port),
+            startup_nodes=[ClusterNode(h, p) for h, p in others],
+            connection_pool_class=redis.BlockingConnectionPool,
+            max_connections=size,
+            timeout=wait,
+        )
+    try:
+        pool = redis.BlockingConnectionPool.from_url(url, max_connections=size, timeout=wait)
+    except ValueError as exc:
+        raise ConfigurationError(f"{_SETTING} {_safe(url)!r}: {exc}") from None
     return redis.Redis(connection_pool=pool)
+
+
+def node_url(parsed: RedisURL, host: str, port: int) -> str:
+    """A ``redis://`` (or ``rediss://``) URL of one server of ``parsed``, with
+    its credentials.
+
+    :param parsed: the parsed setting.
+    :param host: the server's host.
+    :param port: its port.
+    """
+    from urllib.parse import quote
+
+    auth = ""
+    if parsed.password is not None or parsed.username is not None:
+        auth = f"{quote(parsed.username or '', safe='')}:{quote(parsed.password or '', safe='')}@"
+    netloc = f"[{host}]" if ":" in host else host
+    return f"{'rediss' if parsed.tls else 'redis'}://{auth}{netloc}:{port}/{parsed.db}"
+
+
+def is_cluster(client: object) -> bool:
+    """Whether ``client`` is a :class:`redis.cluster.RedisCluster`.
+
+    :param client: a client.
+    """
+    return isinstance(client, RedisCluster)
+
+
+def is_redis(client: object) -> bool:
+    """Whether the library can keep its bookkeeping through ``client``: a
+    :class:`redis.Redis` (one server, or a Sentinel-managed master) or a
+    :class:`redis.cluster.RedisCluster`.
+
+    :param client: a client.
+    """
+    return isinstance(client, redis.Redis | RedisCluster)
 
 
 def own_client(broker: Any, config: Mapping[str, Any]) -> Any:
@@ -42,8 +239,9 @@ def own_client(broker: Any, config: Mapping[str, Any]) -> Any:
 
     A :class:`redis.Redis` on a plain connection pool gets a twin on a
     blocking pool of the library's size, with the same connection settings.
-    Anything else (another broker's client, a client on a custom pool) is
-    used as given.
+    Anything else (a Sentinel-managed client, a
+    :class:`~redis.cluster.RedisCluster`, another broker's client, a client on
+    a custom pool) is used as given.
 
     :param broker: the object passed as ``init_app(broker=...)``.
     :param config: the app's configuration.

