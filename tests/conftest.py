@@ -207,6 +207,50 @@ def stream_base(_shared_stream_server: str, redis_url: str) -> str:
     return _shared_stream_server
 
 
+class MemoryStreamServer:
+    """``tests/stream_app.py`` on :class:`~flask_notifications.pubsub.memory_pubsub.MemoryPubSub`,
+    served by werkzeug's threaded server in a thread of the test process (the
+    backend's events never leave the process)."""
+
+    def __init__(self, module: Any) -> None:
+        from werkzeug.serving import make_server
+
+        from flask_notifications.pubsub.memory_pubsub import MemoryPubSub
+
+        self.app = module.app
+        self.notifications = module.notifications
+        self.backend = MemoryPubSub.from_app(self.app, None)
+        self.server = make_server("127.0.0.1", 0, self.app, threaded=True)
+        self.base = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        with self.app.app_context():
+            self.notifications.shutdown()  # ends every stream
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def memory_stream(
+    redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, celery_app: Celery
+) -> Iterator[MemoryStreamServer]:
+    """tests/stream_app.py with ``NOTIFICATIONS_BACKEND`` = ``MemoryPubSub``,
+    served in this process (see :class:`MemoryStreamServer`)."""
+    import importlib
+
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    monkeypatch.setenv("BACKEND", "flask_notifications.pubsub.memory_pubsub.MemoryPubSub")
+    monkeypatch.setenv("DATABASE_URI", f"sqlite:///{tmp_path / 'memory-inbox.sqlite'}")
+    monkeypatch.syspath_prepend(str(ROOT / "tests"))
+    sys.modules.pop("stream_app", None)
+    server = MemoryStreamServer(importlib.import_module("stream_app"))
+    yield server
+    server.stop()
+    sys.modules.pop("stream_app", None)
+
+
 @pytest.fixture
 def stream_server(redis_url: str, tmp_path: Path) -> Iterator[Callable[..., str]]:
     """``stream_server(HEARTBEAT="0.3", ...)`` starts a stream server of its own

@@ -1,7 +1,9 @@
 """The app the streaming tests serve with gevent (``examples/serve.py``) in a subprocess.
 
 Identity comes from the ``X-User`` header (or ``?user=``); settings from the
-environment, so each test can start a server with its own.
+environment, so each test can start a server with its own. With
+``BACKEND=flask_notifications.pubsub.memory_pubsub.MemoryPubSub`` it is served
+in the test process instead (the ``memory_stream`` fixture).
 """
 
 from __future__ import annotations
@@ -19,6 +21,9 @@ app.config.update(
     NOTIFICATIONS_HEARTBEAT=float(os.environ.get("HEARTBEAT", "15")),
     NOTIFICATIONS_STREAM_QUEUE=int(os.environ.get("STREAM_QUEUE", "1000")),
     NOTIFICATIONS_HISTORY_MAXLEN=int(os.environ.get("HISTORY_MAXLEN", "10000")),
+    NOTIFICATIONS_BACKEND=os.environ.get(
+        "BACKEND", "flask_notifications.pubsub.redis_pubsub.RedisPubSub"
+    ),
     NOTIFICATIONS_DATABASE_URI=os.environ.get("DATABASE_URI")
     or f"sqlite:///{tempfile.mkdtemp(prefix='stream-app-')}/inbox.sqlite",
     broker_connection_retry_on_startup=True,

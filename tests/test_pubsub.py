@@ -24,11 +24,11 @@ class Listener:
 
     def __enter__(self):
         self.backend.subscribe(*self.channels)
-        client = self.backend.redis
-        names = [self.backend.channel_name(c) for c in self.channels]
+        client = getattr(self.backend, "redis", None)
+        names = [self.backend.channel_name(c) for c in self.channels] if client else []
         deadline = time.monotonic() + 5
         # SUBSCRIBE travels on its own connection: wait until Redis counts it.
-        while not all(n >= 1 for _, n in client.pubsub_numsub(*names)):
+        while names and not all(n >= 1 for _, n in client.pubsub_numsub(*names)):
             assert time.monotonic() < deadline, "subscription not registered"
             time.sleep(0.01)
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -197,3 +197,44 @@ def test_last_id_and_whole_history(redis_client):
     ids = [backend.publish("h", f'{{"n": {i}}}') for i in range(3)]
     assert backend.last_id("h") == ids[-1]
     assert backend.history("h", None).entries == [(i, f'{{"n": {n}}}') for n, i in enumerate(ids)]
+
+
+# -- MemoryPubSub: the Backend interface in one process ----------------------------
+
+
+def test_memory_pubsub_publishes_with_increasing_ids_and_history():
+    from flask_notifications.pubsub import MemoryPubSub
+
+    publisher = MemoryPubSub(history_maxlen=3)
+    listener = MemoryPubSub(publisher.bus)
+    with Listener(listener, "hub-a") as live:
+        ids = [publisher.publish("hub-a", f'{{"n": {i}}}') for i in range(5)]
+        publisher.publish("hub-b", "{}")
+        publisher.publish_transient("hub-a", ['{"unread_counts": {}}'])
+        got = [live.get() for _ in range(6)]
+    assert [m["id"] for m in got] == [*ids, None]
+    assert all(m["channel"] == "hub-a" for m in got)
+    keys = [publisher.id_key(i) for i in ids]
+    assert keys == sorted(keys) and len(set(keys)) == 5
+    assert publisher.last_id("hub-a") == ids[-1] and publisher.last_id("nope") is None
+    kept = [(ids[i], f'{{"n": {i}}}') for i in (2, 3, 4)]
+    assert publisher.history("hub-a", ids[1]).entries == kept
+    assert publisher.history("hub-a", ids[2], count=1).entries == [(ids[3], '{"n": 3}')]
+    assert publisher.history("hub-a", ids[0]).reset  # trimmed away
+    for bad in ("garbage", "1-0", "007", "99999", ""):
+        assert publisher.history("hub-a", bad) == ([], True)
+    assert MemoryPubSub().history("hub-a", None) == ([], False)
+
+
+def test_memory_pubsub_is_selected_with_the_backend_setting(make_app):
+    from flask_notifications import Notifications
+    from flask_notifications.pubsub import MemoryPubSub
+
+    app = make_app(BACKEND="flask_notifications.pubsub.memory_pubsub.MemoryPubSub")
+    notifications = Notifications(app)
+    with app.app_context():
+        first, second = notifications.create_backend(), notifications.create_backend()
+    assert isinstance(first, MemoryPubSub) and first.bus is second.bus
+    other = make_app(BACKEND="flask_notifications.pubsub.memory_pubsub.MemoryPubSub")
+    Notifications(other)
+    assert MemoryPubSub.from_app(other, None).bus is not first.bus  # one bus per app

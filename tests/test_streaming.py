@@ -9,7 +9,7 @@ import pytest
 
 from flask_notifications import Event
 from flask_notifications.event_hub import hub_id_for
-from flask_notifications.pubsub.redis_pubsub import RedisPubSub, parse_id
+from flask_notifications.pubsub.redis_pubsub import RedisPubSub
 
 from .sse_client import SSEClient
 
@@ -21,12 +21,39 @@ def ev(title, recipients=None, event_type="message", **custom):
 
 
 @pytest.fixture
-def publish(redis_client):
-    backend = RedisPubSub(redis_client)
+def backend_name():
+    """``"redis"``; tests marked ``@both_backends`` also run on ``"memory"``."""
+    return "redis"
+
+
+#: Run a test on RedisPubSub (a gevent server in a subprocess) and on
+#: MemoryPubSub (a threaded server in this process): the stream layer needs
+#: nothing from a backend but the Backend interface.
+both_backends = pytest.mark.parametrize("backend_name", ["redis", "memory"], indirect=True)
+
+
+@pytest.fixture
+def stream_base(request, backend_name, redis_url):
+    """The base URL of a stream server with default settings: the shared gevent
+    subprocess (Redis is flushed before each test), or the in-process one."""
+    if backend_name == "memory":
+        return request.getfixturevalue("memory_stream").base
+    return request.getfixturevalue("_shared_stream_server")
+
+
+@pytest.fixture
+def publish(request, backend_name):
+    """``publish(hub_id, event)`` through the served app's backend; returns the
+    history id. ``publish.key(id)`` orders ids (``Backend.id_key``)."""
+    if backend_name == "memory":
+        backend = request.getfixturevalue("memory_stream").backend
+    else:
+        backend = RedisPubSub(request.getfixturevalue("redis_client"))
 
     def _publish(hub_id, event):
         return backend.publish(hub_id, event.to_json())
 
+    _publish.key = backend.id_key
     return _publish
 
 
@@ -41,6 +68,7 @@ def titles(events):
     return [json.loads(e["data"])["title"] for e in events]
 
 
+@both_backends
 def test_headers_and_retry_arrive_at_once(stream_base):
     base = stream_base
     started = time.monotonic()
@@ -55,6 +83,7 @@ def test_headers_and_retry_arrive_at_once(stream_base):
     assert time.monotonic() - started < 5
 
 
+@both_backends
 def test_frames_carry_history_id_type_and_event_json(stream_base, publish):
     base = stream_base
     with stream(base, user="alice") as client:
@@ -70,6 +99,7 @@ def test_frames_carry_history_id_type_and_event_json(stream_base, publish):
     assert json.loads(received["data"])["priority"] == "high"
 
 
+@both_backends
 def test_newlines_cannot_break_framing(stream_base, publish):
     base = stream_base
     with stream(base, user="alice") as client:
@@ -87,6 +117,7 @@ def test_newlines_cannot_break_framing(stream_base, publish):
     assert titles([second]) == ["after"]
 
 
+@both_backends
 def test_each_user_receives_only_their_events_and_broadcasts(stream_base, publish):
     base = stream_base
     with stream(base, user="alice") as alice, stream(base, user="bob") as bob:
@@ -102,6 +133,7 @@ def test_each_user_receives_only_their_events_and_broadcasts(stream_base, publis
             alice.next_event(timeout=0.3)
 
 
+@both_backends
 def test_private_hub_needs_identity_and_authorizer(stream_base):
     base = stream_base
     with stream(base) as anonymous:
@@ -117,6 +149,7 @@ def test_private_hub_needs_identity_and_authorizer(stream_base):
         assert json.loads(missing.read_body())["error"] == "no hub labelled 'Nope'"
 
 
+@both_backends
 def test_public_hub_streams_broadcasts_to_anonymous_clients(stream_base, publish):
     base = stream_base
     with stream(base, "News") as anonymous, stream(base, "News", user="alice") as alice:
@@ -128,6 +161,7 @@ def test_public_hub_streams_broadcasts_to_anonymous_clients(stream_base, publish
         assert titles(alice.events(2)) == ["private to alice", "public news"]
 
 
+@both_backends
 def test_flask_sse_notifier_on_an_app_route(stream_base, publish):
     base = stream_base
     with stream(base, user="bob", path="/custom/Inbox") as client:
@@ -137,6 +171,7 @@ def test_flask_sse_notifier_on_an_app_route(stream_base, publish):
         assert titles(client.events(1)) == ["custom route"]
 
 
+@both_backends
 def test_replay_after_a_dropped_connection_without_gap_or_duplicate(stream_base, publish):
     base = stream_base
     client = stream(base, user="alice")
@@ -154,10 +189,24 @@ def test_replay_after_a_dropped_connection_without_gap_or_duplicate(stream_base,
         with pytest.raises(TimeoutError):
             again.next_event(timeout=0.3)
     assert titles(replayed + live) == ["two", "three", "four"]
-    ids = [parse_id(e["id"]) for e in [first, *replayed, *live]]
+    ids = [publish.key(e["id"]) for e in [first, *replayed, *live]]
     assert ids == sorted(ids) and len(set(ids)) == 4
 
 
+@both_backends
+def test_an_event_published_twice_reaches_each_stream_once(stream_base, publish):
+    """A publish retried after a failover (its first copy went out live)
+    carries the same event under a new id: streams show it once."""
+    with stream(stream_base, user="alice") as client:
+        time.sleep(0.2)
+        again = ev("once", ["alice"])
+        publish(INBOX, again)
+        publish(INBOX, again)
+        publish(INBOX, ev("next", ["alice"]))
+        assert titles(client.events(2)) == ["once", "next"]
+
+
+@both_backends
 def test_replay_with_query_argument(stream_base, publish):
     base = stream_base
     first_id = publish(INBOX, ev("old", ["alice"]))
@@ -168,6 +217,7 @@ def test_replay_with_query_argument(stream_base, publish):
         assert titles(client.events(1)) == ["missed"]
 
 
+@both_backends
 def test_first_connection_gets_an_id_so_a_reconnect_replays(stream_base, publish):
     base = stream_base
     publish(INBOX, ev("before connecting", ["alice"]))
@@ -199,6 +249,7 @@ def test_an_id_older_than_the_history_sends_reset(stream_server, redis_client):
 
 
 @pytest.mark.parametrize("bad", ["garbage", "1-2-3", "99999999999999999-0", " "])
+@both_backends
 def test_a_malformed_or_unknown_last_event_id_sends_reset(stream_base, publish, bad):
     base = stream_base
     publish(INBOX, ev("x", ["alice"]))

@@ -8,12 +8,31 @@ plugs in by subclassing :class:`Backend` and naming the subclass in the
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from flask import Flask
+
+
+_STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})", re.ASCII)
+_MAX_PART = 2**64 - 1
+
+
+def parse_stream_id(value: str) -> tuple[int, int] | None:
+    """Return a Redis Stream id (``"1700000000000-0"``) as a comparable
+    tuple, or ``None`` when it is malformed (a part beyond 64 bits included).
+
+    :param value: the id, e.g. from a ``Last-Event-ID`` header.
+    """
+    match = _STREAM_ID.fullmatch(value)
+    if match is None:
+        return None
+    key = int(match[1]), int(match[2])
+    # Redis refuses parts beyond 64 bits: such an id is malformed, not an outage.
+    return key if max(key) <= _MAX_PART else None
 
 
 class History(NamedTuple):
@@ -32,6 +51,11 @@ class Backend(ABC):
     Publishing is safe from any thread. A backend instance holds at most one
     subscription; :meth:`subscribe` then :meth:`listen` is used by a single
     reader thread.
+
+    What streams need from a backend with history: the id :meth:`publish`
+    returns and :meth:`listen` yields with each message, :meth:`id_key` to
+    order those ids, :meth:`history` to replay what followed an id, and
+    :meth:`last_id`. Streams never parse ids themselves.
     """
 
     @classmethod
@@ -62,6 +86,21 @@ class Backend(ABC):
         """
         for message in messages:
             self.publish(channel, message)
+
+    def id_key(self, event_id: str) -> Any:
+        """Return ``event_id`` as a key that orders ids of this backend (a
+        later event's key is greater), or ``None`` when ``event_id`` is not an
+        id this backend could have made (a malformed ``Last-Event-ID``).
+
+        Streams compare ids only through this method. The default reads
+        ``<integer>-<integer>`` ids, as Redis Streams make them
+        (:func:`parse_stream_id`); a backend with ids of another form
+        overrides it.
+
+        :param event_id: an id from :meth:`publish`, :meth:`listen`,
+            :meth:`history` or :meth:`last_id`, or one a client sent.
+        """
+        return parse_stream_id(event_id)
 
     def history(self, channel: str, after: str | None, count: int | None = None) -> History:
         """Return what ``channel`` published after the id ``after``, for replay.

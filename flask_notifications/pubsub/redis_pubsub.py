@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as redis_exceptions
 
-from .backend import Backend, History
+from .backend import Backend, History, parse_stream_id
 
 if TYPE_CHECKING:
     import redis
@@ -16,9 +15,6 @@ if TYPE_CHECKING:
 
 #: Default for ``NOTIFICATIONS_HISTORY_MAXLEN``.
 DEFAULT_HISTORY_MAXLEN = 10_000
-
-_ID = re.compile(r"(\d{1,20})-(\d{1,20})", re.ASCII)
-_MAX_PART = 2**64 - 1
 
 # One script, so the history entry and the live message are written together
 # and carry the same id. Trimming is exact, and the newest trimmed id is kept:
@@ -42,12 +38,7 @@ def parse_id(value: str) -> tuple[int, int] | None:
 
     :param value: the id, e.g. from a ``Last-Event-ID`` header.
     """
-    match = _ID.fullmatch(value)
-    if match is None:
-        return None
-    key = int(match[1]), int(match[2])
-    # Redis refuses parts beyond 64 bits: such an id is malformed, not an outage.
-    return key if max(key) <= _MAX_PART else None
+    return parse_stream_id(value)
 
 
 class RedisPubSub(Backend):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from ..pubsub.redis_pubsub import parse_id
 from .framing import frame
 
 if TYPE_CHECKING:
@@ -71,7 +70,7 @@ class Replay:
         self.read = 0
         self.done = False
         #: The id the stream resumes live events after.
-        self.last_key: Key = parse_id(after)
+        self.last_key: Key = backend.id_key(after)
         self._after = after
 
     def next_page(self) -> bytes:
@@ -91,7 +90,7 @@ class Replay:
             if shown:
                 frames.append(frame(event_id, event_type, data))
             self._after = event_id
-            self.last_key = parse_id(event_id)
+            self.last_key = self.backend.id_key(event_id)
         self.read += len(history.entries)
         if len(history.entries) < min(PAGE, remaining):
             self.done = True
@@ -100,5 +99,5 @@ class Replay:
     def _reset(self) -> bytes:
         self.done = True
         now = self.backend.last_id(self.hub_id)
-        self.last_key = parse_id(now) if now else None
+        self.last_key = self.backend.id_key(now) if now else None
         return frame(now or "", "reset", "{}")

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from ..pubsub.redis_pubsub import parse_id
 from ._shutdown import watch
 from .framing import HEARTBEAT, frame
 from .streams import Key, Stream, StreamRefused, _event_factory, count_event_json
@@ -33,14 +32,31 @@ logger = logging.getLogger("flask_notifications.stream")
 _RESET_DATA = "{}"
 
 
+#: Event ids remembered per hub, to drop an event published twice (a
+#: publish retried after a Redis failover, whose first copy went out live).
+RECENT_IDS = 4096
+
+
 class _HubStreams:
-    __slots__ = ("all", "readers", "by_identity")
+    __slots__ = ("all", "readers", "by_identity", "recent")
 
     def __init__(self) -> None:
         self.all: set[Stream] = set()
         #: The streams that carry broadcasts.
         self.readers: set[Stream] = set()
         self.by_identity: dict[str, set[Stream]] = {}
+        #: The newest event ids routed (insertion-ordered, capped).
+        self.recent: dict[str, None] = {}
+
+    def repeated(self, event_id: str) -> bool:
+        """Whether ``event_id`` was routed already; remembers it otherwise."""
+        recent = self.recent
+        if event_id in recent:
+            return True
+        recent[event_id] = None
+        if len(recent) > RECENT_IDS:
+            del recent[next(iter(recent))]
+        return False
 
 
 class Dispatcher:
@@ -217,7 +233,7 @@ class Dispatcher:
         :param event_id: its history id.
         :param data: the event JSON.
         """
-        key = parse_id(event_id) if event_id is not None else None
+        key = self.backend.id_key(event_id) if event_id is not None else None
         hub = self._hubs.get(hub_id)
         if hub is None:
             if key is not None:
@@ -231,6 +247,7 @@ class Dispatcher:
                 return
             recipients = event.get("recipients") or ()
             event_type = str(event.get("event_type") or "message")
+            uid = event.get("event_id")
         except (ValueError, AttributeError, TypeError):
             logger.warning("undecodable event on hub %s skipped", hub_id)
             return
@@ -240,6 +257,8 @@ class Dispatcher:
             # either gets this event live or has a cursor at or after it.
             if key is not None:
                 self._advance(hub_id, event_id, key)  # type: ignore[arg-type]
+            if isinstance(uid, str) and hub.repeated(uid):
+                return  # the same event again, under a new id: the streams have it
             if recipients:
                 targets = [s for r in recipients for s in hub.by_identity.get(str(r), ())]
             else:
@@ -247,10 +266,11 @@ class Dispatcher:
         for stream in targets:
             stream.push(key, data_frame)
 
-    def _advance(self, hub_id: str, event_id: str, key: tuple[int, int]) -> None:
+    def _advance(self, hub_id: str, event_id: str, key: Key) -> None:
         """Record ``event_id`` as the newest seen on ``hub_id`` (under the lock)."""
         seen = self._last_ids.get(hub_id)
-        if seen is None or (parse_id(seen) or (0, 0)) < key:
+        seen_key = self.backend.id_key(seen) if seen is not None else None
+        if seen_key is None or seen_key < key:
             self._last_ids[hub_id] = event_id
 
     def _dispatch_counts(self, hub: _HubStreams, counts: dict[str, int]) -> None:
@@ -273,7 +293,7 @@ class Dispatcher:
         :param last_id: the newest id now, so clients resume from there.
         """
         reset = frame(last_id or "", "reset", _RESET_DATA)
-        key = parse_id(last_id) if last_id else None
+        key = self.backend.id_key(last_id) if last_id else None
         with self._lock:
             targets = list(self._hubs.get(hub_id, _HubStreams()).all)
         for stream in targets:
@@ -319,6 +339,10 @@ class Dispatcher:
                         # socket buffer would otherwise fill their queues. Between
                         # yields, frames coalesce into one write per stream.
                         time.sleep(0)
+                # listen() ended without an error: the listener was closed (to
+                # subscribe to a new hub), or the backend has nothing more.
+                self._restarting = False
+                self._stopped.wait(0.05)
             except Exception as exc:  # noqa: BLE001 - the reader must survive anything
                 if self._stopped.is_set():
                     break

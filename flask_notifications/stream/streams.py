@@ -11,9 +11,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-#: A frame's history id as a comparable tuple (``None`` for heartbeats and
-#: transient events).
-Key = tuple[int, int] | None
+#: A frame's history id as the backend's comparable key (see
+#: :meth:`Backend.id_key <flask_notifications.pubsub.backend.Backend.id_key>`);
+#: ``None`` for heartbeats and transient events.
+Key = Any
 
 
 def count_event_json(user: str, unread: int, now: float) -> str:

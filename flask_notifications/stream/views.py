@@ -10,7 +10,6 @@ from redis import exceptions as redis_exceptions
 
 from .._state import get_state
 from ..blueprint import error
-from ..pubsub.redis_pubsub import parse_id
 from ._replay import Replay
 from .framing import frame, preamble
 from .streams import StreamRefused
@@ -63,7 +62,8 @@ def stream_response(hub: EventHub) -> Response:
     if last_event_id is None:
         # A first connection: a "ready" event gives the client an id now, so a
         # reconnect before its first event still replays what it missed.
-        head, last_key = frame(cursor, "ready", "{}"), (parse_id(cursor) if cursor else None)
+        last_key = dispatcher.backend.id_key(cursor) if cursor else None
+        head = frame(cursor, "ready", "{}")
     else:
         limit = current_app.config["NOTIFICATIONS_REPLAY_MAX"]
         replay = Replay(
