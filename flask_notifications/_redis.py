@@ -16,9 +16,11 @@ a connection instead of failing, and the user's own pool stays theirs.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Mapping
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
@@ -31,6 +33,7 @@ from .errors import ConfigurationError
 _POOL_OWN = frozenset(
     {"maint_notifications_pool_handler", "oss_cluster_maint_notifications_handler"}
 )
+logger = logging.getLogger("flask_notifications")
 _SETTING = "NOTIFICATIONS_REDIS_URL"
 #: Seconds a Sentinel may take to answer which server is the master.
 SENTINEL_TIMEOUT = 1.0
@@ -207,13 +210,14 @@ def node_url(parsed: RedisURL, host: str, port: int) -> str:
     :param host: the server's host.
     :param port: its port.
     """
-    from urllib.parse import quote
-
-    auth = ""
-    if parsed.password is not None or parsed.username is not None:
-        auth = f"{quote(parsed.username or '', safe='')}:{quote(parsed.password or '', safe='')}@"
     netloc = f"[{host}]" if ":" in host else host
-    return f"{'rediss' if parsed.tls else 'redis'}://{auth}{netloc}:{port}/{parsed.db}"
+    return f"{'rediss' if parsed.tls else 'redis'}://{_auth(parsed)}{netloc}:{port}/{parsed.db}"
+
+
+def _auth(parsed: RedisURL) -> str:
+    if parsed.password is None and parsed.username is None:
+        return ""
+    return f"{quote(parsed.username or '', safe='')}:{quote(parsed.password or '', safe='')}@"
 
 
 def is_cluster(client: object) -> bool:
@@ -259,3 +263,110 @@ def own_client(broker: Any, config: Mapping[str, Any]) -> Any:
         **settings,
     )
     return redis.Redis(connection_pool=own)
+
+
+def is_sentinel(client: object) -> bool:
+    """Whether ``client`` is a Sentinel-managed master's client.
+
+    :param client: a client.
+    """
+    pool = getattr(client, "connection_pool", None)
+    return isinstance(pool, SentinelConnectionPool)
+
+
+class ReplicaWait:
+    """How many replicas a write waits for (Redis ``WAIT``) before it counts
+    as done, so that a failover cannot lose it.
+
+    When fewer replicas acknowledge (a replica is down, or the failover left
+    the new master without one), the writes of the next :attr:`RELAX`
+    seconds wait for as many as answered, instead of each paying the
+    timeout; then the full number is asked again.
+
+    :param replicas: replicas to wait for (0: no ``WAIT``).
+    :param timeout: seconds one ``WAIT`` may take.
+    """
+
+    #: Seconds writes wait for fewer replicas after a ``WAIT`` fell short.
+    RELAX = 10.0
+
+    def __init__(self, replicas: int, timeout: float) -> None:
+        self.replicas = replicas
+        self.timeout_ms = max(1, int(timeout * 1000))
+        self._fewer = replicas
+        self._until = 0.0
+
+    def target(self) -> int:
+        """The number of replicas the next write waits for."""
+        if self._fewer < self.replicas and time.monotonic() < self._until:
+            return self._fewer
+        return self.replicas
+
+    def record(self, target: int, acknowledged: int) -> None:
+        """Remember how a ``WAIT`` for ``target`` replicas went.
+
+        :param target: what :meth:`target` returned.
+        :param acknowledged: what ``WAIT`` answered.
+        """
+        if acknowledged < target:
+            if self._fewer == self.replicas:
+                logger.warning(
+                    "Redis: %d of %d replicas acknowledged a write within %d ms; "
+                    "waiting for %d for %gs",
+                    acknowledged, target, self.timeout_ms, acknowledged, self.RELAX,
+                )  # fmt: skip
+            self._fewer, self._until = acknowledged, time.monotonic() + self.RELAX
+        elif target == self.replicas:
+            self._fewer = self.replicas
+
+
+def replica_wait(config: Mapping[str, Any], client: object) -> ReplicaWait:
+    """The :class:`ReplicaWait` of the settings for ``client``:
+    ``NOTIFICATIONS_REDIS_WAIT_REPLICAS`` (``None``: 1 for a Sentinel-managed
+    master, else 0) and ``NOTIFICATIONS_REDIS_WAIT_TIMEOUT``.
+
+    :param config: the app's configuration.
+    :param client: the library's client.
+    """
+    replicas = config.get("NOTIFICATIONS_REDIS_WAIT_REPLICAS")
+    if replicas is None:
+        replicas = 1 if is_sentinel(client) else 0
+    if is_cluster(client):
+        replicas = 0  # WAIT has no key: a cluster client cannot route it
+    return ReplicaWait(int(replicas), float(config.get("NOTIFICATIONS_REDIS_WAIT_TIMEOUT", 0.5)))
+
+
+def celery_broker(url: str) -> tuple[str, dict[str, Any]]:
+    """The Celery broker URL, and the transport options it needs, for
+    ``NOTIFICATIONS_REDIS_URL`` when no broker is configured: the same URL for
+    one server; kombu's ``sentinel://`` transport (one URL per Sentinel, and
+    ``master_name``) for a Sentinel-managed master.
+
+    :param url: ``NOTIFICATIONS_REDIS_URL``.
+    :raises ConfigurationError: for a Redis Cluster: kombu has no Redis
+        Cluster transport, so the broker must be configured apart.
+    """
+    parsed = parse_redis_url(url)
+    if parsed.kind == "redis":
+        return url, {}
+    if parsed.kind == "cluster":
+        raise ConfigurationError(
+            f"{_SETTING} is a Redis Cluster, which cannot carry the Celery queue (kombu "
+            "has no Redis Cluster transport): set CELERY_BROKER_URL to a separate Redis "
+            "(redis://...), Sentinel (sentinel://...;sentinel://... with the master_name "
+            "transport option) or RabbitMQ (amqp://...), or pass init_app(celery=...)"
+        )
+    if parsed.tls:
+        raise ConfigurationError(
+            f"{_SETTING}: the Celery broker over TLS through Sentinel is not configured "
+            "for you: set CELERY_BROKER_URL (sentinel://...), its master_name transport "
+            "option and broker_use_ssl"
+        )
+    auth = _auth(parsed)
+    sentinels = ";".join(
+        f"sentinel://{auth}{f'[{h}]' if ':' in h else h}:{p}/{parsed.db}" for h, p in parsed.nodes
+    )
+    options: dict[str, Any] = {"master_name": parsed.service}
+    if parsed.sentinel_password:
+        options["sentinel_kwargs"] = {"password": parsed.sentinel_password}
+    return sentinels, options

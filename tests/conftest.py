@@ -60,6 +60,45 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
         yield server
 
 
+def _redis7() -> None:
+    """Skip (or, with ``FLASK_NOTIFICATIONS_REQUIRE_REDIS7``, fail) without a
+    Redis 7 server: Cluster's sharded pub/sub needs it."""
+    from flask_notifications.testing import find_redis_server, redis_version
+
+    found = find_redis_server()
+    if redis_version(found) < (7,):
+        message = f"Redis 7 is needed ({found} is {redis_version(found)})"
+        if os.environ.get("FLASK_NOTIFICATIONS_REQUIRE_REDIS7"):
+            pytest.fail(message + "; run-tests.sh installs Debian's redis-server")
+        pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A Redis Cluster of 3 masters (Redis 7), shared by the tests; each test
+    that takes ``cluster_url`` starts on empty nodes."""
+    from flask_notifications.testing import RedisClusterServer
+
+    _redis7()
+    with RedisClusterServer(masters=3) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: Any) -> str:
+    redis_cluster.flushall()
+    return str(redis_cluster.url)
+
+
+@pytest.fixture
+def redis_sentinel() -> Iterator[Any]:
+    """A master, a replica and 3 Sentinels, for one test (it may kill the master)."""
+    from flask_notifications.testing import RedisSentinelServer
+
+    with RedisSentinelServer() as servers:
+        yield servers
+
+
 @pytest.fixture
 def redis_url(redis_server: RedisServer) -> str:
     client = redis.Redis.from_url(redis_server.url)

@@ -28,6 +28,8 @@ app.config.update(
     or f"sqlite:///{tempfile.mkdtemp(prefix='stream-app-')}/inbox.sqlite",
     broker_connection_retry_on_startup=True,
 )
+if os.environ.get("BROKER_URL"):  # a Redis Cluster cannot be the Celery broker
+    app.config["CELERY_BROKER_URL"] = os.environ["BROKER_URL"]
 notifications = Notifications(app)
 inbox = notifications.create_hub("Inbox")
 news = notifications.create_hub("News", public=True)

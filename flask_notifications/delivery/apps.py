@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from celery import Celery
 
+from .._redis import celery_broker
+
 if TYPE_CHECKING:
     from flask import Flask
 
@@ -76,6 +78,8 @@ def celery_for(app: Flask) -> Celery:
     unless one is configured.
 
     :param app: the Flask app.
+    :raises ConfigurationError: when no broker is configured and
+        ``NOTIFICATIONS_REDIS_URL`` is a Redis Cluster.
     """
     existing = app.extensions.get("flask-celeryext")
     if existing is not None and existing.celery is not None:
@@ -84,8 +88,21 @@ def celery_for(app: Flask) -> Celery:
 
     config = app.config
     if not any(key in config for key in _CELERY_BROKER_KEYS):
-        # The documentation's set-up: Redis carries both pub/sub and the Celery queue.
-        config["CELERY_BROKER_URL"] = config["NOTIFICATIONS_REDIS_URL"]
+        # The documentation's set-up: Redis carries both pub/sub and the Celery
+        # queue (through kombu's Sentinel transport for a Sentinel URL; a Redis
+        # Cluster cannot: ConfigurationError).
+        url, options = celery_broker(config["NOTIFICATIONS_REDIS_URL"])
+        config["CELERY_BROKER_URL"] = url
+        if options:
+            key = next(
+                (
+                    k
+                    for k in ("broker_transport_options", "BROKER_TRANSPORT_OPTIONS")
+                    if k in config
+                ),
+                "CELERY_BROKER_TRANSPORT_OPTIONS",
+            )
+            config[key] = {**options, **(config.get(key) or {})}
     config.setdefault("CELERY_ACCEPT_CONTENT", ["json"])
     config.setdefault("CELERY_TASK_SERIALIZER", "json")
     config.setdefault("CELERY_RESULT_SERIALIZER", "json")

@@ -7,11 +7,14 @@ from typing import TYPE_CHECKING, Any
 
 from redis import exceptions as redis_exceptions
 
+from .._redis import ReplicaWait, is_cluster, replica_wait
+from ._sharded import ShardedSubscription
 from .backend import Backend, History, parse_stream_id
 
 if TYPE_CHECKING:
     import redis
     from flask import Flask
+    from redis.cluster import RedisCluster
 
 #: Default for ``NOTIFICATIONS_HISTORY_MAXLEN``.
 DEFAULT_HISTORY_MAXLEN = 10_000
@@ -30,6 +33,8 @@ local id = redis.call('XADD', KEYS[1], 'MAXLEN', maxlen, '*', 'e', ARGV[1])
 redis.call('PUBLISH', ARGV[3], id .. ' ' .. ARGV[1])
 return id
 """
+# On a Redis Cluster: sharded pub/sub, on the channel in the hub's hash slot.
+_SPUBLISH = _PUBLISH.replace("'PUBLISH'", "'SPUBLISH'")
 
 
 def parse_id(value: str) -> tuple[int, int] | None:
@@ -46,12 +51,17 @@ class RedisPubSub(Backend):
     the last ``history_maxlen`` events of each hub in a Redis Stream.
 
     Publishing needs no extra connection: it uses the client's pool.
-    Subscribing opens one dedicated connection, created on first use.
+    Subscribing opens one dedicated connection, created on first use; on a
+    Redis Cluster, one per shard that owns a subscribed hub (sharded pub/sub,
+    Redis 7), whatever the number of hubs.
 
-    :param redis_client: a :class:`redis.Redis` client.
+    :param redis_client: a :class:`redis.Redis` client (one server, or a
+        Sentinel-managed master), or a :class:`redis.cluster.RedisCluster`.
     :param prefix: namespace of the Redis channel and key names, so several
         applications can share one Redis.
     :param history_maxlen: how many events of each hub to keep for replay.
+    :param wait: replicas each publish waits for (Redis ``WAIT``), so that a
+        failover keeps it; none when omitted.
     """
 
     #: Prefix of every Redis channel and key this backend uses.
@@ -59,9 +69,10 @@ class RedisPubSub(Backend):
 
     def __init__(
         self,
-        redis_client: redis.Redis,
+        redis_client: redis.Redis | RedisCluster,
         prefix: str | None = None,
         history_maxlen: int = DEFAULT_HISTORY_MAXLEN,
+        wait: ReplicaWait | None = None,
     ) -> None:
         if (
             isinstance(history_maxlen, bool)
@@ -72,8 +83,13 @@ class RedisPubSub(Backend):
         self.redis = redis_client
         self.prefix = self.default_prefix if prefix is None else prefix
         self.history_maxlen = history_maxlen
-        self._publish = redis_client.register_script(_PUBLISH)
+        #: Whether the client is a Redis Cluster (sharded pub/sub).
+        self.cluster = is_cluster(redis_client)
+        self.wait = wait if wait is not None and wait.replicas else None
+        self._publish = redis_client.register_script(_SPUBLISH if self.cluster else _PUBLISH)
         self._pubsub: redis.client.PubSub | None = None
+        self._sharded: ShardedSubscription | None = None
+        self._hubs: dict[bytes, str] = {}
 
     @classmethod
     def from_app(cls, app: Flask, broker: Any) -> RedisPubSub:
@@ -82,14 +98,17 @@ class RedisPubSub(Backend):
             broker,
             prefix=config.get("NOTIFICATIONS_REDIS_PREFIX", cls.default_prefix[:-1]) + ":",
             history_maxlen=config.get("NOTIFICATIONS_HISTORY_MAXLEN", DEFAULT_HISTORY_MAXLEN),
+            wait=replica_wait(config, broker),
         )
 
     def channel_name(self, channel: str) -> str:
-        """Return the Redis channel that carries hub ``channel``.
+        """Return the Redis channel that carries hub ``channel``:
+        ``<prefix><hub id>``, or on a Redis Cluster ``<prefix>{<hub id>}``,
+        in the hash slot of the hub's history.
 
         :param channel: a hub id.
         """
-        return self.prefix + channel
+        return f"{self.prefix}{{{channel}}}" if self.cluster else self.prefix + channel
 
     def history_key(self, channel: str) -> str:
         """Return the Redis Stream that keeps hub ``channel``'s history.
@@ -102,16 +121,25 @@ class RedisPubSub(Backend):
         return f"{self.prefix}{{{channel}}}:trimmed"
 
     def publish(self, channel: str, message: str) -> str:
-        """Append ``message`` to the hub's history and publish it, atomically.
+        """Append ``message`` to the hub's history and publish it, atomically
+        (then wait for the replicas, when :attr:`wait` asks to).
 
         :param channel: a hub id.
         :param message: the event's JSON form.
         :returns: the history id, also the ``id`` of the live message.
         """
         keys = [self.history_key(channel), self._trimmed_key(channel)]
-        result = self._publish(
-            keys=keys, args=[message, self.history_maxlen, self.prefix + channel]
-        )
+        args = [message, self.history_maxlen, self.channel_name(channel)]
+        wait = self.wait
+        target = wait.target() if wait is not None else 0
+        if not target:
+            result = self._publish(keys=keys, args=args)
+        else:  # one round trip: the script, then WAIT
+            pipe = self.redis.pipeline(transaction=False)
+            self._publish(keys=keys, args=args, client=pipe)
+            pipe.execute_command("WAIT", target, wait.timeout_ms)  # type: ignore[union-attr]
+            result, acknowledged = pipe.execute()
+            wait.record(target, int(acknowledged))  # type: ignore[union-attr]
         return result.decode() if isinstance(result, bytes) else str(result)
 
     def publish_transient(self, channel: str, messages: list[str]) -> None:
@@ -122,9 +150,10 @@ class RedisPubSub(Backend):
         :param messages: event JSON strings.
         """
         pipe = self.redis.pipeline(transaction=False)
-        name = self.prefix + channel
+        name = self.channel_name(channel)
+        send = pipe.spublish if self.cluster else pipe.publish
         for message in messages:
-            pipe.publish(name, message)
+            send(name, message)
         pipe.execute()
 
     def last_id(self, channel: str) -> str | None:
@@ -163,8 +192,9 @@ class RedisPubSub(Backend):
         trimmed, info, entries = pipe.execute(raise_on_error=False)
         if isinstance(info, Exception):  # no history at all: it was lost
             return History([], reset=True)
-        last = info["last-generated-id"]
-        last_key = parse_id(last.decode() if isinstance(last, bytes) else last)
+        # A Redis Cluster transaction leaves the reply's keys as bytes.
+        last = info.get("last-generated-id") or info.get(b"last-generated-id")
+        last_key = parse_id(_text(last)) if last is not None else None
         if last_key is not None and after_key > last_key:
             return History([], reset=True)  # an id from a Redis that lost its data
         if trimmed is not None:
@@ -175,29 +205,48 @@ class RedisPubSub(Backend):
 
     @property
     def pubsub(self) -> redis.client.PubSub:
-        """The Redis subscription of this backend (created on first use)."""
+        """The Redis subscription of this backend (created on first use; not
+        on a Redis Cluster, whose subscriptions are per shard)."""
         if self._pubsub is None:
             self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
         return self._pubsub
 
     def subscribe(self, *channels: str) -> None:
-        self.pubsub.subscribe(*(self.prefix + c for c in channels))
+        names = [self.channel_name(c) for c in channels]
+        self._hubs.update((name.encode(), hub) for name, hub in zip(names, channels, strict=True))
+        if self.cluster:
+            if self._sharded is None:
+                self._sharded = ShardedSubscription(self.redis)  # type: ignore[arg-type]
+            self._sharded.subscribe(*names)
+        else:
+            self.pubsub.subscribe(*names)
 
     def unsubscribe(self, *channels: str) -> None:
-        self.pubsub.unsubscribe(*(self.prefix + c for c in channels))
+        names = [self.channel_name(c) for c in channels]
+        if self.cluster:
+            if self._sharded is not None:
+                self._sharded.unsubscribe(*names)
+        else:
+            self.pubsub.unsubscribe(*names)
 
     def listen(self) -> Iterator[dict[str, Any]]:
-        skip = len(self.prefix)
-        for message in self.pubsub.listen():
-            if message["type"] != "message":
-                continue
+        if self.cluster:
+            if self._sharded is None:
+                return
+            messages = self._sharded.listen()
+        else:
+            messages = (m for m in self.pubsub.listen() if m["type"] == "message")
+        hubs = self._hubs
+        for message in messages:
             data = _text(message["data"])
             event_id = None
             if data[:1] != "{":  # "<history id> <event JSON>"
                 event_id, _, data = data.partition(" ")
+            raw = message["channel"]
+            channel = hubs.get(raw if isinstance(raw, bytes) else raw.encode())
             yield {
                 "type": "message",
-                "channel": _text(message["channel"])[skip:],
+                "channel": channel if channel is not None else _text(raw)[len(self.prefix) :],
                 "id": event_id,
                 "data": data,
             }
@@ -206,12 +255,18 @@ class RedisPubSub(Backend):
         if self._pubsub is not None:
             self._pubsub.close()
             self._pubsub = None
+        if self._sharded is not None:
+            self._sharded.close()
+            self._sharded = None
 
 
-def _entries(entries: list[tuple[Any, dict[Any, Any]]]) -> list[tuple[str, str]]:
-    return [
-        (_text(i), _text(fields[b"e"] if b"e" in fields else fields["e"])) for i, fields in entries
-    ]
+def _entries(entries: list[tuple[Any, Any]]) -> list[tuple[str, str]]:
+    out = []
+    for entry_id, fields in entries:
+        if not isinstance(fields, dict):  # unparsed (a Redis Cluster transaction): [k, v, ...]
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        out.append((_text(entry_id), _text(fields[b"e"] if b"e" in fields else fields["e"])))
+    return out
 
 
 def _text(value: bytes | str) -> str:
