@@ -25,8 +25,12 @@ Scenarios (``--scenario``):
   give ``--duration 300``): lost, duplicates, and the growth of the server's
   RSS from the end of ``--warmup`` to the end.
 
+``--init broker`` initialises the ``ours`` app with
+``init_app(app, celery=Celery(...), broker=redis.StrictRedis.from_url(...))``
+instead of ``Notifications(app)`` (see benchmarks/fanout_apps.py).
+
 Usage: python benchmarks/fanout.py --scenario broadcast [--streams 5000] [--rate 20]
-       [--duration 20] [--systems ours,flask_sse]
+       [--duration 20] [--systems ours,flask_sse] [--init url|broker]
 """
 
 from __future__ import annotations
@@ -52,9 +56,14 @@ ROOT = HERE.parent
 # -- servers ----------------------------------------------------------------------
 
 
-def start_server(system: str, redis_url: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    system: str, redis_url: str, workers: int, init: str = "url"
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
-    env = dict(os.environ, BENCH_APP=system, REDIS_URL=redis_url, PYTHONPATH=f"{ROOT}:{HERE}")
+    env = dict(
+        os.environ, BENCH_APP=system, BENCH_INIT=init, REDIS_URL=redis_url,
+        PYTHONPATH=f"{ROOT}:{HERE}",
+    )  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
          "--worker-connections", "30000", "--backlog", "4096", "--graceful-timeout", "2",
@@ -152,7 +161,7 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
     mode = "targeted" if args.scenario == "targeted" else "broadcast"
     samples: list[tuple[float, int]] = []
     events = 0 if args.scenario == "idle" else int(args.rate * args.duration)
-    proc, base = start_server(system, redis_url, args.workers)
+    proc, base = start_server(system, redis_url, args.workers, args.init)
     port = int(base.rsplit(":", 1)[1])
     client = None
     try:
@@ -264,6 +273,14 @@ def main() -> None:
     )
     parser.add_argument("--systems", default="ours,flask_sse")
     parser.add_argument(
+        "--init",
+        choices=["url", "broker"],
+        default="url",
+        help="how the 'ours' app initialises: Notifications(app) with NOTIFICATIONS_REDIS_URL "
+        "(url), or init_app(app, celery=Celery(...), broker=redis.StrictRedis.from_url(...)) "
+        "with every default (broker)",
+    )
+    parser.add_argument(
         "--workers", type=int, help="gunicorn workers, the same for both (default 2; idle: 1)"
     )
     args = parser.parse_args()
@@ -291,7 +308,7 @@ def main() -> None:
 
     print(
         f"scenario {args.scenario}: {args.streams} streams, {args.rate:g} events/s for "
-        f"{args.duration:g} s; gunicorn -k gevent -w {args.workers}; "
+        f"{args.duration:g} s; gunicorn -k gevent -w {args.workers}; init {args.init}; "
         f"python {sys.version.split()[0]}; flask-notifications {flask_notifications.__version__}"
     )
     columns = ["system", "streams", "refused", "connect_s", "rss_per_stream_kb", "rss_mb"]

@@ -65,7 +65,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     notifications = Notifications(app)
     redis = notifications.redis
 
-    inbox = notifications.create_hub("Inbox")  # private
+    # Private: a message reaches its recipients' streams; a broadcast (an
+    # event without recipients) reaches every signed-in user's.
+    inbox = notifications.create_hub("Inbox", readers=lambda user: user is not None)
     inbox.filter_by(WithEventType("message"))
     inbox.register_consumer(PushConsumer(redis, inbox.hub_id))
 
