@@ -1,8 +1,10 @@
 """Delivery records in Redis (sent event ids, the outbox, completion records,
 per-recipient delivery records) and dead letters.
 
-The same functions as :mod:`flask_notifications.delivery.records` and
-:mod:`flask_notifications.delivery.dead_letters`, where they live since 0.2;
+The same functions as :mod:`flask_notifications.delivery.records`,
+:mod:`flask_notifications.delivery.dead_letters` and
+:func:`~flask_notifications.delivery.sweeper.redeliver_pending`, where they
+live since 0.2;
 this module keeps the import path of earlier versions.
 """
 
@@ -20,9 +22,9 @@ from .delivery.records import (
     pending_count,
     pending_key,
     postpone_pending,
-    redeliver_pending,
     release_event_id,
 )
+from .delivery.sweeper import redeliver_pending
 
 __all__ = [
     "add_dead_letter",

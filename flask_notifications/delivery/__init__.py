@@ -8,7 +8,8 @@
   letters);
 - :mod:`~flask_notifications.delivery.sweeper`: the workers' sweeper (the
   outbox, the model-event outbox);
-- :mod:`~flask_notifications.delivery.records` and
+- :mod:`~flask_notifications.delivery.records`,
+  :mod:`~flask_notifications.delivery.event_records` and
   :mod:`~flask_notifications.delivery.dead_letters`: the Redis records;
 - :mod:`~flask_notifications.delivery.apps`,
   :mod:`~flask_notifications.delivery.tasks` and
@@ -16,7 +17,7 @@
   Celery and Flask app a task runs in, the task classes, their registration).
 
 The modules depend on each other in that order, from the bottom:
-``apps`` <- ``tasks``; ``records`` <- ``dead_letters``; ``worker``,
+``apps`` <- ``tasks``; ``records`` <- ``event_records``, ``dead_letters``; ``worker``,
 ``sweeper`` and ``request`` use those; ``registry`` registers the worker's
 task bodies and the sweeper. Importing any of them registers nothing.
 """

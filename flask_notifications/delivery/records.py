@@ -6,7 +6,8 @@
   worker's sweeper enqueues again if the broker loses it.
 - A worker records ``(consumer, hub, event id)`` after each consumer's
   ``consume`` succeeds: a redelivered event skips the consumers that finished,
-  and runs again those that died half way.
+  and runs again those that died half way (an event task's records are
+  written by :class:`~flask_notifications.delivery.event_records.EventRecords`).
 - Consumers that reach the outside world record each recipient they delivered
   to (:func:`delivered`, :func:`mark_delivered`).
 
@@ -19,12 +20,10 @@ starts with the app's ``NOTIFICATIONS_REDIS_PREFIX``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Sequence
 from typing import Any
 
 import redis
-from flask import current_app
 
 from .._state import get_state
 
@@ -53,7 +52,21 @@ def dead_letters_key() -> str:
     return _key("dead_letters")
 
 
-def _done_key(task_name: str, hub_id: str, event_id: str) -> str:
+def pending_event_key(event_id: str) -> str:
+    """The key of an event kept for its redelivery (for ``NOTIFICATIONS_DEDUP_TTL``).
+
+    :param event_id: the event's id.
+    """
+    return _key("pending_event", event_id)
+
+
+def done_key(task_name: str, hub_id: str, event_id: str) -> str:
+    """The completion record of a consumer for an event.
+
+    :param task_name: the consumer's task name.
+    :param hub_id: the hub.
+    :param event_id: the event's id.
+    """
     return _key("done", hub_id, task_name, event_id)
 
 
@@ -116,7 +129,7 @@ def claim_and_record(
     script = _script(client, "_fn_claim_and_record", _CLAIM_AND_RECORD)
     args: list[Any] = [ttl, due, event_json]
     args += [pending_member(name, target, app_key, event_id) for name, target, app_key in tasks]
-    keys = [_key("sent", event_id), pending_key(), _key("pending_event", event_id)]
+    keys = [_key("sent", event_id), pending_key(), pending_event_key(event_id)]
     return bool(script(keys=keys, args=args))
 
 
@@ -133,110 +146,6 @@ def release_event_id(event_id: str) -> None:
             pass  # Redis is down: the key expires anyway
 
 
-# -- the worker side: one event ---------------------------------------------------------
-
-# Which consumers of the event already finished, and the outbox records of the
-# consumers that run as tasks of their own (added unless they finished or are
-# already there: only those are enqueued).
-_BEGIN = """
-local inline = tonumber(ARGV[2])
-local out = {}
-for i = 1, inline do out[i] = redis.call('EXISTS', KEYS[i + 1]) end
-for j = 3, #ARGV do
-  if redis.call('EXISTS', KEYS[inline + j - 1]) == 0
-     and redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[j]) == 1 then
-    out[#out + 1] = 1
-  else
-    out[#out + 1] = 0
-  end
-end
-return out
-"""
-
-
-def begin_event(
-    inline: list[Target], own: list[Target], app_key: str, event_id: str, due: float
-) -> tuple[list[bool], list[bool]]:
-    """Start running an event's consumers, in one round trip (a script).
-
-    :param inline: the consumers the event task runs itself.
-    :param own: the consumers that run as tasks of their own: their outbox
-        records are added, and they are to be enqueued, unless they finished
-        or are already in the outbox (a redelivered event task).
-    :param app_key: the Flask app's key.
-    :param event_id: the event's id.
-    :param due: when to consider the own tasks lost if unfinished.
-    :returns: for each inline consumer, whether it already finished; for each
-        own-task consumer, whether to enqueue it.
-    """
-    client = redis_client()
-    if client is None:
-        return [False] * len(inline), [True] * len(own)
-    script = _script(client, "_fn_begin_event", _BEGIN)
-    keys = [pending_key()]
-    keys += [_done_key(name, hub_id, event_id) for hub_id, name in (*inline, *own)]
-    args: list[Any] = [due, len(inline)]
-    args += [pending_member(name, hub_id, app_key, event_id) for hub_id, name in own]
-    flags = [bool(flag) for flag in script(keys=keys, args=args)]
-    return flags[: len(inline)], flags[len(inline) :]
-
-
-def mark_consumed(task_name: str, hub_id: str, event_id: str, ttl: int) -> None:
-    """Record that a consumer of an event task consumed the event (the event
-    task's outbox record stays until all its consumers finished).
-
-    :param task_name: the consumer's task name.
-    :param hub_id: the hub.
-    :param event_id: the event's id.
-    :param ttl: seconds to remember it.
-    """
-    client = redis_client()
-    if client is not None:
-        client.set(_done_key(task_name, hub_id, event_id), 1, ex=ttl)
-
-
-def finish_event(
-    task_name: str,
-    targets: Any,
-    app_key: str,
-    event_id: str,
-    ttl: int,
-    consumed: list[Target],
-    retries: list[tuple[str, str, float]],
-    letters: list[str],
-) -> None:
-    """End an event task, in one round trip (a transaction): record the last
-    consumers that consumed it, put the consumers to retry in the outbox,
-    keep the dead letters, and drop the event task's outbox record.
-
-    :param task_name: the event task's name.
-    :param targets: its targets, as in its message.
-    :param app_key: the Flask app's key.
-    :param event_id: the event's id.
-    :param ttl: seconds to remember completion records.
-    :param consumed: ``[hub id, name]`` of consumers not recorded yet.
-    :param retries: ``(hub id, name, due)`` of consumers retried by tasks of their own.
-    :param letters: dead letters (JSON), from
-        :func:`~flask_notifications.delivery.dead_letters.letter`.
-    """
-    client = redis_client()
-    if client is None:
-        return
-    pending = pending_key()
-    pipe = client.pipeline(transaction=True)
-    for hub_id, name in consumed:
-        pipe.set(_done_key(name, hub_id, event_id), 1, ex=ttl)
-    if retries:
-        members = {pending_member(n, hub_id, app_key, event_id): d for hub_id, n, d in retries}
-        pipe.zadd(pending, members)
-    if letters:
-        pipe.lpush(dead_letters_key(), *letters)
-        # Bounded: the oldest go once NOTIFICATIONS_DEAD_LETTERS_MAX are kept.
-        pipe.ltrim(dead_letters_key(), 0, current_app.config["NOTIFICATIONS_DEAD_LETTERS_MAX"] - 1)
-    pipe.zrem(pending, pending_member(task_name, targets, app_key, event_id))
-    pipe.execute()
-
-
 # -- the worker side: one consumer ---------------------------------------------------------
 
 
@@ -248,7 +157,7 @@ def is_done(task_name: str, hub_id: str, event_id: str) -> bool:
     :param event_id: the event's id.
     """
     client = redis_client()
-    return client is not None and bool(client.exists(_done_key(task_name, hub_id, event_id)))
+    return client is not None and bool(client.exists(done_key(task_name, hub_id, event_id)))
 
 
 def mark_done(task_name: str, hub_id: str, app_key: str, event_id: str, ttl: int) -> None:
@@ -264,7 +173,7 @@ def mark_done(task_name: str, hub_id: str, app_key: str, event_id: str, ttl: int
     client = redis_client()
     if client is not None:
         pipe = client.pipeline(transaction=False)
-        pipe.set(_done_key(task_name, hub_id, event_id), 1, ex=ttl)
+        pipe.set(done_key(task_name, hub_id, event_id), 1, ex=ttl)
         pipe.zrem(pending_key(), pending_member(task_name, hub_id, app_key, event_id))
         pipe.execute()
 
@@ -295,49 +204,6 @@ def finish_pending(task_name: str, target: Any, app_key: str, event_id: str) -> 
     client = redis_client()
     if client is not None:
         client.zrem(pending_key(), pending_member(task_name, target, app_key, event_id))
-
-
-# -- the sweeper -----------------------------------------------------------------------
-
-
-def redeliver_pending(delay: float, limit: int = 1000) -> int:
-    """Enqueue again the tasks still unfinished past their deadline.
-
-    One process at a time (a Redis lock). A consumer that did finish meanwhile
-    is skipped by its completion record, so nothing runs twice.
-
-    :param delay: seconds until a redelivered task counts as lost again.
-    :param limit: at most this many per call.
-    :returns: how many were enqueued again.
-    """
-    client = redis_client()
-    lock = _key("sweep_lock")
-    if client is None or not client.set(lock, 1, nx=True, ex=30):
-        return 0
-    pending = pending_key()
-    try:
-        now = time.time()
-        members = client.zrangebyscore(pending, 0, now, start=0, num=limit)
-        if not members:
-            return 0
-        tasks = get_state().celery.tasks
-        count = 0
-        for member in members:
-            task_name, target, app_key, event_id = json.loads(member)
-            event_json = client.get(_key("pending_event", event_id))
-            if event_json is None:  # older than the dedup TTL: give it up
-                client.zrem(pending, member)
-                continue
-            task = tasks.get(task_name)
-            if task is None:
-                continue
-            client.zadd(pending, {member: now + delay})
-            event_json = event_json.decode() if isinstance(event_json, bytes) else event_json
-            task.apply_async((event_json, target, app_key), serializer="json")
-            count += 1
-        return count
-    finally:
-        client.delete(lock)
 
 
 def pending_count() -> int:

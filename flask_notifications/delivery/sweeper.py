@@ -5,17 +5,20 @@ Each worker process runs one sweeper thread (started by Celery's
 :func:`~flask_notifications.delivery.registry.install`). For every Flask app
 bound to the worker's Celery app, it enqueues again the tasks of the outbox
 past their deadline (one process at a time, under a Redis lock: see
-:func:`~flask_notifications.delivery.records.redeliver_pending`), and sends
+:func:`redeliver_pending`), and sends
 the model events that a web process died before sending (the model-event
 outbox, :mod:`flask_notifications.inbox.model_outbox`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
+from .._state import get_state
 from . import records
 from .apps import bound_apps
 
@@ -26,6 +29,47 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_notifications")
 
 _SWEEPER_STOP = "flask_notifications_sweeper_stop"
+
+
+def redeliver_pending(delay: float, limit: int = 1000) -> int:
+    """Enqueue again the tasks still unfinished past their deadline.
+
+    One process at a time (a Redis lock). A consumer that did finish meanwhile
+    is skipped by its completion record, so nothing runs twice.
+
+    :param delay: seconds until a redelivered task counts as lost again.
+    :param limit: at most this many per call.
+    :returns: how many were enqueued again.
+    """
+    client = records.redis_client()
+    state = get_state()
+    lock = state.key("sweep_lock")
+    if client is None or not client.set(lock, 1, nx=True, ex=30):
+        return 0
+    pending = records.pending_key()
+    try:
+        now = time.time()
+        members = client.zrangebyscore(pending, 0, now, start=0, num=limit)
+        if not members:
+            return 0
+        tasks = state.celery.tasks
+        count = 0
+        for member in members:
+            task_name, target, app_key, event_id = json.loads(member)
+            event_json = client.get(records.pending_event_key(event_id))
+            if event_json is None:  # older than the dedup TTL: give it up
+                client.zrem(pending, member)
+                continue
+            task = tasks.get(task_name)
+            if task is None:
+                continue
+            client.zadd(pending, {member: now + delay})
+            event_json = event_json.decode() if isinstance(event_json, bytes) else event_json
+            task.apply_async((event_json, target, app_key), serializer="json")
+            count += 1
+        return count
+    finally:
+        client.delete(lock)
 
 
 def sweep_forever(celery: Celery, stop: threading.Event) -> None:
@@ -41,7 +85,7 @@ def sweep_forever(celery: Celery, stop: threading.Event) -> None:
                 after = float(app.config["NOTIFICATIONS_REDELIVER_AFTER"])
                 interval = min(interval, max(after / 2, 0.25))
                 try:
-                    count = records.redeliver_pending(after)
+                    count = redeliver_pending(after)
                 except Exception:  # noqa: BLE001 - Redis down: try again later
                     logger.debug("redelivery sweep failed", exc_info=True)
                     continue

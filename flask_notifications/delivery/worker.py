@@ -33,6 +33,7 @@ from ..event import Event
 from ..signals import consumer_failed, event_consumed
 from . import dead_letters, records
 from .apps import flask_app_for
+from .event_records import EventRecords
 from .tasks import ConsumerTask, celery_expiry, consumer_running
 
 if TYPE_CHECKING:
@@ -70,7 +71,9 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
             _log_give_up(name, hub, event_id, exc)
         if event_id is not None:
             letters_json = _letters(letters, app_key, event_json)
-            records.finish_event(task.name, targets, app_key, event_id, 0, [], [], letters_json)
+            EventRecords(records.redis_client(), app_key, event_id).finish(
+                task.name, targets, [], letters_json
+            )
         _signal_failures(None, letters)
         return
     event_id = event["event_id"]
@@ -81,11 +84,10 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
     config = current_app.config
     found, own = _find(state.extension, targets, event_id)
     due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
-    done, enqueue = records.begin_event(
+    bookkeeping = EventRecords(records.redis_client(), app_key, event_id)
+    done, enqueue = bookkeeping.begin(
         [[hub.hub_id, name] for hub, name, _ in found],
         [[hub.hub_id, name] for hub, name, _ in own],
-        app_key,
-        event_id,
         due,
     )
     expires = celery_expiry(event)
@@ -99,10 +101,10 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
     todo = [item for item, finished in zip(found, done, strict=True) if not finished]
     ttl = config["NOTIFICATIONS_DEDUP_TTL"]
     app = current_app._get_current_object()  # type: ignore[attr-defined]
-    consumed: list[list[str]] = []  # recorded by finish_event
     retries: list[tuple[EventHub, str, Consumer, float]] = []
     failed: list[_Failed] = []
-    for index, (hub, name, consumer) in enumerate(todo):
+    finished: list[tuple[EventHub, Consumer]] = []  # their records sent
+    for hub, name, consumer in todo:
         try:
             with consumer_running(name):
                 consumer(event)
@@ -118,24 +120,16 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
                 _log_give_up(name, hub, event_id, exc)
                 failed.append((hub, name, consumer, exc))
             continue
-        if index == len(todo) - 1:
-            consumed.append([hub.hub_id, name])  # recorded with the end of the event
-            continue
-        records.mark_consumed(name, hub.hub_id, event_id, ttl)
-        event_consumed.send(app, event=event, hub=hub, consumer=consumer)
+        bookkeeping.consumed(name, hub.hub_id, ttl)  # sent now, before the next one runs
+        finished.append((hub, consumer))
     later = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
-    records.finish_event(
+    bookkeeping.finish(
         task.name,
         targets,
-        app_key,
-        event_id,
-        ttl,
-        consumed,
         [(hub.hub_id, name, later + countdown) for hub, name, _, countdown in retries],
         _letters(failed, app_key, event_json),
     )
-    if consumed:
-        hub, name, consumer = todo[-1]
+    for hub, consumer in finished:
         event_consumed.send(app, event=event, hub=hub, consumer=consumer)
     _signal_failures(event, failed)
     for hub, name, _, countdown in retries:
