@@ -29,8 +29,14 @@ Scenarios (``--scenario``):
 ``init_app(app, celery=Celery(...), broker=redis.StrictRedis.from_url(...))``
 instead of ``Notifications(app)`` (see benchmarks/fanout_apps.py).
 
+``--redis cluster`` runs ``ours`` on a Redis Cluster of 3 masters
+(``redis+cluster://``; sharded pub/sub, Redis 7) instead of one Redis, with
+the same load; the Celery broker is then a separate Redis (kombu has no
+Redis Cluster transport). Flask-SSE needs one Redis, so it runs only with
+``--redis single``.
+
 Usage: python benchmarks/fanout.py --scenario broadcast [--streams 5000] [--rate 20]
-       [--duration 20] [--systems ours,flask_sse] [--init url|broker]
+       [--duration 20] [--systems ours,flask_sse] [--init url|broker] [--redis single|cluster]
 """
 
 from __future__ import annotations
@@ -47,7 +53,13 @@ import time
 import urllib.request
 from pathlib import Path
 
-from flask_notifications.testing import RedisServer, free_port, stop_process, wait_for_http
+from flask_notifications.testing import (
+    RedisClusterServer,
+    RedisServer,
+    free_port,
+    stop_process,
+    wait_for_http,
+)
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -57,12 +69,12 @@ ROOT = HERE.parent
 
 
 def start_server(
-    system: str, redis_url: str, workers: int, init: str = "url"
+    system: str, redis_url: str, workers: int, init: str = "url", broker_url: str = ""
 ) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = dict(
         os.environ, BENCH_APP=system, BENCH_INIT=init, REDIS_URL=redis_url,
-        PYTHONPATH=f"{ROOT}:{HERE}",
+        BROKER_URL=broker_url, PYTHONPATH=f"{ROOT}:{HERE}",
     )  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
@@ -97,7 +109,13 @@ def publish_loop(
 ) -> None:
     import redis
 
-    client = redis.Redis.from_url(redis_url)
+    from flask_notifications._redis import blocking_client
+
+    if redis_url.startswith("redis+cluster://"):
+        config = {"NOTIFICATIONS_REDIS_MAX_CONNECTIONS": 4, "NOTIFICATIONS_REDIS_POOL_TIMEOUT": 5}
+        client = blocking_client(redis_url, config)
+    else:
+        client = redis.Redis.from_url(redis_url)
     if system == "ours":
         from flask_notifications import Event
         from flask_notifications.event_hub import hub_id_for
@@ -161,7 +179,7 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
     mode = "targeted" if args.scenario == "targeted" else "broadcast"
     samples: list[tuple[float, int]] = []
     events = 0 if args.scenario == "idle" else int(args.rate * args.duration)
-    proc, base = start_server(system, redis_url, args.workers, args.init)
+    proc, base = start_server(system, redis_url, args.workers, args.init, args.broker_url)
     port = int(base.rsplit(":", 1)[1])
     client = None
     try:
@@ -283,7 +301,15 @@ def main() -> None:
     parser.add_argument(
         "--workers", type=int, help="gunicorn workers, the same for both (default 2; idle: 1)"
     )
+    parser.add_argument(
+        "--redis",
+        choices=["single", "cluster"],
+        default="single",
+        help="one redis-server (single), or a Redis Cluster of 3 masters for 'ours' (cluster)",
+    )
     args = parser.parse_args()
+    if args.redis == "cluster" and (args.init != "url" or "flask_sse" in args.systems):
+        parser.error("--redis cluster runs 'ours' with --init url only: --systems ours")
     defaults = {
         "broadcast": (5000, 20),
         "targeted": (5000, 1000),
@@ -300,15 +326,24 @@ def main() -> None:
     )
 
     results = []
-    with RedisServer(extra_args=["--maxclients", str(2 * args.streams + 1000)]) as server:
-        for system in args.systems.split(","):
-            results.append(run_system(system, server.url, args))
+    maxclients = ["--maxclients", str(2 * args.streams + 1000)]
+    with RedisServer(extra_args=maxclients) as server:
+        args.broker_url = ""
+        if args.redis == "cluster":
+            # The cluster carries pub/sub and history; the single Redis the broker.
+            args.broker_url = server.url
+            with RedisClusterServer(masters=3, extra_args=maxclients) as cluster:
+                results.append(run_system("ours", cluster.url, args))
+        else:
+            for system in args.systems.split(","):
+                results.append(run_system(system, server.url, args))
 
     import flask_notifications
 
     print(
         f"scenario {args.scenario}: {args.streams} streams, {args.rate:g} events/s for "
         f"{args.duration:g} s; gunicorn -k gevent -w {args.workers}; init {args.init}; "
+        f"redis {args.redis}; "
         f"python {sys.version.split()[0]}; flask-notifications {flask_notifications.__version__}"
     )
     columns = ["system", "streams", "refused", "connect_s", "rss_per_stream_kb", "rss_mb"]

@@ -3,8 +3,10 @@
 - ``ours``: Flask-Notifications, one private hub ``Bench`` whose broadcasts
   every identified stream reads; the identity is the ``user`` query
   argument. ``BENCH_INIT=url`` (the default): ``Notifications(app)`` with
-  ``NOTIFICATIONS_REDIS_URL``; ``BENCH_INIT=broker``: ``init_app(app,
-  celery=Celery(...), broker=redis.StrictRedis.from_url(...))``.
+  ``NOTIFICATIONS_REDIS_URL`` (``REDIS_URL``, which may be a
+  ``redis+cluster://`` URL; then ``BROKER_URL`` is the Celery broker);
+  ``BENCH_INIT=broker``: ``init_app(app, celery=Celery(...),
+  broker=redis.StrictRedis.from_url(...))``.
 - ``flask_sse``: Flask-SSE's blueprint at ``/stream`` (``?channel=`` picks
   the Redis channel; one Redis subscription per stream, by design).
 """
@@ -35,6 +37,8 @@ if os.environ.get("BENCH_APP", "ours") == "ours":
         )
     else:
         app.config["NOTIFICATIONS_REDIS_URL"] = os.environ["REDIS_URL"]
+        if os.environ.get("BROKER_URL"):  # with a Redis Cluster: the broker apart
+            app.config["CELERY_BROKER_URL"] = os.environ["BROKER_URL"]
         notifications = Notifications(app)
     # Private, and its broadcasts reach every signed-in stream (since 0.2 a
     # private hub needs a readers rule for that).
