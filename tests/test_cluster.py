@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 
 import pytest
 from redis.cluster import RedisCluster
@@ -125,3 +126,56 @@ def test_streams_on_hubs_of_every_shard_get_their_events(
         for stream in streams.values():
             stream.close()
         client.close()
+
+
+def test_delivery_records_work_on_a_cluster(make_app, cluster_url, redis_url, redis_client, worker):
+    """Dedup, the outbox (in buckets spread over the shards), redelivery of
+    what the broker lost, completion records and dead letters, on RedisCluster."""
+    from flask_notifications import reliability
+    from flask_notifications.consumers import Consumer
+    from flask_notifications.filters import WithEventType
+
+    class Broken(Consumer):
+        def consume(self, event, *args, **kwargs):
+            raise KeyError("a bug")
+
+    app = make_app(
+        NOTIFICATIONS_REDIS_URL=cluster_url,
+        CELERY_BROKER_URL=redis_url,
+        NOTIFICATIONS_REDELIVER_AFTER=0.5,
+    )
+    notifications = Notifications(app)
+    done: list[tuple[str, str]] = []
+    notifications.create_hub("Recorded").filter_by(WithEventType("good"))
+    for name in ("a", "b"):
+        notifications.create_hub("Recorded").register_consumer(
+            lambda e, name=name: done.append((name, e["event_id"])),
+            celery_task_name=f"tests.cluster.{name}",
+        )
+    broken_hub = notifications.create_hub("Broken")
+    broken_hub.register_consumer(Broken(), celery_task_name="tests.cluster.broken")
+    broken_hub.filter_by(WithEventType("bad"))
+    with app.app_context():
+        events = [Event(None, "good", f"n{i}", "") for i in range(20)]
+        for event in events:
+            notifications.send(event)
+        notifications.send(events[0])  # the same event id again: ignored
+        assert redis_client.llen("celery") == 20
+        assert reliability.pending_count() == 20
+        client = notifications.redis
+        nodes = {
+            client.get_node_from_key(reliability.pending_key(e["event_id"])).name for e in events
+        }
+        assert len(nodes) > 1  # the outbox buckets are spread over the shards
+        redis_client.delete("celery")  # the broker loses every message
+        time.sleep(0.6)
+        assert reliability.redeliver_pending(0.5) == 20
+        bad = notifications.send(Event(None, "bad", "x", ""))
+        with worker(app):
+            wait_for(lambda: len(done) >= 40, 15)
+            wait_for(lambda: reliability.dead_letters(), 15)
+            wait_for(lambda: reliability.pending_count() == 0, 15)
+        assert sorted(done) == sorted((n, e["event_id"]) for n in "ab" for e in events)
+        (letter,) = reliability.dead_letters()
+        assert letter["task"] == "tests.cluster.broken" and bad["event_id"] in letter["event"]
+        assert reliability.replay_dead_letters() == 1 and reliability.dead_letters() == []

@@ -8,10 +8,10 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-import redis
 from celery import shared_task
 from flask import current_app
 
+from .._redis import is_redis
 from .._state import get_state
 from ..delivery.tasks import AppTask
 from ..errors import ConfigurationError, MailServerUnavailable
@@ -45,8 +45,8 @@ class DigestMixin:
 
     def _collect(self, event: Event, user: str | None, address: str, name: str) -> None:
         client = get_state().redis
-        if not isinstance(client, redis.Redis):
-            raise ConfigurationError("digests need the default Redis broker client")
+        if not is_redis(client):
+            raise ConfigurationError("digests need the library's Redis client")
         assert self.digest is not None
         key = get_state().key("digest", name, address)
         ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
@@ -56,7 +56,7 @@ class DigestMixin:
         pipe.execute()
         self._schedule(client, address, name)
 
-    def _schedule(self, client: redis.Redis, address: str, name: str) -> None:
+    def _schedule(self, client: Any, address: str, name: str) -> None:
         """Enqueue the digest of ``address`` unless one is already due."""
         assert self.digest is not None
         state = get_state()

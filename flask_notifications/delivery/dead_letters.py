@@ -17,7 +17,7 @@ from flask import current_app
 
 from .._state import get_state
 from .._text import printable
-from .records import dead_letters_key, redis_client
+from .records import dead_letters_key, dead_letters_keys, redis_client
 
 __all__ = ["add_dead_letter", "dead_letters", "dead_letters_key", "letter", "replay_dead_letters"]
 
@@ -57,7 +57,7 @@ def add_dead_letter(
     client = redis_client()
     if client is None:
         return
-    key = dead_letters_key()
+    key = dead_letters_key(_event_id(event_json))
     pipe = client.pipeline(transaction=True)
     pipe.lpush(key, letter(task_name, hub_id, app_key, event_json, error))
     # Bounded: the oldest go once NOTIFICATIONS_DEAD_LETTERS_MAX are kept.
@@ -70,7 +70,10 @@ def dead_letters() -> list[dict[str, Any]]:
     client = redis_client()
     if client is None:
         return []
-    return [json.loads(raw) for raw in client.lrange(dead_letters_key(), 0, -1)]
+    letters = [json.loads(raw) for key in dead_letters_keys() for raw in client.lrange(key, 0, -1)]
+    if len(dead_letters_keys()) > 1:  # a Redis Cluster's buckets, merged
+        letters.sort(key=lambda item: item.get("failed_at", 0), reverse=True)
+    return letters
 
 
 def replay_dead_letters() -> int:
@@ -84,13 +87,22 @@ def replay_dead_letters() -> int:
         return 0
     tasks = get_state().celery.tasks
     count = 0
-    key = dead_letters_key()
-    while (raw := client.rpop(key)) is not None:
-        item = json.loads(raw)
-        task = tasks.get(item["task"])
-        if task is None:  # unknown here: keep it for a process that knows it
-            client.rpush(key, raw)
-            break
-        task.apply_async((item["event"], item["hub_id"], item["app"]), serializer="json")
-        count += 1
+    for key in dead_letters_keys():  # one per bucket on a Redis Cluster
+        while (raw := client.rpop(key)) is not None:
+            item = json.loads(raw)
+            task = tasks.get(item["task"])
+            if task is None:  # unknown here: keep it for a process that knows it
+                client.rpush(key, raw)
+                break
+            task.apply_async((item["event"], item["hub_id"], item["app"]), serializer="json")
+            count += 1
     return count
+
+
+def _event_id(event_json: str) -> str | None:
+    """The id of the event of a dead letter (its bucket on a Redis Cluster)."""
+    try:
+        event_id = json.loads(event_json).get("event_id")
+    except (ValueError, AttributeError):
+        return None
+    return event_id if isinstance(event_id, str) else None

@@ -17,7 +17,9 @@ connection for the event and:
 Commands go out on one connection in order, so Redis applies them in the
 order they were sent, and a record sent before the worker died stays. A
 consumer whose record had not been sent yet runs again when the event is
-delivered again.
+delivered again. On a Redis Cluster, the event's records share a hash slot
+(see :mod:`~flask_notifications.delivery.records`): the connection is one to
+the node that owns it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any
 import redis
 from flask import current_app
 
+from .._redis import is_cluster
 from .records import Target, dead_letters_key, done_key, pending_key, pending_member
 
 __all__ = ["EventRecords"]
@@ -53,18 +56,26 @@ _BEGIN_SHA = "_fn_begin_event_sha"
 class EventRecords:
     """The Redis records of one event task, on one connection held for the event.
 
-    :param client: the app's Redis client, or ``None`` (no records: every
+    :param client: the app's Redis client (a :class:`redis.Redis` or a
+        :class:`redis.cluster.RedisCluster`), or ``None`` (no records: every
         consumer counts as not finished, every own task is enqueued).
     :param app_key: the Flask app's key.
     :param event_id: the event's id.
     """
 
-    def __init__(self, client: redis.Redis | None, app_key: str, event_id: str) -> None:
+    def __init__(self, client: Any, app_key: str, event_id: str) -> None:
         self._client = client
         self._app_key = app_key
         self._event_id = event_id
         self._connection: Any = None
         self._replies = 0  # sent, not read yet
+        self._pool: Any = None
+        if client is not None:
+            if is_cluster(client):  # the node that owns the event's bucket
+                node = client.get_node_from_key(pending_key(event_id))
+                self._pool = client.get_redis_connection(node).connection_pool
+            else:
+                self._pool = client.connection_pool
 
     def begin(
         self, inline: list[Target], own: list[Target], due: float
@@ -79,7 +90,7 @@ class EventRecords:
         """
         if self._client is None:
             return [False] * len(inline), [True] * len(own)
-        keys = [pending_key()]
+        keys = [pending_key(self._event_id)]
         keys += [done_key(name, hub_id, self._event_id) for hub_id, name in (*inline, *own)]
         args: list[Any] = [due, len(inline)]
         app_key, event_id = self._app_key, self._event_id
@@ -131,13 +142,13 @@ class EventRecords:
             return
         event_id, app_key = self._event_id, self._app_key
         commands: list[tuple[Any, ...]] = [("MULTI",)]
-        pending = pending_key()
+        pending = pending_key(event_id)
         for hub_id, name, due in retries:
             commands.append(("ZADD", pending, due, pending_member(name, hub_id, app_key, event_id)))
         if letters:
             limit = current_app.config["NOTIFICATIONS_DEAD_LETTERS_MAX"]
-            commands.append(("LPUSH", dead_letters_key(), *letters))
-            commands.append(("LTRIM", dead_letters_key(), 0, limit - 1))
+            commands.append(("LPUSH", dead_letters_key(event_id), *letters))
+            commands.append(("LTRIM", dead_letters_key(event_id), 0, limit - 1))
         commands.append(("ZREM", pending, pending_member(task_name, targets, app_key, event_id)))
         commands.append(("EXEC",))
         self._send(commands)
@@ -163,11 +174,11 @@ class EventRecords:
             self._drop()
             raise
         connection, self._connection, self._replies = self._connection, None, 0
-        self._client.connection_pool.release(connection)  # type: ignore[union-attr]
+        self._pool.release(connection)
 
     def _send(self, commands: list[tuple[Any, ...]]) -> None:
         if self._connection is None:
-            self._connection = self._client.connection_pool.get_connection()  # type: ignore[union-attr]
+            self._connection = self._pool.get_connection()
         try:
             self._connection.send_packed_command(self._connection.pack_commands(commands))
         except BaseException:
@@ -200,4 +211,4 @@ class EventRecords:
         connection, self._connection, self._replies = self._connection, None, 0
         if connection is not None:
             connection.disconnect()
-            self._client.connection_pool.release(connection)  # type: ignore[union-attr]
+            self._pool.release(connection)

@@ -12,44 +12,96 @@
   to (:func:`delivered`, :func:`mark_delivered`).
 
 Dead letters are in :mod:`flask_notifications.delivery.dead_letters`. These
-records need the default Redis client (``init_app(broker=...)`` a
-:class:`redis.Redis`); with another broker client they are skipped. Every key
-starts with the app's ``NOTIFICATIONS_REDIS_PREFIX``.
+records need a Redis client the library can use (one server, a
+Sentinel-managed master or a Redis Cluster); with another broker client they
+are skipped. Every key starts with the app's ``NOTIFICATIONS_REDIS_PREFIX``.
+
+On a Redis Cluster, an event's records share one hash slot, so its scripts and
+transactions stay on one node: they live in one of :data:`BUCKETS` buckets
+(``<prefix>:{o<n>}:...``, ``n`` from the event id), each with its own outbox
+and dead letters; the sweeper and the dead-letter tools go through every bucket.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import redis
+from flask import current_app
 
+from .._redis import is_cluster, is_redis, replica_wait
 from .._state import get_state
 
 #: ``[hub id, consumer task name]``: one consumer of an event.
 Target = Sequence[str]
+#: Buckets of the records on a Redis Cluster (an event's records share a slot).
+BUCKETS = 16
 
 
 def _key(*parts: str) -> str:
     return get_state().key(*parts)
 
 
-def redis_client() -> redis.Redis | None:
+def _buckets() -> list[str]:
+    """The hash tags of the buckets: ``[""]`` (one bucket, no tag) off a cluster."""
+    if not is_cluster(get_state().redis):
+        return [""]
+    return [f"{{o{n}}}" for n in range(BUCKETS)]
+
+
+def _bucket(event_id: str | None) -> str:
+    """The hash tag of ``event_id``'s bucket (``""`` off a cluster; the first
+    bucket for no event)."""
+    if not is_cluster(get_state().redis):
+        return ""
+    return f"{{o{zlib.crc32((event_id or '').encode()) % BUCKETS}}}"
+
+
+def _event_key(event_id: str, *parts: str) -> str:
+    """A key of ``event_id``'s records, in its bucket."""
+    tag = _bucket(event_id)
+    return _key(tag, *parts) if tag else _key(*parts)
+
+
+def redis_client() -> Any:
+    """The app's client when the records can be kept with it (a
+    :class:`redis.Redis` or a :class:`redis.cluster.RedisCluster`), else ``None``."""
     client = get_state().redis
-    return client if isinstance(client, redis.Redis) else None
+    return client if is_redis(client) else None
 
 
-def pending_key() -> str:
+def pending_key(event_id: str | None = None) -> str:
     """The current app's Redis sorted set of enqueued tasks not finished yet
-    (the outbox; score: due time)."""
-    return _key("pending")
+    (the outbox; score: due time); on a Redis Cluster, that of ``event_id``'s bucket.
+
+    :param event_id: the event whose bucket to name (only on a cluster).
+    """
+    tag = _bucket(event_id)
+    return _key(tag, "pending") if tag else _key("pending")
 
 
-def dead_letters_key() -> str:
+def pending_keys() -> list[str]:
+    """Every outbox of the current app (one per bucket on a Redis Cluster)."""
+    return [_key(tag, "pending") if tag else _key("pending") for tag in _buckets()]
+
+
+def dead_letters_key(event_id: str | None = None) -> str:
     """The current app's Redis list of dead letters (JSON objects), newest first
-    (see :mod:`flask_notifications.delivery.dead_letters`)."""
-    return _key("dead_letters")
+    (see :mod:`flask_notifications.delivery.dead_letters`); on a Redis
+    Cluster, that of ``event_id``'s bucket.
+
+    :param event_id: the event whose bucket to name (only on a cluster).
+    """
+    tag = _bucket(event_id)
+    return _key(tag, "dead_letters") if tag else _key("dead_letters")
+
+
+def dead_letters_keys() -> list[str]:
+    """Every dead-letter list of the current app (one per bucket on a Redis Cluster)."""
+    return [_key(tag, "dead_letters") if tag else _key("dead_letters") for tag in _buckets()]
 
 
 def pending_event_key(event_id: str) -> str:
@@ -57,7 +109,7 @@ def pending_event_key(event_id: str) -> str:
 
     :param event_id: the event's id.
     """
-    return _key("pending_event", event_id)
+    return _event_key(event_id, "pending_event", event_id)
 
 
 def done_key(task_name: str, hub_id: str, event_id: str) -> str:
@@ -67,7 +119,7 @@ def done_key(task_name: str, hub_id: str, event_id: str) -> str:
     :param hub_id: the hub.
     :param event_id: the event's id.
     """
-    return _key("done", hub_id, task_name, event_id)
+    return _event_key(event_id, "done", hub_id, task_name, event_id)
 
 
 def pending_member(task_name: str, target: str | Any, app_key: str, event_id: str) -> str:
@@ -82,7 +134,7 @@ def pending_member(task_name: str, target: str | Any, app_key: str, event_id: st
     return json.dumps([task_name, target, app_key, event_id], separators=(",", ":"))
 
 
-def _script(client: redis.Redis, name: str, source: str) -> Any:
+def _script(client: Any, name: str, source: str) -> Any:
     script = client.__dict__.get(name)
     if script is None:  # registered once per client
         script = client.__dict__[name] = client.register_script(source)
@@ -129,8 +181,29 @@ def claim_and_record(
     script = _script(client, "_fn_claim_and_record", _CLAIM_AND_RECORD)
     args: list[Any] = [ttl, due, event_json]
     args += [pending_member(name, target, app_key, event_id) for name, target, app_key in tasks]
-    keys = [_key("sent", event_id), pending_key(), pending_event_key(event_id)]
-    return bool(script(keys=keys, args=args))
+    keys = [sent_key(event_id), pending_key(event_id), pending_event_key(event_id)]
+    wait = client.__dict__.get("_notifications_wait")
+    if wait is None:  # how many replicas a claim waits for (none off Sentinel)
+        wait = client.__dict__["_notifications_wait"] = replica_wait(current_app.config, client)
+    target = wait.target()
+    if not target:
+        return bool(script(keys=keys, args=args))
+    # The outbox record must survive a failover, so that a task the broker
+    # loses with its master is enqueued again: wait for the replicas.
+    pipe = client.pipeline(transaction=False)
+    script(keys=keys, args=args, client=pipe)
+    pipe.execute_command("WAIT", target, wait.timeout_ms)
+    claimed, acknowledged = pipe.execute()
+    wait.record(target, int(acknowledged))
+    return bool(claimed)
+
+
+def sent_key(event_id: str) -> str:
+    """The record of an event id that ``send()`` sent.
+
+    :param event_id: the event's id.
+    """
+    return _event_key(event_id, "sent", event_id)
 
 
 def release_event_id(event_id: str) -> None:
@@ -141,7 +214,7 @@ def release_event_id(event_id: str) -> None:
     client = redis_client()
     if client is not None:
         try:
-            client.delete(_key("sent", event_id))
+            client.delete(sent_key(event_id))
         except redis.RedisError:
             pass  # Redis is down: the key expires anyway
 
@@ -174,7 +247,7 @@ def mark_done(task_name: str, hub_id: str, app_key: str, event_id: str, ttl: int
     if client is not None:
         pipe = client.pipeline(transaction=False)
         pipe.set(done_key(task_name, hub_id, event_id), 1, ex=ttl)
-        pipe.zrem(pending_key(), pending_member(task_name, hub_id, app_key, event_id))
+        pipe.zrem(pending_key(event_id), pending_member(task_name, hub_id, app_key, event_id))
         pipe.execute()
 
 
@@ -190,7 +263,7 @@ def postpone_pending(task_name: str, hub_id: str, app_key: str, event_id: str, d
     client = redis_client()
     if client is not None:
         member = pending_member(task_name, hub_id, app_key, event_id)
-        client.zadd(pending_key(), {member: due}, xx=True)
+        client.zadd(pending_key(event_id), {member: due}, xx=True)
 
 
 def finish_pending(task_name: str, target: Any, app_key: str, event_id: str) -> None:
@@ -203,20 +276,20 @@ def finish_pending(task_name: str, target: Any, app_key: str, event_id: str) -> 
     """
     client = redis_client()
     if client is not None:
-        client.zrem(pending_key(), pending_member(task_name, target, app_key, event_id))
+        client.zrem(pending_key(event_id), pending_member(task_name, target, app_key, event_id))
 
 
 def pending_count() -> int:
     """How many enqueued tasks are not finished yet."""
     client = redis_client()
-    return int(client.zcard(pending_key())) if client is not None else 0
+    return sum(int(client.zcard(key)) for key in pending_keys()) if client is not None else 0
 
 
 # -- per recipient -----------------------------------------------------------------------
 
 
 def _delivered_key(task_name: str, event_id: str, target: str) -> str:
-    return _key("delivered", task_name, event_id, target)
+    return _event_key(event_id, "delivered", task_name, event_id, target)
 
 
 def delivered(task_name: str, event_id: str, targets: list[str]) -> set[str]:

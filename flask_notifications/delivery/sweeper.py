@@ -46,27 +46,27 @@ def redeliver_pending(delay: float, limit: int = 1000) -> int:
     lock = state.key("sweep_lock")
     if client is None or not client.set(lock, 1, nx=True, ex=30):
         return 0
-    pending = records.pending_key()
     try:
         now = time.time()
-        members = client.zrangebyscore(pending, 0, now, start=0, num=limit)
-        if not members:
-            return 0
         tasks = state.celery.tasks
         count = 0
-        for member in members:
-            task_name, target, app_key, event_id = json.loads(member)
-            event_json = client.get(records.pending_event_key(event_id))
-            if event_json is None:  # older than the dedup TTL: give it up
-                client.zrem(pending, member)
-                continue
-            task = tasks.get(task_name)
-            if task is None:
-                continue
-            client.zadd(pending, {member: now + delay})
-            event_json = event_json.decode() if isinstance(event_json, bytes) else event_json
-            task.apply_async((event_json, target, app_key), serializer="json")
-            count += 1
+        for pending in records.pending_keys():  # one per bucket on a Redis Cluster
+            members = client.zrangebyscore(pending, 0, now, start=0, num=limit - count)
+            for member in members:
+                task_name, target, app_key, event_id = json.loads(member)
+                event_json = client.get(records.pending_event_key(event_id))
+                if event_json is None:  # older than the dedup TTL: give it up
+                    client.zrem(pending, member)
+                    continue
+                task = tasks.get(task_name)
+                if task is None:
+                    continue
+                client.zadd(pending, {member: now + delay})
+                event_json = event_json.decode() if isinstance(event_json, bytes) else event_json
+                task.apply_async((event_json, target, app_key), serializer="json")
+                count += 1
+            if count >= limit:
+                break
         return count
     finally:
         client.delete(lock)
