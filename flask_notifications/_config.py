@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_STREAM_RETRY": 2000,
     "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": 50,
     "NOTIFICATIONS_REDIS_POOL_TIMEOUT": 10,
+    # None: 1 behind Sentinel, else 0 (see _redis.replica_wait).
+    "NOTIFICATIONS_REDIS_WAIT_REPLICAS": None,
+    "NOTIFICATIONS_REDIS_WAIT_TIMEOUT": 0.5,
     "NOTIFICATIONS_DATABASE_URI": None,
     "NOTIFICATIONS_INBOX_MAX_PER_PAGE": 100,
     "NOTIFICATIONS_INBOX_HUB": None,
@@ -67,6 +70,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "NOTIFICATIONS_STREAM_RETRY": (int, 0),
     "NOTIFICATIONS_REDIS_MAX_CONNECTIONS": (int, 2),
     "NOTIFICATIONS_REDIS_POOL_TIMEOUT": (float, 0.01),
+    "NOTIFICATIONS_REDIS_WAIT_TIMEOUT": (float, 0.001),
     "NOTIFICATIONS_INBOX_MAX_PER_PAGE": (int, 1),
     "NOTIFICATIONS_DEDUP_TTL": (int, 1),
     "NOTIFICATIONS_SEND_TIMEOUT": (float, 0),
@@ -116,6 +120,13 @@ def apply_defaults(config: MutableMapping[str, Any]) -> None:
         config.setdefault(key, default)
     check_numbers(config)
     check_prefix(config["NOTIFICATIONS_REDIS_PREFIX"])
+    replicas = config["NOTIFICATIONS_REDIS_WAIT_REPLICAS"]
+    if replicas is not None and (
+        isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0
+    ):
+        raise ConfigurationError(
+            f"NOTIFICATIONS_REDIS_WAIT_REPLICAS must be None or an integer >= 0, not {replicas!r}"
+        )
     if "NOTIFICATIONS_STREAM_RATE" in config:
         # A rate per address locked crowds behind one proxy or NAT out; caps on
         # concurrent streams replace it (docs/deploying.rst).
