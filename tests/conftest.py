@@ -240,10 +240,42 @@ def _shared_stream_server(
 
 
 @pytest.fixture
-def stream_base(_shared_stream_server: str, redis_url: str) -> str:
-    """The base URL of a stream server with default settings, shared by the
-    tests (Redis is flushed before each)."""
-    return _shared_stream_server
+def backend_name() -> str:
+    """``"redis"``; tests marked ``@both_backends`` also run on ``"memory"``."""
+    return "redis"
+
+
+#: Run a test on RedisPubSub (a gevent server in a subprocess) and on
+#: MemoryPubSub (a threaded server in this process): the stream layer needs
+#: nothing from a backend but the Backend interface.
+both_backends = pytest.mark.parametrize("backend_name", ["redis", "memory"], indirect=True)
+
+
+@pytest.fixture
+def stream_base(request: pytest.FixtureRequest, backend_name: str, redis_url: str) -> str:
+    """The base URL of a stream server with default settings: the shared gevent
+    subprocess (Redis is flushed before each test), or the in-process one."""
+    if backend_name == "memory":
+        return str(request.getfixturevalue("memory_stream").base)
+    return str(request.getfixturevalue("_shared_stream_server"))
+
+
+@pytest.fixture
+def publish(request: pytest.FixtureRequest, backend_name: str) -> Callable[..., str]:
+    """``publish(hub_id, event)`` through the served app's backend; returns the
+    history id. ``publish.key(id)`` orders ids (``Backend.id_key``)."""
+    from flask_notifications.pubsub.redis_pubsub import RedisPubSub
+
+    if backend_name == "memory":
+        backend = request.getfixturevalue("memory_stream").backend
+    else:
+        backend = RedisPubSub(request.getfixturevalue("redis_client"))
+
+    def _publish(hub_id: str, event: Any) -> str:
+        return str(backend.publish(hub_id, event.to_json()))
+
+    _publish.key = backend.id_key  # type: ignore[attr-defined]
+    return _publish
 
 
 class MemoryStreamServer:

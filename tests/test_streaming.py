@@ -11,6 +11,7 @@ from flask_notifications import Event
 from flask_notifications.event_hub import hub_id_for
 from flask_notifications.pubsub.redis_pubsub import RedisPubSub
 
+from .conftest import both_backends
 from .sse_client import SSEClient
 
 INBOX, NEWS, SECRET = hub_id_for("Inbox"), hub_id_for("News"), hub_id_for("Secret")
@@ -20,48 +21,17 @@ def ev(title, recipients=None, event_type="message", **custom):
     return Event(None, event_type, title, "body", recipients=recipients, **custom)
 
 
-@pytest.fixture
-def backend_name():
-    """``"redis"``; tests marked ``@both_backends`` also run on ``"memory"``."""
-    return "redis"
-
-
-#: Run a test on RedisPubSub (a gevent server in a subprocess) and on
-#: MemoryPubSub (a threaded server in this process): the stream layer needs
-#: nothing from a backend but the Backend interface.
-both_backends = pytest.mark.parametrize("backend_name", ["redis", "memory"], indirect=True)
-
-
-@pytest.fixture
-def stream_base(request, backend_name, redis_url):
-    """The base URL of a stream server with default settings: the shared gevent
-    subprocess (Redis is flushed before each test), or the in-process one."""
-    if backend_name == "memory":
-        return request.getfixturevalue("memory_stream").base
-    return request.getfixturevalue("_shared_stream_server")
-
-
-@pytest.fixture
-def publish(request, backend_name):
-    """``publish(hub_id, event)`` through the served app's backend; returns the
-    history id. ``publish.key(id)`` orders ids (``Backend.id_key``)."""
-    if backend_name == "memory":
-        backend = request.getfixturevalue("memory_stream").backend
-    else:
-        backend = RedisPubSub(request.getfixturevalue("redis_client"))
-
-    def _publish(hub_id, event):
-        return backend.publish(hub_id, event.to_json())
-
-    _publish.key = backend.id_key
-    return _publish
-
-
-def stream(base, label="Inbox", user=None, headers=None, path=None, **kw):
+def stream(base, label="Inbox", user=None, headers=None, path=None, ready=True, **kw):
+    """Open a stream; a first connection that opens is read up to its ``ready``
+    event, so the stream is registered and whatever is published next reaches it."""
     all_headers = dict(headers or {})
     if user:
         all_headers["X-User"] = user
-    return SSEClient(base + (path or f"/notifications/stream/{label}"), all_headers, **kw)
+    client = SSEClient(base + (path or f"/notifications/stream/{label}"), all_headers, **kw)
+    replaying = "Last-Event-ID" in all_headers or "lastEventId=" in (path or "")
+    if ready and client.status == 200 and not replaying:
+        client.wait_ready()
+    return client
 
 
 def titles(events):
@@ -87,7 +57,6 @@ def test_headers_and_retry_arrive_at_once(stream_base):
 def test_frames_carry_history_id_type_and_event_json(stream_base, publish):
     base = stream_base
     with stream(base, user="alice") as client:
-        time.sleep(0.2)
         event = ev(
             "hello", recipients=["alice"], event_type="chat", priority="high", data={"k": [1]}
         )
@@ -103,7 +72,6 @@ def test_frames_carry_history_id_type_and_event_json(stream_base, publish):
 def test_newlines_cannot_break_framing(stream_base, publish):
     base = stream_base
     with stream(base, user="alice") as client:
-        time.sleep(0.2)
         tricky = ev(
             "line1\nline2\r\n\ndata: forged",
             recipients=["alice"],
@@ -121,7 +89,6 @@ def test_newlines_cannot_break_framing(stream_base, publish):
 def test_each_user_receives_only_their_events_and_broadcasts(stream_base, publish):
     base = stream_base
     with stream(base, user="alice") as alice, stream(base, user="bob") as bob:
-        time.sleep(0.2)
         publish(INBOX, ev("for alice", ["alice"]))
         publish(INBOX, ev("for bob", ["bob"]))
         publish(INBOX, ev("for both", ["alice", "bob", "carol"]))
@@ -154,7 +121,6 @@ def test_public_hub_streams_broadcasts_to_anonymous_clients(stream_base, publish
     base = stream_base
     with stream(base, "News") as anonymous, stream(base, "News", user="alice") as alice:
         assert anonymous.status == alice.status == 200
-        time.sleep(0.2)
         publish(NEWS, ev("private to alice", ["alice"]))
         publish(NEWS, ev("public news"))
         assert titles(anonymous.events(1)) == ["public news"]
@@ -166,7 +132,6 @@ def test_flask_sse_notifier_on_an_app_route(stream_base, publish):
     base = stream_base
     with stream(base, user="bob", path="/custom/Inbox") as client:
         assert client.status == 200
-        time.sleep(0.2)
         publish(INBOX, ev("custom route", ["bob"]))
         assert titles(client.events(1)) == ["custom route"]
 
@@ -175,7 +140,6 @@ def test_flask_sse_notifier_on_an_app_route(stream_base, publish):
 def test_replay_after_a_dropped_connection_without_gap_or_duplicate(stream_base, publish):
     base = stream_base
     client = stream(base, user="alice")
-    time.sleep(0.2)
     publish(INBOX, ev("one", ["alice"]))
     (first,) = client.events(1)
     client.close()  # the connection drops
@@ -198,7 +162,6 @@ def test_an_event_published_twice_reaches_each_stream_once(stream_base, publish)
     """A publish retried after a failover (its first copy went out live)
     carries the same event under a new id: streams show it once."""
     with stream(stream_base, user="alice") as client:
-        time.sleep(0.2)
         again = ev("once", ["alice"])
         publish(INBOX, again)
         publish(INBOX, again)
@@ -302,7 +265,6 @@ def test_closed_streams_are_unregistered(stream_server):
 def test_two_server_processes_behind_one_redis_both_deliver(stream_server, publish):
     first, second = stream_server(), stream_server()
     with stream(first, user="alice") as a, stream(second, user="alice") as b:
-        time.sleep(0.2)
         publish(INBOX, ev("everywhere", ["alice"]))
         assert titles(a.events(1)) == titles(b.events(1)) == ["everywhere"]
 
@@ -328,7 +290,6 @@ def test_a_stalled_client_is_cut_while_a_healthy_one_keeps_receiving(stream_serv
 
     stalled = stream(base, user="alice", rcvbuf=4096)  # connects, then never reads
     healthy = stream(base, user="alice")
-    time.sleep(0.2)
     padding = "x" * 30_000
     count = 300  # ~9 MB: more than the socket buffers can hide
     received = []
@@ -363,7 +324,6 @@ def test_streams_survive_a_redis_restart_and_miss_nothing(stream_server, tmp_pat
         publisher = RedisPubSub(client)
         base = stream_server(REDIS_URL=server.url)
         with stream(base, user="alice") as alice:
-            time.sleep(0.2)
             publisher.publish(INBOX, ev("before", ["alice"]).to_json())
             assert titles(alice.events(1)) == ["before"]
 
@@ -399,7 +359,6 @@ def test_send_through_a_worker_reaches_the_stream(stream_base, make_app, worker)
     hub = notifications.create_hub("Inbox")
     hub.register_consumer(PushConsumer(app.extensions["notifications"].redis, hub.hub_id))
     with stream(stream_base, user="alice") as alice:
-        time.sleep(0.2)
         with app.app_context(), worker(app):
             sent = notifications.send(ev("via celery", ["alice"]))
             received = alice.next_event(timeout=10)
@@ -429,7 +388,6 @@ def test_runs_under_gunicorn_gevent_workers(redis_url, publish):
         clients = [stream(base, user=f"u{i}") for i in range(20)]
         try:
             assert all(c.status == 200 for c in clients)
-            time.sleep(0.3)
             publish(INBOX, ev("to every worker's streams"))
             assert all(titles(c.events(1)) == ["to every worker's streams"] for c in clients)
         finally:
@@ -538,7 +496,6 @@ def test_unread_counts_reach_only_the_users_streams(stream_base, make_app, tmp_p
     notifications = Notifications(app)
     notifications.create_hub("Inbox").register_consumer(StoreConsumer())
     with stream(stream_base, user="alice") as alice, stream(stream_base, user="bob") as bob:
-        time.sleep(0.2)
         with app.app_context():
             notifications.send(ev("stored for alice", ["alice", "carol"]))
             count = alice.next_event()
