@@ -68,6 +68,9 @@ def test_tasks_are_json_with_the_event_and_hub(app, notifications, redis_client)
     assert message["headers"]["task"] == "tests.delivery.json_only"
     args, kwargs, _ = json.loads(base64.b64decode(message["body"]))
     assert args == [event.to_json(), hub.hub_id, "flask_notifications/tests"]  # prefix/name
+    # What monitoring shows: the event id, not the event (it may be personal).
+    assert event["event_id"] in message["headers"]["argsrepr"]
+    assert "title" not in message["headers"]["argsrepr"]
     assert Event.from_json(args[0]) == event
 
 

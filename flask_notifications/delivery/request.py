@@ -22,7 +22,7 @@ from ..errors import NotificationsUnavailable
 from ..event import Event
 from ..signals import event_filtered, event_sent
 from . import records
-from .tasks import EVENT_TASK, celery_expiry
+from .tasks import EVENT_TASK, args_repr, celery_expiry
 
 if TYPE_CHECKING:
     from .._state import State
@@ -105,9 +105,10 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
         logger.info("event %s was already sent; ignored", event_id)
         return
     expires = celery_expiry(event)
+    shown = args_repr(event_id, args[1], app_key)
     try:
         _retrying(
-            lambda: task.apply_async(args, expires=expires, serializer="json"),
+            lambda: task.apply_async(args, expires=expires, serializer="json", argsrepr=shown),
             deadline,
             event_id,
         )

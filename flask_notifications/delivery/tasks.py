@@ -93,6 +93,19 @@ def running_consumer() -> str | None:
     return _running.get()
 
 
+def args_repr(event_id: str, target: Any, app_key: str) -> str:
+    """What a task message shows of its arguments (Celery's ``argsrepr``, seen
+    by monitoring tools): the event id, not the event, which may be personal
+    and is long to format for every message.
+
+    :param event_id: the event's id.
+    :param target: the hub id, or the event task's targets.
+    :param app_key: the Flask app's key.
+    """
+    where = target if isinstance(target, str) else f"{len(target)} consumers"
+    return f"(<event {event_id}>, {where!r}, {app_key!r})"
+
+
 def celery_expiry(event: Event) -> datetime | None:
     """The event's ``expiration_datetime`` for Celery's ``expires=`` (aware;
     a naive one means local time), or ``None``.

@@ -34,7 +34,7 @@ from ..signals import consumer_failed, event_consumed
 from . import dead_letters, records
 from .apps import flask_app_for
 from .event_records import EventRecords
-from .tasks import ConsumerTask, celery_expiry, consumer_running
+from .tasks import ConsumerTask, args_repr, celery_expiry, consumer_running
 
 if TYPE_CHECKING:
     from ..consumers.consumer import Consumer
@@ -96,7 +96,10 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
     for (hub, name, _), go in zip(own, enqueue, strict=True):
         if go:
             tasks[name].apply_async(
-                (event_json, hub.hub_id, app_key), expires=expires, serializer="json"
+                (event_json, hub.hub_id, app_key),
+                expires=expires,
+                serializer="json",
+                argsrepr=args_repr(event_id, hub.hub_id, app_key),
             )
     todo = [item for item, finished in zip(found, done, strict=True) if not finished]
     ttl = config["NOTIFICATIONS_DEDUP_TTL"]
@@ -140,6 +143,7 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
             retries=1,
             expires=expires,
             serializer="json",
+            argsrepr=args_repr(event_id, hub.hub_id, app_key),
         )
 
 
