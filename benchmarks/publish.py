@@ -5,7 +5,7 @@ costs per event: ``consume(event)`` runs the history-and-publish script
 (``XADD`` + ``PUBLISH``, or ``SPUBLISH`` on a cluster) through the
 application's backend. Publisher processes (``--processes``, each with
 ``--threads`` threads, like a worker pool) publish broadcast events to
-``--hubs`` hubs (spread over the shards by their hash slots) for
+``--hubs`` hubs (spread evenly over the shards of the cluster) for
 ``--duration`` seconds; each Redis server's CPU time is read from ``INFO
 cpu`` before and after.
 
@@ -15,11 +15,12 @@ served and the CPU each shard spent per event (how far one shard is from
 saturation), not the total, which on a small machine is bounded by the
 publishers' own CPU.
 
-``--subscribers N`` adds N subscribers per shard (``redis-cli`` processes
-subscribed to every hub of their shard, as N web processes' dispatchers
-are), so that each event is delivered N times: with ``--rate`` (events per
-second in all, instead of as fast as possible) it measures what each
-delivery costs a shard.
+``--subscribers N`` adds N subscribers to every hub (``redis-cli``
+processes, on a cluster one per hash slot, as N web processes' dispatchers
+subscribe), so that each event is delivered N times: with ``--rate`` (events
+per second in all, instead of as fast as possible) it measures what each
+delivery costs a shard. Keep ``--hubs`` small then (one process per hub and
+subscriber on a cluster).
 
 Usage: python benchmarks/publish.py [--redis single,cluster] [--processes 2]
        [--threads 4] [--hubs 30] [--duration 10] [--rate 0] [--subscribers 0]
@@ -44,7 +45,7 @@ from flask_notifications.testing import (
 
 
 def publisher(
-    url: str, hubs: int, threads: int, seconds: float, start: float, rate: float, out: Any
+    url: str, labels: list[str], threads: int, seconds: float, start: float, rate: float, out: Any
 ) -> None:
     """One publisher process: ``threads`` threads calling PushConsumer.consume."""
     from flask import Flask
@@ -60,9 +61,10 @@ def publisher(
     )
     notifications = Notifications(app)
     consumers = [
-        PushConsumer(notifications.redis, notifications.create_hub(f"Bench{i}").hub_id)
-        for i in range(hubs)
+        PushConsumer(notifications.redis, notifications.create_hub(label).hub_id)
+        for label in labels
     ]
+    hubs = len(consumers)
     event = Event(None, "bench", "title", "body " * 20)
     counts = [0] * threads
 
@@ -101,63 +103,89 @@ def events_per_node(server: RedisServer) -> int:
     total = 0
     with server.client() as client:
         for key in client.scan_iter(match="*:history", count=1000):
-            total += int(client.xlen(key))
+            info = client.xinfo_stream(key)  # entries-added: Redis 7; the length is capped
+            total += int(info.get("entries-added", info["length"]))
     return total
 
 
-def subscribe(servers: list[RedisServer], hubs: int, cluster: bool, count: int) -> list[Any]:
-    """``count`` redis-cli subscribers per server, on the channels of its hubs."""
-    if not count:
-        return []
+def channel(label: str, cluster: bool) -> str:
     from flask_notifications.event_hub import hub_id_for
 
-    names = [
-        f"flask_notifications:{{{hub_id_for(f'Bench{i}')}}}"
-        if cluster
-        else f"flask_notifications:{hub_id_for(f'Bench{i}')}"
-        for i in range(hubs)
-    ]
+    hub_id = hub_id_for(label)
+    return f"flask_notifications:{{{hub_id}}}" if cluster else f"flask_notifications:{hub_id}"
+
+
+def hub_labels(count: int, servers: list[RedisServer], cluster: bool) -> list[str]:
+    """``count`` hub labels, spread evenly over the shards of a cluster."""
+    if not cluster:
+        return [f"Bench{i}" for i in range(count)]
+    share = -(-count // len(servers))
+    placed: dict[int, list[str]] = {server.port: [] for server in servers}
+    number = 0
+    with servers[0].client() as client:
+        while sum(len(labels) for labels in placed.values()) < count:
+            label = f"Bench{number}"
+            number += 1
+            port = _owner(client, channel(label, cluster))[1]
+            if len(placed[port]) < share:
+                placed[port].append(label)
+    return [label for labels in placed.values() for label in labels][:count]
+
+
+def subscribe(
+    servers: list[RedisServer], labels: list[str], cluster: bool, count: int
+) -> list[Any]:
+    """``count`` redis-cli subscribers per hub, on its shard."""
+    if not count:
+        return []
+    names = [channel(label, cluster) for label in labels]
     cli = find_redis_cli(servers[0].executable)
     assert cli is not None, "--subscribers needs redis-cli"
     procs = []
     for server in servers:
-        mine = names
-        if cluster:  # the channels whose slot this node owns
+        groups = [names]
+        if cluster:  # the channels whose slot this node owns, one SSUBSCRIBE per slot
             with server.client() as client:
-                mine = [n for n in names if _owner(client, n) == server.port]
-        if not mine:
-            continue
+                slots: dict[int, list[str]] = {}
+                for name in names:
+                    slot, port = _owner(client, name)
+                    if port == server.port:
+                        slots.setdefault(slot, []).append(name)
+            groups = list(slots.values())
         command = "SSUBSCRIBE" if cluster else "SUBSCRIBE"
-        for _ in range(count):
-            procs.append(
-                subprocess.Popen(
-                    [cli, "-p", str(server.port), command, *mine],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-            )
+        for group in groups:
+            for _ in range(count):
+                procs.append(
+                    subprocess.Popen(
+                        [cli, "-p", str(server.port), command, *group],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )  # fmt: skip
+                )
     time.sleep(1.0)
     return procs
 
 
-def _owner(client: Any, channel: str) -> int:
+def _owner(client: Any, channel: str) -> tuple[int, int]:
+    """The hash slot of ``channel``, and the port of the node that owns it."""
     slot = int(client.execute_command("CLUSTER KEYSLOT", channel))
     for first, last, primary, *_ in client.execute_command("CLUSTER SLOTS"):
         if first <= slot <= last:
-            return int(primary[1])
+            return slot, int(primary[1])
     raise LookupError(channel)
 
 
 def measure(kind: str, url: str, servers: list[RedisServer], args: argparse.Namespace) -> dict:
     context = multiprocessing.get_context("spawn")
     out = context.Queue()
-    subscribers = subscribe(servers, args.hubs, kind == "cluster", args.subscribers)
+    labels = hub_labels(args.hubs, servers, kind == "cluster")
+    subscribers = subscribe(servers, labels, kind == "cluster", args.subscribers)
     start = time.time() + 5.0  # every process has imported and connected by then
     rate = args.rate / (args.processes * args.threads)
     processes = [
         context.Process(
             target=publisher,
-            args=(url, args.hubs, args.threads, args.duration, start, rate, out),
+            args=(url, labels, args.threads, args.duration, start, rate, out),
         )
         for _ in range(args.processes)
     ]
