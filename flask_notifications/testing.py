@@ -34,14 +34,8 @@ from ._children import (
     wait_for_http,
     wait_for_port,
 )
-from ._redis_servers import (
-    RedisClusterServer,
-    RedisSentinelServer,
-    RedisServer,
-    find_redis_cli,
-    find_redis_server,
-    redis_version,
-)
+from ._redis_groups import RedisClusterServer, RedisSentinelServer
+from ._redis_servers import RedisServer, find_redis_cli, find_redis_server, redis_version
 
 __all__ = [
     "GunicornServer",
