@@ -420,3 +420,21 @@ def test_an_expired_task_that_is_skipped_clears_its_outbox_record(
             tasks[name].apply((event_json, target, app_key))
             assert reliability.pending_count() == 0
     assert done == []
+
+
+def test_an_event_task_with_an_invalid_event_leaves_dead_letters(app, notifications):
+    hub = notifications.create_hub("H")
+    for name in ("a", "b"):
+        hub.register_consumer(lambda e: None, celery_task_name=f"tests.rel.invalid{name}")
+    targets = [[hub.hub_id, "tests.rel.invalida"], [hub.hub_id, "tests.rel.invalidb"]]
+    task = notifications.celery.tasks[EVENT_TASK]
+    with app.app_context():
+        for bad in ('{"event_id": "e-bad", "title": 5}', "{not json"):
+            task.apply((bad, targets, "flask_notifications/tests"))
+        letters = reliability.dead_letters()
+    assert sorted((d["task"], d["event"][:10]) for d in letters) == [
+        ("tests.rel.invalida", '{"event_id'),
+        ("tests.rel.invalida", "{not json"),
+        ("tests.rel.invalidb", '{"event_id'),
+        ("tests.rel.invalidb", "{not json"),
+    ]

@@ -69,11 +69,14 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
         letters = [(hub, name, consumer, exc) for hub, name, consumer in (*found, *own)]
         for hub, name, _, _ in letters:
             _log_give_up(name, hub, event_id, exc)
-        if event_id is not None:
+        if event_id is not None:  # the dead letters, and its outbox record gone
             letters_json = _letters(letters, app_key, event_json)
             EventRecords(records.redis_client(), app_key, event_id).finish(
                 task.name, targets, [], letters_json
             )
+        else:
+            for hub, name, _, _ in letters:
+                dead_letters.add_dead_letter(name, hub.hub_id, app_key, event_json, exc)
         _signal_failures(None, letters)
         return
     event_id = event["event_id"]
