@@ -240,9 +240,10 @@ def _shared_stream_server(
 
 
 @pytest.fixture
-def backend_name() -> str:
-    """``"redis"``; tests marked ``@both_backends`` also run on ``"memory"``."""
-    return "redis"
+def backend_name(request: pytest.FixtureRequest) -> str:
+    """``"redis"``; tests marked ``@both_backends`` also run on ``"memory"``
+    (the parameter, given indirectly)."""
+    return str(getattr(request, "param", "redis"))
 
 
 #: Run a test on RedisPubSub (a gevent server in a subprocess) and on

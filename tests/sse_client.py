@@ -13,6 +13,7 @@ class SSEClient:
     :param url: the stream's URL.
     :param headers: extra request headers.
     :param rcvbuf: a receive buffer size, to make a client stall sooner.
+    :param version: the HTTP version of the request (``"1.0"``: no chunked response).
     """
 
     def __init__(
@@ -21,6 +22,7 @@ class SSEClient:
         headers: dict[str, str] | None = None,
         timeout: float = 10.0,
         rcvbuf: int | None = None,
+        version: str = "1.1",
     ):
         parts = urlsplit(url)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -30,7 +32,7 @@ class SSEClient:
         self.sock.connect((parts.hostname, parts.port))
         path = parts.path + (f"?{parts.query}" if parts.query else "")
         lines = [
-            f"GET {path} HTTP/1.1",
+            f"GET {path} HTTP/{version}",
             f"Host: {parts.hostname}:{parts.port}",
             "Accept: text/event-stream",
         ]

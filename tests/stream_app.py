@@ -21,6 +21,8 @@ app.config.update(
     NOTIFICATIONS_HEARTBEAT=float(os.environ.get("HEARTBEAT", "15")),
     NOTIFICATIONS_STREAM_QUEUE=int(os.environ.get("STREAM_QUEUE", "1000")),
     NOTIFICATIONS_HISTORY_MAXLEN=int(os.environ.get("HISTORY_MAXLEN", "10000")),
+    NOTIFICATIONS_REPLAY_MAX=int(os.environ.get("REPLAY_MAX", "1000")),
+    NOTIFICATIONS_STREAM_DIRECT=os.environ.get("STREAM_DIRECT", "1") == "1",
     NOTIFICATIONS_BACKEND=os.environ.get(
         "BACKEND", "flask_notifications.pubsub.redis_pubsub.RedisPubSub"
     ),
@@ -59,7 +61,8 @@ def health():
 
 @app.get("/streams")
 def streams():
-    return {"open": notifications.dispatcher.stream_count}
+    dispatcher = notifications.dispatcher
+    return {"open": dispatcher.stream_count, "direct": dispatcher.direct_count}
 
 
 PAGE = """<!doctype html>

@@ -183,12 +183,14 @@ def test_replay_with_query_argument(stream_base, publish):
 @both_backends
 def test_first_connection_gets_an_id_so_a_reconnect_replays(stream_base, publish):
     base = stream_base
-    publish(INBOX, ev("before connecting", ["alice"]))
-    client = stream(base, user="alice")
+    with stream(base, user="alice") as earlier:
+        before = publish(INBOX, ev("before connecting", ["alice"]))
+        assert titles(earlier.events(1)) == ["before connecting"]  # routed: the process saw it
+        client = stream(base, user="alice")
     with pytest.raises(TimeoutError):
         client.next_event(timeout=0.3)  # history before the connection is not replayed
     cursor = client.last_event_id
-    assert cursor is not None and client.ready["id"] == cursor  # the "ready" event carries it
+    assert cursor == before and client.ready["id"] == cursor  # the "ready" event carries it
     client.close()
     publish(INBOX, ev("while away", ["alice"]))
     with stream(base, user="alice", headers={"Last-Event-ID": cursor}) as again:

@@ -2,22 +2,31 @@
 
 Each web process runs one :class:`Dispatcher` per application, started with
 the first stream. Its reader thread (a greenlet under gevent's monkey
-patching) decodes and frames each event once, then hands the bytes to the
-local streams allowed to see it. Targeted events are routed through an index
-by identity, so an event for one user costs the same with 10 or 10,000
-streams open. One heartbeat timer serves every stream of the process.
+patching) hands each message to its router, which decodes and frames each
+event once and hands the bytes to the local streams allowed to see it.
+Targeted events are routed through an index by identity, so an event for one
+user costs the same with 10 or 10,000 streams open. One heartbeat timer
+serves every stream of the process.
+
+The router runs when the reader would wait (under gevent), so messages that
+arrive together are routed together: consecutive broadcasts of one hub reach
+each stream in one write. Under gevent, it writes to direct streams' sockets
+itself (see :mod:`flask_notifications.stream._direct`).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
+from . import _direct
+from ._limits import Limits
+from ._routing import SLICE, HubStreams, decode, deliver, deliver_counts
 from ._shutdown import watch
 from .framing import HEARTBEAT, frame
 from .streams import Key, Stream, StreamRefused, _event_factory, count_event_json
@@ -31,32 +40,10 @@ logger = logging.getLogger("flask_notifications.stream")
 
 _RESET_DATA = "{}"
 
+#: The most consecutive broadcasts written to a stream in one write.
+RUN = 64
 
-#: Event ids remembered per hub, to drop an event published twice (a
-#: publish retried after a Redis failover, whose first copy went out live).
-RECENT_IDS = 4096
-
-
-class _HubStreams:
-    __slots__ = ("all", "readers", "by_identity", "recent")
-
-    def __init__(self) -> None:
-        self.all: set[Stream] = set()
-        #: The streams that carry broadcasts.
-        self.readers: set[Stream] = set()
-        self.by_identity: dict[str, set[Stream]] = {}
-        #: The newest event ids routed (insertion-ordered, capped).
-        self.recent: dict[str, None] = {}
-
-    def repeated(self, event_id: str) -> bool:
-        """Whether ``event_id`` was routed already; remembers it otherwise."""
-        recent = self.recent
-        if event_id in recent:
-            return True
-        recent[event_id] = None
-        if len(recent) > RECENT_IDS:
-            del recent[next(iter(recent))]
-        return False
+_CHUNKED_HEARTBEAT = _direct.chunk(HEARTBEAT)
 
 
 class Dispatcher:
@@ -73,36 +60,54 @@ class Dispatcher:
         config = app.config
         self.heartbeat = float(config["NOTIFICATIONS_HEARTBEAT"])
         self.queue_size = int(config["NOTIFICATIONS_STREAM_QUEUE"])
-        self.max_streams = int(config["NOTIFICATIONS_MAX_STREAMS"])
-        self.per_user = int(config["NOTIFICATIONS_STREAMS_PER_USER"])
-        self.per_address = int(config["NOTIFICATIONS_STREAMS_PER_ADDRESS"])
-        self._count = 0
-        self._per_identity: dict[str, int] = {}
-        self._per_address: dict[str, int] = {}
+        self.limits = Limits(config)
+        #: Whether streams may become direct (gevent, and the setting).
+        self.direct = bool(config["NOTIFICATIONS_STREAM_DIRECT"]) and _direct.enabled()
         self.pid = os.getpid()
         self._make_backend = make_backend
         self._hub_ids = hub_ids
         self._event_class = _event_factory()
         self._lock = threading.Lock()
-        self._hubs: dict[str, _HubStreams] = {}
+        self._hubs: dict[str, HubStreams] = {}
         self._subscribed: frozenset[str] = frozenset()
         self._last_ids: dict[str, str | None] = {}
         self._stopped = threading.Event()
         self._ready = threading.Event()
+        #: Messages read, not routed yet: ``(hub id, history id, event JSON)``.
+        self._incoming: deque[tuple[str, str | None, str]] = deque()
+        self._wanted = self._event_class()  # wakes the router
+        self._routing = threading.Lock()  # one batch routed at a time
         #: The backend the reader listens on; also used for history reads.
         self.backend: Backend = make_backend()
         self._listener: Backend | None = None
         self._restarting = False
-        self._reader = threading.Thread(
-            target=self._read_forever, name="notifications-dispatcher", daemon=True
-        )
-        self._timer = threading.Thread(
-            target=self._beat_forever, name="notifications-heartbeat", daemon=True
-        )
-        self._reader.start()
-        self._timer.start()
+        self._threads = [
+            threading.Thread(target=target, name=f"notifications-{name}", daemon=True)
+            for target, name in (
+                (self._read_forever, "dispatcher"),
+                (self._route_forever, "router"),
+                (self._beat_forever, "heartbeat"),
+            )
+        ]
+        for thread in self._threads:
+            thread.start()
         self._ready.wait(10)
         watch(self)  # streams end when the process is asked to stop
+
+    @property
+    def max_streams(self) -> int:
+        """``NOTIFICATIONS_MAX_STREAMS``."""
+        return self.limits.max_streams
+
+    @property
+    def per_user(self) -> int:
+        """``NOTIFICATIONS_STREAMS_PER_USER``."""
+        return self.limits.per_user
+
+    @property
+    def per_address(self) -> int:
+        """``NOTIFICATIONS_STREAMS_PER_ADDRESS``."""
+        return self.limits.per_address
 
     # -- streams -------------------------------------------------------------------
 
@@ -115,9 +120,9 @@ class Dispatcher:
     ) -> tuple[Stream, str | None]:
         """Register a stream; live events for it queue up from now on.
 
-        No Redis round trip: the cursor is the newest id this process has seen
-        on the hub, read under the same lock as the routing of live events, so
-        every event after it reaches the stream and none before it does.
+        No Redis round trip: the cursor is the newest id this process has
+        routed on the hub, read under the same lock as the routing of live
+        events, so every event after it reaches the stream and none before it does.
 
         :param hub_id: the hub to stream.
         :param identity: the stream's user id, or ``None`` (broadcasts only).
@@ -137,11 +142,11 @@ class Dispatcher:
         if self._stopped.is_set():  # shutting down: the stream ends at once
             stream.close("shutdown")
         with self._lock:
-            self._admit(stream)
+            self.limits.admit(stream)
             cursor = self._last_ids.get(hub_id)
             hub = self._hubs.get(hub_id)
             if hub is None:
-                hub = self._hubs[hub_id] = _HubStreams()
+                hub = self._hubs[hub_id] = HubStreams()
             hub.all.add(stream)
             if broadcasts:
                 hub.readers.add(stream)
@@ -151,50 +156,6 @@ class Dispatcher:
         if resubscribe:  # a hub created after the reader started
             self._restart_listener()
         return stream, cursor
-
-    def _admit(self, stream: Stream) -> None:
-        """Count ``stream`` against the limits, or refuse it (under the lock).
-
-        Limits cap *concurrent* streams in this process: per identity, per
-        address for anonymous streams, and in all. A crowd behind one proxy or
-        NAT address is normal: the per-address default admits 10,000.
-        """
-        if self._count >= self.max_streams:
-            raise StreamRefused(
-                503,
-                f"this server holds its maximum of {self.max_streams} streams "
-                "(NOTIFICATIONS_MAX_STREAMS); retry later",
-            )
-        if stream.identity is not None:
-            counts, key, limit, who = self._per_identity, stream.identity, self.per_user, "user"
-        elif stream.address is not None:
-            counts, key, limit, who = self._per_address, stream.address, self.per_address, "address"
-        else:
-            counts = None
-        if counts is not None:
-            held = counts.get(key, 0)
-            if held >= limit:
-                setting = f"NOTIFICATIONS_STREAMS_PER_{who.upper()}"
-                raise StreamRefused(
-                    429, f"too many open streams for this {who} (at most {limit}, {setting})"
-                )
-            counts[key] = held + 1
-        self._count += 1
-
-    def _release(self, stream: Stream) -> None:
-        """Undo :meth:`_admit` for a stream that is being unregistered (under the lock)."""
-        self._count -= 1
-        if stream.identity is not None:
-            counts, key = self._per_identity, stream.identity
-        elif stream.address is not None:
-            counts, key = self._per_address, stream.address
-        else:
-            return
-        held = counts.get(key, 0) - 1
-        if held > 0:
-            counts[key] = held
-        else:
-            counts.pop(key, None)
 
     def close(self, stream: Stream) -> None:
         """Unregister ``stream`` (again: a no-op).
@@ -208,7 +169,7 @@ class Dispatcher:
                 return
             hub.all.discard(stream)
             hub.readers.discard(stream)
-            self._release(stream)
+            self.limits.release(stream)
             if stream.identity is not None:
                 mine = hub.by_identity.get(stream.identity)
                 if mine is not None:
@@ -224,47 +185,66 @@ class Dispatcher:
         with self._lock:
             return sum(len(hub.all) for hub in self._hubs.values())
 
+    @property
+    def direct_count(self) -> int:
+        """How many of them the dispatcher writes to directly (see
+        :mod:`flask_notifications.stream._direct`)."""
+        with self._lock:
+            return sum(s.send is not None for hub in self._hubs.values() for s in hub.all)
+
     # -- routing ---------------------------------------------------------------------
 
     def dispatch(self, hub_id: str, event_id: str | None, data: str) -> None:
-        """Frame one event and queue it on every local stream that may see it.
+        """Frame one event and hand it to every local stream that may see it, now.
 
         :param hub_id: the hub it was published on.
         :param event_id: its history id.
         :param data: the event JSON.
         """
-        key = self.backend.id_key(event_id) if event_id is not None else None
-        hub = self._hubs.get(hub_id)
-        if hub is None:
-            if key is not None:
-                with self._lock:
-                    self._advance(hub_id, event_id, key)  # type: ignore[arg-type]
-            return
-        try:
-            event = json.loads(data)
-            if "unread_counts" in event and "event_type" not in event:
-                self._dispatch_counts(hub, event["unread_counts"])
-                return
-            recipients = event.get("recipients") or ()
-            event_type = str(event.get("event_type") or "message")
-            uid = event.get("event_id")
-        except (ValueError, AttributeError, TypeError):
-            logger.warning("undecodable event on hub %s skipped", hub_id)
-            return
-        data_frame = frame(event_id, event_type, data)
+        with self._routing:
+            self._route([(hub_id, event_id, data)])
+
+    def _route(self, batch: list[tuple[str, str | None, str]]) -> None:
+        """Route messages, in order (the caller holds :attr:`_routing`).
+
+        Consecutive broadcasts of one hub form a run, written to each stream
+        at once; anything else goes out event by event.
+        """
+        decoded = decode(batch, self.backend.id_key)
+        plan: list[tuple[list[Stream], list[tuple[Key, bytes]]] | list[tuple]] = []
         with self._lock:
             # Under the lock that open() reads the cursor with: a new stream
-            # either gets this event live or has a cursor at or after it.
-            if key is not None:
-                self._advance(hub_id, event_id, key)  # type: ignore[arg-type]
-            if isinstance(uid, str) and hub.repeated(uid):
-                return  # the same event again, under a new id: the streams have it
-            if recipients:
-                targets = [s for r in recipients for s in hub.by_identity.get(str(r), ())]
+            # either gets each event or has a cursor at or after it.
+            run: tuple[HubStreams, list[tuple[Key, bytes]]] | None = None
+            for hub_id, event_id, key, data, recipients, uid, counts in decoded:
+                if key is not None:
+                    self._advance(hub_id, event_id, key)  # type: ignore[arg-type]
+                hub = self._hubs.get(hub_id)
+                if hub is None or (data is None and counts is None):
+                    run = None
+                    continue
+                if counts is not None:  # unread counts, for the users online here
+                    mine = hub.by_identity
+                    plan.append([(u, list(mine[u]), n) for u, n in counts.items() if u in mine])
+                    run = None
+                elif isinstance(uid, str) and hub.repeated(uid):
+                    continue  # the same event again, under a new id: the streams have it
+                elif recipients:
+                    mine = hub.by_identity
+                    targets = [s for r in recipients for s in mine.get(str(r), ())]
+                    plan.append((targets, [(key, data)]))
+                    run = None
+                elif run is not None and run[0] is hub and key is not None and len(run[1]) < RUN:
+                    run[1].append((key, data))  # the run goes on
+                else:
+                    frames = [(key, data)]
+                    plan.append((list(hub.readers), frames))
+                    run = (hub, frames) if key is not None else None
+        for item in plan:
+            if isinstance(item, tuple):
+                deliver(*item)
             else:
-                targets = list(hub.readers)
-        for stream in targets:
-            stream.push(key, data_frame)
+                deliver_counts(item)
 
     def _advance(self, hub_id: str, event_id: str, key: Key) -> None:
         """Record ``event_id`` as the newest seen on ``hub_id`` (under the lock)."""
@@ -272,19 +252,6 @@ class Dispatcher:
         seen_key = self.backend.id_key(seen) if seen is not None else None
         if seen_key is None or seen_key < key:
             self._last_ids[hub_id] = event_id
-
-    def _dispatch_counts(self, hub: _HubStreams, counts: dict[str, int]) -> None:
-        """Frame an ``unread_count`` event for each user of ``counts`` with a
-        stream here (transient: no id)."""
-        with self._lock:
-            online = [
-                (user, list(hub.by_identity[user])) for user in counts if user in hub.by_identity
-            ]
-        now = time.time()
-        for user, streams in online:
-            data_frame = frame(None, "unread_count", count_event_json(user, int(counts[user]), now))
-            for stream in streams:
-                stream.push(None, data_frame)
 
     def reset_hub(self, hub_id: str, last_id: str | None) -> None:
         """Tell every stream of ``hub_id`` that events were lost.
@@ -295,11 +262,11 @@ class Dispatcher:
         reset = frame(last_id or "", "reset", _RESET_DATA)
         key = self.backend.id_key(last_id) if last_id else None
         with self._lock:
-            targets = list(self._hubs.get(hub_id, _HubStreams()).all)
-        for stream in targets:
-            stream.push(key, reset)
+            targets = list(self._hubs.get(hub_id, HubStreams()).all)
+        with self._routing:
+            deliver(targets, [(key, reset)])
 
-    # -- the reader ------------------------------------------------------------------
+    # -- the reader and the router ---------------------------------------------------
 
     def _restart_listener(self) -> None:
         listener = self._listener
@@ -313,6 +280,7 @@ class Dispatcher:
     def _read_forever(self) -> None:
         delay = 0.1
         first = True
+        incoming, wanted = self._incoming, self._wanted
         while not self._stopped.is_set():
             listener = None
             try:
@@ -333,11 +301,12 @@ class Dispatcher:
                     self._stopped.wait(0.5)
                     continue
                 for count, message in enumerate(listener.listen(), 1):
-                    self.dispatch(message["channel"], message.get("id"), message["data"])
+                    incoming.append((message["channel"], message.get("id"), message["data"]))
+                    wanted.set()
                     if count % 16 == 0:
-                        # Let the streams write: under gevent, a burst read from one
-                        # socket buffer would otherwise fill their queues. Between
-                        # yields, frames coalesce into one write per stream.
+                        # Under gevent, the router runs when the reader waits for
+                        # the socket; in a burst read from one buffer, let it (and
+                        # the streams) run every 16 messages.
                         time.sleep(0)
                 # listen() ended without an error: the listener was closed (to
                 # subscribe to a new hub), or the backend has nothing more.
@@ -362,6 +331,26 @@ class Dispatcher:
                     except Exception:  # noqa: BLE001
                         pass
 
+    def _route_forever(self) -> None:
+        wanted = self._wanted
+        while not self._stopped.is_set():
+            wanted.wait()
+            wanted.clear()
+            try:
+                self._route_incoming()
+            except Exception:  # noqa: BLE001 - the router must survive anything
+                logger.exception("notifications routing failed")
+
+    def _route_incoming(self) -> None:
+        """Route what the reader has read (in order: one batch at a time)."""
+        incoming = self._incoming
+        with self._routing:
+            while incoming:
+                batch = []
+                while incoming and len(batch) < 256:
+                    batch.append(incoming.popleft())
+                self._route(batch)
+
     def _prime(self, hub_ids: Iterable[str]) -> None:
         """Read the newest id of each subscribed hub not seen yet, so opening a
         stream never needs a Redis round trip of its own."""
@@ -372,7 +361,9 @@ class Dispatcher:
                     self._last_ids.setdefault(hub_id, last)
 
     def _backfill(self) -> None:
-        """After a reconnect: deliver from history what the subscription missed."""
+        """After a reconnect: deliver from history what the subscription missed
+        (after what was read before it, in order)."""
+        self._route_incoming()
         with self._lock:
             hubs = list(self._hubs)
         for hub_id in hubs:
@@ -381,26 +372,29 @@ class Dispatcher:
             if history.reset:
                 self.reset_hub(hub_id, self.backend.last_id(hub_id))
                 continue
-            for event_id, data in history.entries:
-                self.dispatch(hub_id, event_id, data)
+            with self._routing:
+                self._route([(hub_id, event_id, data) for event_id, data in history.entries])
 
     def _beat_forever(self) -> None:
         while not self._stopped.wait(self.heartbeat):
             with self._lock:
                 streams = [s for hub in self._hubs.values() for s in hub.all]
-            for stream in streams:
-                stream.push(None, HEARTBEAT)
+            for count, stream in enumerate(streams, 1):
+                stream.push(None, HEARTBEAT, _CHUNKED_HEARTBEAT)
+                if count % SLICE == 0:
+                    time.sleep(0)
 
     def stop(self) -> None:
-        """Stop the reader and the timer and end every stream."""
+        """Stop the reader, the router and the timer and end every stream."""
         self._stopped.set()
+        self._wanted.set()
         self._restart_listener()
         with self._lock:
             streams = [s for hub in self._hubs.values() for s in hub.all]
         for stream in streams:
             stream.close("shutdown")
-        self._reader.join(5)
-        self._timer.join(5)
+        for thread in self._threads:
+            thread.join(5)
 
 
 __all__ = ["Dispatcher", "Key", "Stream", "StreamRefused", "count_event_json"]

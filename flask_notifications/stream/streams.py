@@ -11,6 +11,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from ._direct import Connection, chunk
+
 #: A frame's history id as the backend's comparable key (see
 #: :meth:`Backend.id_key <flask_notifications.pubsub.backend.Backend.id_key>`);
 #: ``None`` for heartbeats and transient events.
@@ -57,7 +59,15 @@ def _event_factory() -> Callable[[], Any]:
 
 
 class Stream:
-    """One open SSE connection: a bounded queue of frames and a wake-up flag.
+    """One open SSE connection.
+
+    A stream starts *queued*: the dispatcher queues frames, and the stream's
+    response (its greenlet) writes them through the WSGI server. Once its
+    replay is written, a stream whose connection can be reached becomes
+    *direct* (:meth:`go_direct`): the dispatcher writes each frame to the
+    socket itself, with one non-blocking send (see
+    :mod:`flask_notifications.stream._direct`), and the stream's greenlet
+    only wakes up to write a :attr:`backlog` when the kernel's buffer was full.
 
     :param hub_id: the hub streamed.
     :param identity: the user id the stream belongs to, or ``None``.
@@ -69,7 +79,7 @@ class Stream:
 
     __slots__ = (
         "hub_id", "identity", "address", "broadcasts", "maxsize", "queue", "wakeup", "closed",
-        "reason",
+        "reason", "conn", "send", "last_key", "backlog", "waiting",
     )  # fmt: skip
 
     def __init__(
@@ -88,27 +98,140 @@ class Stream:
         #: Whether events without recipients reach this stream.
         self.broadcasts = broadcasts
         self.maxsize = maxsize
-        self.queue: deque[tuple[Key, bytes]] = deque()
+        #: Frames for the response to write (queued streams; ``None`` once direct).
+        self.queue: deque[tuple[Key, bytes]] | None = deque()
         self.wakeup = event_class()
         self.closed = False
         self.reason = ""
+        #: The connection written to directly, and its non-blocking send
+        #: (``None`` while queued).
+        self.conn: Connection | None = None
+        self.send: Callable[[bytes], int] | None = None
+        #: The id of the newest frame written (direct streams).
+        self.last_key: Key = None
+        #: What the kernel could not take yet, for the stream's greenlet to
+        #: write (direct streams; ``None`` when the socket took everything).
+        self.backlog: list[bytes] | None = None
+        #: Frames in the backlog.
+        self.waiting = 0
 
-    def push(self, key: Key, data: bytes) -> None:
-        """Queue a frame; a stream whose queue is full is closed instead.
+    def push(self, key: Key, data: bytes, chunked: bytes | None = None) -> None:
+        """Queue or write one frame; a stream with ``maxsize`` frames waiting
+        is closed instead.
 
-        :param key: the frame's history id as a tuple (``None`` for heartbeats).
+        :param key: the frame's history id as a key (``None`` for heartbeats).
         :param data: the frame.
+        :param chunked: the frame as an HTTP chunk, if the caller has it.
         """
         if self.closed:
             return
+        if self.send is not None:
+            if key is not None:
+                last = self.last_key
+                if last is not None and key <= last:
+                    return  # written already (a backfill after a reconnect)
+                self.last_key = key
+            conn = self.conn
+            if conn is not None and conn.chunked:
+                data = chunked if chunked is not None else chunk(data)
+            self.write(data, 1)
+            return
         queue = self.queue
+        assert queue is not None
         pending = len(queue)
         if pending >= self.maxsize:
             self.close("queue full")
             return
         queue.append((key, data))
-        if not pending:  # with frames pending, the stream was woken already
+        # Always: with threads, the response may have taken the frames counted
+        # above and be about to wait (setting a set flag costs little).
+        self.wakeup.set()
+
+    def push_run(
+        self, first: Key, last: Key, frames: list[tuple[Key, bytes]], data: bytes, chunked: bytes
+    ) -> None:
+        """Queue or write consecutive frames, coalesced: a direct stream gets
+        them in one write.
+
+        :param first: the first frame's id key (never ``None``).
+        :param last: the last frame's id key.
+        :param frames: ``(key, frame)`` pairs.
+        :param data: the frames joined.
+        :param chunked: ``data`` as one HTTP chunk.
+        """
+        if self.closed:
+            return
+        if self.send is None or (self.last_key is not None and first <= self.last_key):
+            for key, frame in frames:  # queued, or some written already: frame by frame
+                self.push(key, frame)
+            return
+        self.last_key = last
+        conn = self.conn
+        self.write(chunked if conn is not None and conn.chunked else data, len(frames))
+
+    def write(self, data: bytes, frames: int) -> None:
+        """Write to a direct stream's socket without blocking; what the kernel
+        does not take goes to the backlog, and wakes the stream's greenlet.
+
+        :param data: wire bytes (chunk-framed already when the response is chunked).
+        :param frames: how many frames ``data`` holds (the backlog's limit counts frames).
+        """
+        backlog = self.backlog
+        if backlog is not None:  # behind already: keep the order
+            if self.waiting >= self.maxsize:
+                self.cut()
+                return
+            backlog.append(data)
+            self.waiting += frames
+            return
+        try:
+            sent = self.send(data)  # type: ignore[misc]
+        except BlockingIOError:
+            sent = 0
+        except OSError:  # the client went away
+            self.close("disconnected")
+            return
+        if sent != len(data):
+            self.backlog = [data[sent:] if sent else data]
+            self.waiting = frames
             self.wakeup.set()
+
+    def cut(self) -> None:
+        """Close a stream whose client stopped reading; a direct stream's
+        connection is ended too, so that a write blocked on it fails at once."""
+        self.close("queue full")
+        if self.conn is not None:
+            self.conn.abort()
+
+    def go_direct(self, conn: Connection, last_key: Key) -> bool:
+        """Switch to direct writes, if nothing is queued (called by the
+        stream's greenlet; under gevent, nothing runs between the check and
+        the switch).
+
+        :param conn: the stream's connection.
+        :param last_key: the id of the newest frame written so far.
+        :returns: whether the stream is direct now.
+        """
+        if self.queue or self.closed:
+            return False
+        self.conn, self.last_key, self.queue = conn, last_key, None
+        self.send = conn.send
+        return True
+
+    def flush(self) -> None:
+        """Write the backlog, blocking this greenlet only, until none is left
+        (the dispatcher then writes directly again).
+
+        :raises OSError: when the connection fails (or was cut).
+        """
+        sendall = self.conn.sendall  # type: ignore[union-attr]
+        while True:
+            backlog = self.backlog
+            if not backlog:
+                self.backlog = None
+                return
+            self.backlog, self.waiting = [], 0
+            sendall(backlog[0] if len(backlog) == 1 else b"".join(backlog))
 
     def close(self, reason: str) -> None:
         """Ask the stream to end (its client reconnects and replays).
@@ -120,14 +243,17 @@ class Stream:
             self.wakeup.set()
 
     def wait(self, timeout: float | None = None) -> list[tuple[Key, bytes]] | None:
-        """Block until frames arrive; return them, or ``None`` once closed.
+        """Block until frames arrive; return them, or ``None`` once closed
+        (queued streams).
 
         :param timeout: seconds to wait at most (for tests); forever when ``None``.
         """
+        queue = self.queue
+        assert queue is not None
         while True:
-            if self.queue:
+            if queue:
                 frames = []
-                popleft = self.queue.popleft
+                popleft = queue.popleft
                 try:  # popleft, not list()+clear(): a frame pushed meanwhile stays
                     while True:
                         frames.append(popleft())
@@ -136,7 +262,7 @@ class Stream:
             if self.closed:
                 return None
             self.wakeup.clear()
-            if self.queue or self.closed:
+            if queue or self.closed:
                 continue
             if not self.wakeup.wait(timeout) and timeout is not None:
                 return []

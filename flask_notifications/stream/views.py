@@ -10,6 +10,7 @@ from redis import exceptions as redis_exceptions
 
 from .._state import get_state
 from ..blueprint import error
+from . import _direct
 from ._replay import Replay
 from .framing import frame, preamble
 from .streams import StreamRefused
@@ -78,10 +79,24 @@ def stream_response(hub: EventHub) -> Response:
 
     # No stream_with_context: the request context (and any database session a
     # teardown handler closes) is released when the view returns, not hours later.
-    body = _generate(dispatcher, stream, preamble(retry_ms) + head, last_key, replay)
-    response = Response(body, mimetype="text/event-stream", headers=_HEADERS)
+    sink = _direct.Sink() if dispatcher.direct else None
+    body = _generate(dispatcher, stream, preamble(retry_ms) + head, last_key, replay, sink)
+    response = _StreamResponse(body, mimetype="text/event-stream", headers=_HEADERS)
+    response.sink = sink
     response.direct_passthrough = True  # frames are bytes already: one layer less per write
     return response
+
+
+class _StreamResponse(Response):
+    """A response that keeps what the server's ``start_response`` returns
+    (see :mod:`flask_notifications.stream._direct`)."""
+
+    sink: _direct.Sink | None = None
+
+    def __call__(self, environ, start_response):  # type: ignore[no-untyped-def]
+        if self.sink is not None:
+            start_response = self.sink.start_response(start_response)
+        return super().__call__(environ, start_response)
 
 
 def _unavailable(hub: EventHub, exc: Exception) -> Response:
@@ -101,8 +116,14 @@ def _unavailable(hub: EventHub, exc: Exception) -> Response:
 
 
 def _generate(  # type: ignore[no-untyped-def]
-    dispatcher: Dispatcher, stream: Stream, head: bytes, last_key: Key, replay: Replay | None
+    dispatcher: Dispatcher,
+    stream: Stream,
+    head: bytes,
+    last_key: Key,
+    replay: Replay | None,
+    sink: _direct.Sink | None,
 ):
+    written = len(head)
     try:
         yield head
         while replay is not None and not replay.done:
@@ -113,8 +134,14 @@ def _generate(  # type: ignore[no-untyped-def]
                 return
             last_key = replay.last_key
             if page:
+                written += len(page)
                 yield page
+        # Resumed here, the server has written everything yielded so far.
+        conn = _direct.connection(sink, written) if sink is not None else None
         while True:
+            if conn is not None and stream.go_direct(conn, last_key):
+                _serve_direct(stream)
+                return
             frames = stream.wait()
             if frames is None:
                 return
@@ -136,6 +163,23 @@ def _generate(  # type: ignore[no-untyped-def]
                 yield b"".join(out)
     finally:
         dispatcher.close(stream)
+
+
+def _serve_direct(stream: Stream) -> None:
+    """A direct stream's greenlet: parked until the kernel's buffer was full
+    (then it writes the backlog, blocking only itself) or the stream closes.
+    Returning ends the response: the server writes its end."""
+    wakeup = stream.wakeup
+    try:
+        while True:
+            wakeup.wait()
+            wakeup.clear()
+            if stream.backlog is not None:
+                stream.flush()
+            if stream.closed:
+                return
+    except OSError:  # the client went away, or was cut for not reading
+        stream.close("disconnected")
 
 
 def stream(label: str) -> Response:
