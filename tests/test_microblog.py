@@ -239,7 +239,7 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
 
     response = alice.post("/send/carol", data={"message": "  See you <b>soon</b>  "})
     assert response.status_code == 302
-    assert queued(redis_client) == 1  # one fan-out task for the hub's consumers
+    assert queued(redis_client) == 1  # one event task for the hub's consumers
     with microblog.app.app_context(), worker(microblog.app):
         wait_for(lambda: inbox.unread_count(carol_id) == 1, 15)
         wait_for(lambda: microblog.mail_sink.to("carol@example.com"), 15)

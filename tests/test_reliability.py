@@ -14,7 +14,7 @@ from celery.signals import before_task_publish
 
 from flask_notifications import Event, Notifications, NotificationsUnavailable, reliability
 from flask_notifications.consumers import Consumer, LogConsumer
-from flask_notifications.delivery.tasks import EVENT_TASK
+from flask_notifications.delivery.tasks import EVENT_TASK, FAN_OUT_TASK
 from flask_notifications.filters import WithEventType
 from flask_notifications.signals import consumer_failed, event_consumed, event_filtered, event_sent
 from flask_notifications.testing import RedisServer
@@ -274,7 +274,9 @@ def test_finished_skipped_and_dead_tasks_leave_nothing_pending(app, notification
         wait_for(lambda: reliability.pending_count() == 0, 15)
 
 
-def test_a_fan_out_lost_or_run_twice_still_runs_each_consumer_once(make_app, worker, redis_client):
+def test_an_event_task_lost_or_run_twice_still_runs_each_consumer_once(
+    make_app, worker, redis_client
+):
     app = make_app(NOTIFICATIONS_REDELIVER_AFTER=0.5)
     notifications = Notifications(app)
     done = []
@@ -284,12 +286,12 @@ def test_a_fan_out_lost_or_run_twice_still_runs_each_consumer_once(make_app, wor
         )
     with app.app_context():
         notifications.send(ev())
-        assert reliability.pending_count() == 1  # the fan-out task
-        fan_out = redis_client.lrange("celery", 0, -1)
+        assert reliability.pending_count() == 1  # the event task
+        lost = redis_client.lrange("celery", 0, -1)
         redis_client.delete("celery")  # the broker loses it
         time.sleep(0.6)
         assert reliability.redeliver_pending(0.5) == 1
-        redis_client.rpush("celery", *fan_out)  # ... and the lost copy turns up too
+        redis_client.rpush("celery", *lost)  # ... and the lost copy turns up too
         with worker(app):
             wait_for(lambda: sorted(done) == ["a", "b", "c"], 15)
             wait_for(lambda: reliability.pending_count() == 0, 5)
@@ -438,3 +440,17 @@ def test_an_event_task_with_an_invalid_event_leaves_dead_letters(app, notificati
         ("tests.rel.invalidb", '{"event_id'),
         ("tests.rel.invalidb", "{not json"),
     ]
+
+
+def test_the_fan_out_task_of_earlier_versions_still_runs_its_consumers(app, notifications):
+    """Messages and outbox records left under the old name run the consumers."""
+    done = []
+    hub = notifications.create_hub("H")
+    for name in ("a", "b"):
+        hub.register_consumer(
+            lambda e, name=name: done.append(name), celery_task_name=f"tests.rel.old{name}"
+        )
+    targets = [[hub.hub_id, "tests.rel.olda"], [hub.hub_id, "tests.rel.oldb"]]
+    with app.app_context():
+        notifications.celery.tasks[FAN_OUT_TASK].apply((ev().to_json(), targets, None))
+    assert done == ["a", "b"]
