@@ -176,6 +176,11 @@ class EventRecords:
         connection, self._connection, self._replies = self._connection, None, 0
         self._pool.release(connection)
 
+    def abandon(self) -> None:
+        """Give the connection back without reading the replies still due (the
+        worker is stopping; what was sent stays sent)."""
+        self._drop()
+
     def _send(self, commands: list[tuple[Any, ...]]) -> None:
         if self._connection is None:
             self._connection = self._pool.get_connection()

@@ -114,7 +114,10 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
         try:
             with consumer_running(name):
                 consumer(event)
-        except Exception as exc:
+        except BaseException as exc:
+            if not isinstance(exc, Exception):  # the worker stops: the event comes back
+                bookkeeping.abandon()
+                raise
             if isinstance(exc, consumer.retry_for) and consumer.max_retries > 0:
                 countdown = _backoff(consumer, 0)
                 logger.warning(
