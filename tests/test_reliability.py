@@ -371,6 +371,33 @@ def test_a_consumer_raising_once_is_retried_alone(app, notifications, worker):
     assert published == [EVENT_TASK, "tests.rel.second"]  # the event, then the retry
 
 
+def test_an_event_task_delivered_again_leaves_a_retried_consumer_to_its_retry(
+    app, notifications, worker, redis_client
+):
+    """The worker hands the second consumer to a retry of its own, then the
+    event task comes back (the worker died before acknowledging it): the
+    redelivered event task must not run the second consumer beside its retry."""
+    runs = []
+    hub = notifications.create_hub("Three")
+    hub.register_consumer(lambda e: runs.append("first"), celery_task_name="tests.rel.again1")
+    flaky = Flaky(failures=1)
+    hub.register_consumer(flaky, celery_task_name="tests.rel.again2")
+    with app.app_context():
+        sent = notifications.send(ev())
+        (message,) = redis_client.lrange("celery", 0, -1)
+        body = json.loads(base64.b64decode(json.loads(message)["body"]))
+        event_task = notifications.celery.tasks[EVENT_TASK]
+        event_task.apply(args=body[0])  # first run: the second consumer fails once
+        assert runs == ["first"] and flaky.calls == 1
+        event_task.apply(args=body[0])  # delivered again before its acknowledgement
+        assert runs == ["first"] and flaky.calls == 1  # neither runs a second time
+        redis_client.lrem("celery", 0, message)  # the event message, acknowledged now
+        with worker(app):  # the retry of its own runs the second consumer
+            wait_for(lambda: flaky.done, 15)
+            wait_for(lambda: reliability.pending_count() == 0, 5)
+    assert flaky.calls == 2 and flaky.done == [sent["event_id"]]
+
+
 def test_a_slow_consumer_does_not_delay_another(app, notifications, worker):
     order = []
 

@@ -34,14 +34,22 @@ from .records import Target, dead_letters_key, done_key, pending_key, pending_me
 
 __all__ = ["EventRecords"]
 
-# Which consumers of the event already finished, and the outbox records of the
-# consumers of their own (added unless finished or already there).
+# Which consumers of the event already finished (or were handed to a retry of
+# their own: an event task delivered again must not run them beside it), and
+# the outbox records of the consumers of their own (added unless finished or
+# already there).
 _BEGIN = """
 local inline = tonumber(ARGV[2])
 local out = {}
-for i = 1, inline do out[i] = redis.call('EXISTS', KEYS[i + 1]) end
-for j = 3, #ARGV do
-  if redis.call('EXISTS', KEYS[inline + j - 1]) == 0
+for i = 1, inline do
+  if redis.call('EXISTS', KEYS[i + 1]) == 1 or redis.call('ZSCORE', KEYS[1], ARGV[i + 2]) then
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+for j = 3 + inline, #ARGV do
+  if redis.call('EXISTS', KEYS[j - 1]) == 0
      and redis.call('ZADD', KEYS[1], 'NX', ARGV[1], ARGV[j]) == 1 then
     out[#out + 1] = 1
   else
@@ -85,8 +93,9 @@ class EventRecords:
         :param inline: the consumers the event task runs itself.
         :param own: the consumers that run as tasks of their own.
         :param due: when to consider the own tasks lost if unfinished.
-        :returns: for each inline consumer, whether it already finished; for
-            each own-task consumer, whether to enqueue it.
+        :returns: for each inline consumer, whether it already finished (or
+            was handed to a retry task of its own); for each own-task
+            consumer, whether to enqueue it.
         """
         if self._client is None:
             return [False] * len(inline), [True] * len(own)
@@ -94,6 +103,8 @@ class EventRecords:
         keys += [done_key(name, hub_id, self._event_id) for hub_id, name in (*inline, *own)]
         args: list[Any] = [due, len(inline)]
         app_key, event_id = self._app_key, self._event_id
+        # Inline consumers' members: present when a retry of their own has them.
+        args += [pending_member(name, hub_id, app_key, event_id) for hub_id, name in inline]
         args += [pending_member(name, hub_id, app_key, event_id) for hub_id, name in own]
         sha = self._client.__dict__.get(_BEGIN_SHA)
         flags = None
