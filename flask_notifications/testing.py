@@ -49,6 +49,7 @@ __all__ = [
     "find_redis_cli",
     "find_redis_server",
     "free_port",
+    "no_control_socket",
     "redis_version",
     "render_nginx_conf",
     "stop_process",
@@ -290,7 +291,7 @@ class NginxServer(_ChildServer):
             self.directory = None
 
 
-def _no_control_socket() -> list[str]:
+def no_control_socket() -> list[str]:
     """``--no-control-socket`` for a gunicorn that has one (25.1+): several
     masters would share its default path (and it is not a temporary one)."""
     from gunicorn.config import KNOWN_SETTINGS
@@ -349,7 +350,7 @@ class GunicornServer(_ChildServer):
         :raises RuntimeError: if gunicorn exits or does not answer in time.
         """
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", *_no_control_socket(),
+            [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", *no_control_socket(),
              *self.args, "-b", self.address, self.target],
             cwd=self.cwd, env={**os.environ, **self.env},
         )  # fmt: skip

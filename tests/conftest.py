@@ -21,7 +21,13 @@ from celery.contrib.testing.worker import start_worker
 from flask import Flask
 
 from flask_notifications import Notifications
-from flask_notifications.testing import RedisServer, free_port, stop_process, wait_for_http
+from flask_notifications.testing import (
+    RedisServer,
+    free_port,
+    no_control_socket,
+    stop_process,
+    wait_for_http,
+)
 
 from .smtp_server import SMTPServer
 
@@ -211,15 +217,14 @@ def worker_process(
             proc.stdout.close()
 
 
-def _start_stream_server(redis_url: str, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
-    """Start ``tests/stream_app.py`` under gevent's WSGI server in a subprocess."""
-    port = free_port()
+def _start_app_server(
+    command: list[str], port: int, redis_url: str, env: dict[str, str]
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """Run ``command`` (serving ``tests/stream_app.py`` on ``port``) and wait
+    until it answers; stopped by pid if it never does."""
     full_env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
     full_env.update({k: str(v) for k, v in env.items()})
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "examples" / "serve.py"), "stream_app:app", str(port)],
-        cwd=ROOT / "tests", env=full_env,
-    )  # fmt: skip
+    proc = subprocess.Popen(command, cwd=ROOT / "tests", env=full_env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(base + "/health", proc)
@@ -227,6 +232,13 @@ def _start_stream_server(redis_url: str, **env: str) -> tuple[str, subprocess.Po
         stop_process(proc)
         raise
     return base, proc
+
+
+def _start_stream_server(redis_url: str, **env: str) -> tuple[str, subprocess.Popen[bytes]]:
+    """Start ``tests/stream_app.py`` under gevent's WSGI server in a subprocess."""
+    port = free_port()
+    command = [sys.executable, str(ROOT / "examples" / "serve.py"), "stream_app:app", str(port)]
+    return _start_app_server(command, port, redis_url, env)
 
 
 @pytest.fixture(scope="session")
@@ -344,20 +356,11 @@ def _start_gunicorn(redis_url: str, *args: str, **env: str) -> tuple[str, subpro
     """Start ``tests/stream_app.py`` under ``gunicorn -k gevent`` (one worker
     unless ``args`` say otherwise) in a subprocess."""
     port = free_port()
-    full_env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
-    full_env.update({k: str(v) for k, v in env.items()})
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1",
-         "-b", f"127.0.0.1:{port}", "--log-level", "warning", *args, "stream_app:app"],
-        cwd=ROOT / "tests", env=full_env,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for_http(base + "/health", proc)
-    except BaseException:
-        stop_process(proc)
-        raise
-    return base, proc
+    command = [
+        sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", *no_control_socket(),
+        "-b", f"127.0.0.1:{port}", "--log-level", "warning", *args, "stream_app:app",
+    ]  # fmt: skip
+    return _start_app_server(command, port, redis_url, env)
 
 
 @pytest.fixture

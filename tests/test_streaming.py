@@ -372,14 +372,19 @@ def test_runs_under_gunicorn_gevent_workers(redis_url, publish):
     import subprocess
     import sys
 
-    from flask_notifications.testing import free_port, stop_process, wait_for_http
+    from flask_notifications.testing import (
+        free_port,
+        no_control_socket,
+        stop_process,
+        wait_for_http,
+    )
 
     from .conftest import ROOT
 
     port = free_port()
     env = dict(os.environ, REDIS_URL=redis_url, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2",
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "2", *no_control_socket(),
          "--worker-connections", "1000", "-b", f"127.0.0.1:{port}", "--graceful-timeout", "2",
          "--log-level", "warning", "stream_app:app"],
         cwd=ROOT / "tests", env=env,
