@@ -1,4 +1,4 @@
-"""The extension's blueprint: streams, the inbox API, Web Push and the JS client.
+"""The extension's blueprint: streams, the inbox API, Web Push, mobile devices and the JS client.
 
 :func:`make_blueprint` builds a new blueprint for each app in
 :meth:`Notifications.init_app <flask_notifications.Notifications.init_app>`,
@@ -20,13 +20,14 @@ from .errors import InvalidQueryError
 def make_blueprint() -> Blueprint:
     """A new ``notifications`` blueprint with every route of the extension."""
     from .inbox import views as inbox_views
+    from .mobile import views as mobile_views
     from .stream import views as stream_views
     from .webpush import views as webpush_views
 
     blueprint = Blueprint(
         "notifications", __name__, static_folder="static", static_url_path="/static"
     )
-    for views in (stream_views, inbox_views, webpush_views):
+    for views in (stream_views, inbox_views, webpush_views, mobile_views):
         views.register(blueprint)
     return blueprint
 

@@ -27,6 +27,7 @@ from .event_hub import EventHub, current_notifications, hub_id_for
 from .inbox.model_events import ModelEvents
 from .inbox.preferences import Preferences
 from .inbox.store import Inbox
+from .mobile.store import Devices
 from .pubsub.backend import Backend
 from .webpush.store import PushSubscriptions
 
@@ -71,6 +72,9 @@ class Notifications(StreamingMixin):
         #: Browsers' Web Push subscriptions of the current app: see
         #: :class:`~flask_notifications.webpush.PushSubscriptions`.
         self.push_subscriptions = PushSubscriptions()
+        #: Native apps' devices (push tokens) of the current app: see
+        #: :class:`~flask_notifications.mobile.Devices`.
+        self.devices = Devices()
         self._model_events = ModelEvents(self)
         # Per-app state, as Flask-SQLAlchemy 3 keeps its engines: never a module
         # global, never keyed by app.name (every app factory's apps share it).

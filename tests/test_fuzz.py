@@ -29,6 +29,9 @@ ROUTES = [
     ("/notifications/push-subscriptions/key", "GET"),
     ("/notifications/push-subscriptions", "POST"),
     ("/notifications/push-subscriptions", "DELETE"),
+    ("/notifications/devices", "POST"),
+    ("/notifications/devices", "GET"),
+    ("/notifications/devices", "DELETE"),
     ("/notifications/static/<path:filename>", "GET"),
 ]
 

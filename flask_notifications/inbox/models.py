@@ -85,6 +85,23 @@ push_subscriptions = Table(
     sqlite_autoincrement=True,
 )
 
+#: Native apps' push tokens (APNs / FCM): one row per device, unique by token;
+#: see :class:`~flask_notifications.mobile.Devices`.
+mobile_devices = Table(
+    "flask_notification_mobile_devices",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("recipient", String(256), nullable=False),
+    Column("platform", String(16), nullable=False),
+    Column("token", String(2048), nullable=False),
+    Column("registered_at", Float, nullable=False),
+    Index("ux_flask_notification_mobile_devices_token", "token", unique=True),
+    Index("ix_flask_notification_mobile_devices_recipient", "recipient"),
+    sqlite_autoincrement=True,
+)
+
 #: Model events written in the transaction of the model change they describe,
 #: deleted once sent; workers send what a dying web process left behind.
 #: See :mod:`flask_notifications.inbox.model_outbox`.
