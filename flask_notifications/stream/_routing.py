@@ -30,7 +30,8 @@ Decoded = tuple[str, "str | None", Key, "bytes | None", Any, Any, "dict[str, int
 
 
 class HubStreams:
-    """The open streams of one hub, indexed for routing."""
+    """The open streams of one hub, indexed for routing (the caller holds the
+    dispatcher's lock)."""
 
     __slots__ = ("all", "readers", "by_identity", "recent")
 
@@ -38,9 +39,50 @@ class HubStreams:
         self.all: set[Stream] = set()
         #: The streams that carry broadcasts.
         self.readers: set[Stream] = set()
-        self.by_identity: dict[str, set[Stream]] = {}
+        #: Each identity's stream, or its set of streams when it has several
+        #: (most users have one: a set per user would cost 200 bytes each).
+        self.by_identity: dict[str, Stream | set[Stream]] = {}
         #: The newest event ids routed (insertion-ordered, capped).
         self.recent: dict[str, None] = {}
+
+    def add(self, stream: Stream) -> None:
+        """Register ``stream``."""
+        self.all.add(stream)
+        if stream.broadcasts:
+            self.readers.add(stream)
+        identity = stream.identity
+        if identity is not None:
+            mine = self.by_identity.get(identity)
+            if mine is None:
+                self.by_identity[identity] = stream
+            elif isinstance(mine, Stream):
+                self.by_identity[identity] = {mine, stream}
+            else:
+                mine.add(stream)
+
+    def remove(self, stream: Stream) -> bool:
+        """Unregister ``stream``; whether it was registered."""
+        if stream not in self.all:
+            return False
+        self.all.discard(stream)
+        self.readers.discard(stream)
+        identity = stream.identity
+        if identity is not None:
+            mine = self.by_identity.get(identity)
+            if mine is stream:
+                del self.by_identity[identity]
+            elif isinstance(mine, set):
+                mine.discard(stream)
+                if len(mine) == 1:
+                    self.by_identity[identity] = mine.pop()
+        return True
+
+    def streams_of(self, identity: str) -> tuple[Stream, ...] | set[Stream]:
+        """The streams of ``identity`` (none: an empty tuple)."""
+        mine = self.by_identity.get(identity)
+        if mine is None:
+            return ()
+        return (mine,) if isinstance(mine, Stream) else mine
 
     def repeated(self, event_id: str) -> bool:
         """Whether ``event_id`` was routed already; remembers it otherwise."""

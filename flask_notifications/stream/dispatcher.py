@@ -147,11 +147,7 @@ class Dispatcher:
             hub = self._hubs.get(hub_id)
             if hub is None:
                 hub = self._hubs[hub_id] = HubStreams()
-            hub.all.add(stream)
-            if broadcasts:
-                hub.readers.add(stream)
-            if identity is not None:
-                hub.by_identity.setdefault(identity, set()).add(stream)
+            hub.add(stream)
             resubscribe = hub_id not in self._subscribed
         if resubscribe:  # a hub created after the reader started
             self._restart_listener()
@@ -165,17 +161,9 @@ class Dispatcher:
         stream.close("closed")
         with self._lock:
             hub = self._hubs.get(stream.hub_id)
-            if hub is None or stream not in hub.all:
+            if hub is None or not hub.remove(stream):
                 return
-            hub.all.discard(stream)
-            hub.readers.discard(stream)
             self.limits.release(stream)
-            if stream.identity is not None:
-                mine = hub.by_identity.get(stream.identity)
-                if mine is not None:
-                    mine.discard(stream)
-                    if not mine:
-                        del hub.by_identity[stream.identity]
             if not hub.all:
                 del self._hubs[stream.hub_id]
 
@@ -224,14 +212,13 @@ class Dispatcher:
                     run = None
                     continue
                 if counts is not None:  # unread counts, for the users online here
-                    mine = hub.by_identity
-                    plan.append([(u, list(mine[u]), n) for u, n in counts.items() if u in mine])
+                    online = [(u, list(hub.streams_of(u)), n) for u, n in counts.items()]
+                    plan.append([entry for entry in online if entry[1]])
                     run = None
                 elif isinstance(uid, str) and hub.repeated(uid):
                     continue  # the same event again, under a new id: the streams have it
                 elif recipients:
-                    mine = hub.by_identity
-                    targets = [s for r in recipients for s in mine.get(str(r), ())]
+                    targets = [s for r in recipients for s in hub.streams_of(str(r))]
                     plan.append((targets, [(key, data)]))
                     run = None
                 elif run is not None and run[0] is hub and key is not None and len(run[1]) < RUN:
@@ -376,7 +363,12 @@ class Dispatcher:
                 self._route([(hub_id, event_id, data) for event_id, data in history.entries])
 
     def _beat_forever(self) -> None:
-        while not self._stopped.wait(self.heartbeat):
+        due = time.monotonic()
+        while True:
+            # At a fixed rate: the time spent beating does not delay the next beat.
+            due = max(due + self.heartbeat, time.monotonic())
+            if self._stopped.wait(max(0.0, due - time.monotonic())):
+                return
             with self._lock:
                 streams = [s for hub in self._hubs.values() for s in hub.all]
             for count, stream in enumerate(streams, 1):

@@ -8,10 +8,11 @@ import json
 import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from ._direct import Connection, chunk
+from . import _direct
+from ._direct import chunk
 
 #: A frame's history id as the backend's comparable key (see
 #: :meth:`Backend.id_key <flask_notifications.pubsub.backend.Backend.id_key>`);
@@ -67,7 +68,8 @@ class Stream:
     *direct* (:meth:`go_direct`): the dispatcher writes each frame to the
     socket itself, with one non-blocking send (see
     :mod:`flask_notifications.stream._direct`), and the stream's greenlet
-    only wakes up to write a :attr:`backlog` when the kernel's buffer was full.
+    stays parked until the stream ends. Only when the kernel's buffer is full
+    does a :attr:`backlog` form, written by a greenlet started for it.
 
     :param hub_id: the hub streamed.
     :param identity: the user id the stream belongs to, or ``None``.
@@ -79,7 +81,7 @@ class Stream:
 
     __slots__ = (
         "hub_id", "identity", "address", "broadcasts", "maxsize", "queue", "wakeup", "closed",
-        "reason", "conn", "send", "last_key", "backlog", "waiting",
+        "reason", "sock", "send", "chunked", "parked", "last_key", "backlog", "waiting",
     )  # fmt: skip
 
     def __init__(
@@ -98,19 +100,24 @@ class Stream:
         #: Whether events without recipients reach this stream.
         self.broadcasts = broadcasts
         self.maxsize = maxsize
-        #: Frames for the response to write (queued streams; ``None`` once direct).
+        #: Frames for the response to write, and what wakes it (queued
+        #: streams; both ``None`` once direct).
         self.queue: deque[tuple[Key, bytes]] | None = deque()
-        self.wakeup = event_class()
+        self.wakeup: Any = event_class()
         self.closed = False
         self.reason = ""
-        #: The connection written to directly, and its non-blocking send
-        #: (``None`` while queued).
-        self.conn: Connection | None = None
+        #: A direct stream's gevent socket, the non-blocking send of the OS
+        #: socket under it (``None`` while queued), and whether the response is
+        #: chunked.
+        self.sock: Any = None
         self.send: Callable[[bytes], int] | None = None
+        self.chunked = False
+        #: What resumes the parked greenlet of a direct stream's response.
+        self.parked: Any = None
         #: The id of the newest frame written (direct streams).
         self.last_key: Key = None
-        #: What the kernel could not take yet, for the stream's greenlet to
-        #: write (direct streams; ``None`` when the socket took everything).
+        #: What the kernel could not take yet (direct streams; ``None`` when
+        #: the socket took everything).
         self.backlog: list[bytes] | None = None
         #: Frames in the backlog.
         self.waiting = 0
@@ -131,20 +138,18 @@ class Stream:
                 if last is not None and key <= last:
                     return  # written already (a backfill after a reconnect)
                 self.last_key = key
-            conn = self.conn
-            if conn is not None and conn.chunked:
+            if self.chunked:
                 data = chunked if chunked is not None else chunk(data)
             self.write(data, 1)
             return
         queue = self.queue
         assert queue is not None
-        pending = len(queue)
-        if pending >= self.maxsize:
+        if len(queue) >= self.maxsize:
             self.close("queue full")
             return
         queue.append((key, data))
-        # Always: with threads, the response may have taken the frames counted
-        # above and be about to wait (setting a set flag costs little).
+        # Always: with threads, the response may have taken the frames queued
+        # so far and be about to wait (setting a set flag costs little).
         self.wakeup.set()
 
     def push_run(
@@ -166,12 +171,11 @@ class Stream:
                 self.push(key, frame)
             return
         self.last_key = last
-        conn = self.conn
-        self.write(chunked if conn is not None and conn.chunked else data, len(frames))
+        self.write(chunked if self.chunked else data, len(frames))
 
     def write(self, data: bytes, frames: int) -> None:
         """Write to a direct stream's socket without blocking; what the kernel
-        does not take goes to the backlog, and wakes the stream's greenlet.
+        does not take goes to the backlog, and a greenlet is started to write it.
 
         :param data: wire bytes (chunk-framed already when the response is chunked).
         :param frames: how many frames ``data`` holds (the backlog's limit counts frames).
@@ -194,53 +198,72 @@ class Stream:
         if sent != len(data):
             self.backlog = [data[sent:] if sent else data]
             self.waiting = frames
-            self.wakeup.set()
+            _direct.spawn(self._flush)
+
+    def _flush(self) -> None:
+        """Write the backlog, blocking only this greenlet, until none is left
+        (the dispatcher then writes directly again); end the response if the
+        stream closed meanwhile."""
+        try:
+            while True:
+                backlog = self.backlog
+                if not backlog:
+                    break
+                self.backlog, self.waiting = [], 0
+                self.sock.sendall(backlog[0] if len(backlog) == 1 else b"".join(backlog))
+        except OSError:  # the client went away, or was cut for not reading
+            self.closed, self.reason = True, self.reason or "disconnected"
+        self.backlog = None
+        if self.closed:
+            self._end()
 
     def cut(self) -> None:
         """Close a stream whose client stopped reading; a direct stream's
         connection is ended too, so that a write blocked on it fails at once."""
         self.close("queue full")
-        if self.conn is not None:
-            self.conn.abort()
+        if self.sock is not None:
+            _direct.abort(self.sock)
 
-    def go_direct(self, conn: Connection, last_key: Key) -> bool:
+    def go_direct(self, sock: Any, send: Callable[[bytes], int], chunked: bool, last: Key) -> bool:
         """Switch to direct writes, if nothing is queued (called by the
         stream's greenlet; under gevent, nothing runs between the check and
         the switch).
 
-        :param conn: the stream's connection.
-        :param last_key: the id of the newest frame written so far.
+        :param sock: the stream's gevent socket.
+        :param send: the non-blocking send of the OS socket under it.
+        :param chunked: whether the response is chunked.
+        :param last: the id of the newest frame written so far.
         :returns: whether the stream is direct now.
         """
         if self.queue or self.closed:
             return False
-        self.conn, self.last_key, self.queue = conn, last_key, None
-        self.send = conn.send
+        self.sock, self.send, self.chunked, self.last_key = sock, send, chunked, last
+        self.queue = self.wakeup = None
         return True
 
-    def flush(self) -> None:
-        """Write the backlog, blocking this greenlet only, until none is left
-        (the dispatcher then writes directly again).
+    def park(self) -> Iterator[bytes]:
+        """The rest of a direct stream's response: nothing, until it ends
+        (called in the stream's greenlet, right after :meth:`go_direct`)."""
+        self.parked, rest = _direct.park()
+        return rest
 
-        :raises OSError: when the connection fails (or was cut).
-        """
-        sendall = self.conn.sendall  # type: ignore[union-attr]
-        while True:
-            backlog = self.backlog
-            if not backlog:
-                self.backlog = None
-                return
-            self.backlog, self.waiting = [], 0
-            sendall(backlog[0] if len(backlog) == 1 else b"".join(backlog))
+    def _end(self) -> None:
+        parked, self.parked = self.parked, None
+        if parked is not None:
+            _direct.resume(parked)
 
     def close(self, reason: str) -> None:
         """Ask the stream to end (its client reconnects and replays).
 
         :param reason: why, for the log.
         """
-        if not self.closed:
-            self.closed, self.reason = True, reason
+        if self.closed:
+            return
+        self.closed, self.reason = True, reason
+        if self.send is None:
             self.wakeup.set()
+        elif self.backlog is None:  # else its writer ends the response when done
+            self._end()
 
     def wait(self, timeout: float | None = None) -> list[tuple[Key, bytes]] | None:
         """Block until frames arrive; return them, or ``None`` once closed

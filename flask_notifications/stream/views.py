@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, current_app, request
@@ -80,11 +82,63 @@ def stream_response(hub: EventHub) -> Response:
     # No stream_with_context: the request context (and any database session a
     # teardown handler closes) is released when the view returns, not hours later.
     sink = _direct.Sink() if dispatcher.direct else None
-    body = _generate(dispatcher, stream, preamble(retry_ms) + head, last_key, replay, sink)
+    body = _Body(dispatcher, stream, preamble(retry_ms) + head, last_key, replay, sink)
     response = _StreamResponse(body, mimetype="text/event-stream", headers=_HEADERS)
     response.sink = sink
     response.direct_passthrough = True  # frames are bytes already: one layer less per write
     return response
+
+
+class _Body:
+    """A stream's response body, for the WSGI server to iterate: the head,
+    the replay and queued frames (:func:`_generate`); then, for a stream that
+    became direct, nothing until it ends (:meth:`Stream.park
+    <flask_notifications.stream.streams.Stream.park>`). ``close()``, which
+    the server calls at the end, unregisters the stream."""
+
+    __slots__ = ("dispatcher", "stream", "frames")
+
+    def __init__(
+        self,
+        dispatcher: Dispatcher,
+        stream: Stream,
+        head: bytes,
+        last_key: Key,
+        replay: Replay | None,
+        sink: _direct.Sink | None,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.stream = stream
+        self.frames: Iterator[bytes] | None = _generate(
+            dispatcher, stream, head, last_key, replay, sink
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        # C iterators only: while parked, the server's greenlet keeps no frame of ours.
+        return itertools.chain(self.frames, _Parking(self))
+
+    def close(self) -> None:
+        if self.frames is not None:
+            self.frames.close()
+        self.stream.parked = None  # the response is over: nothing to resume
+        self.dispatcher.close(self.stream)
+
+
+class _Parking:
+    """What follows a stream's frames: for a direct stream, its parking."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, body: _Body) -> None:
+        self.body = body
+
+    def __iter__(self) -> Iterator[bytes]:
+        body, self.body = self.body, None
+        stream = body.stream
+        if stream.send is None or stream.closed:
+            return iter(())
+        body.frames = None  # done: a finished generator still holds a few hundred bytes
+        return stream.park()
 
 
 class _StreamResponse(Response):
@@ -124,8 +178,10 @@ def _generate(  # type: ignore[no-untyped-def]
     sink: _direct.Sink | None,
 ):
     written = len(head)
+    direct = False
     try:
         yield head
+        del head
         while replay is not None and not replay.done:
             try:
                 page = replay.next_page()
@@ -136,11 +192,13 @@ def _generate(  # type: ignore[no-untyped-def]
             if page:
                 written += len(page)
                 yield page
+        replay = None
         # Resumed here, the server has written everything yielded so far.
         conn = _direct.connection(sink, written) if sink is not None else None
+        sink = None
         while True:
-            if conn is not None and stream.go_direct(conn, last_key):
-                _serve_direct(stream)
+            if conn is not None and stream.go_direct(*conn, last_key):
+                direct = True  # the dispatcher writes from now on: see _Parking
                 return
             frames = stream.wait()
             if frames is None:
@@ -162,24 +220,8 @@ def _generate(  # type: ignore[no-untyped-def]
             if out:
                 yield b"".join(out)
     finally:
-        dispatcher.close(stream)
-
-
-def _serve_direct(stream: Stream) -> None:
-    """A direct stream's greenlet: parked until the kernel's buffer was full
-    (then it writes the backlog, blocking only itself) or the stream closes.
-    Returning ends the response: the server writes its end."""
-    wakeup = stream.wakeup
-    try:
-        while True:
-            wakeup.wait()
-            wakeup.clear()
-            if stream.backlog is not None:
-                stream.flush()
-            if stream.closed:
-                return
-    except OSError:  # the client went away, or was cut for not reading
-        stream.close("disconnected")
+        if not direct:  # a direct stream is unregistered when its response closes
+            dispatcher.close(stream)
 
 
 def stream(label: str) -> Response:
