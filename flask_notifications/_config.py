@@ -62,6 +62,8 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS": 10,
     "NOTIFICATIONS_WEBPUSH_TIMEOUT": 5.0,
     "NOTIFICATIONS_MOBILE_MAX_DEVICES": 10,
+    "NOTIFICATIONS_FCM_CREDENTIALS": None,
+    "NOTIFICATIONS_FCM_ENDPOINT": "https://fcm.googleapis.com",
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {

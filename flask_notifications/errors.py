@@ -60,6 +60,10 @@ class PushServiceUnavailable(NotificationsError, ConnectionError):
     (it is a :class:`ConnectionError`, in :attr:`Consumer.retry_for
     <flask_notifications.consumers.consumer.Consumer.retry_for>`)."""
 
+    #: Seconds the service asked to wait (its ``Retry-After``), or ``None``:
+    #: the retry waits at least this long.
+    retry_after: float | None = None
+
 
 class PushRejected(NotificationsError, ValueError):
     """A Web Push service refused a notification for good: a 4xx answer other

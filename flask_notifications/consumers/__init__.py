@@ -2,6 +2,7 @@
 
 from ._email import EmailConsumer
 from .consumer import Consumer, FunctionConsumer
+from .fcm_consumer import FCMConsumer
 from .flaskemail_consumer import FlaskEmailConsumer
 from .flaskmail_consumer import FlaskMailConsumer
 from .log_consumer import LogConsumer
@@ -12,6 +13,7 @@ from .webpush_consumer import WebPushConsumer
 __all__ = [
     "Consumer",
     "EmailConsumer",
+    "FCMConsumer",
     "FlaskEmailConsumer",
     "FlaskMailConsumer",
     "FunctionConsumer",

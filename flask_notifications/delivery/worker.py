@@ -210,6 +210,9 @@ def run_consumer(task: ConsumerTask, event_json: str, hub_id: str, app_key: str)
         retries = task.request.retries
         if isinstance(exc, consumer.retry_for) and retries < consumer.max_retries:
             countdown = _backoff(consumer, retries)
+            wait = getattr(exc, "retry_after", None)  # the service's Retry-After
+            if isinstance(wait, int | float) and wait > countdown:
+                countdown = min(float(wait), 3600.0)
             logger.warning(
                 "consumer %r failed on event %s (%s); retry %d/%d in %ss",
                 task.name, event_id, exc, retries + 1, consumer.max_retries, countdown,

@@ -13,7 +13,7 @@ from .models import preferences as table
 from .store import user_id
 
 #: The channels the predefined consumers check.
-CHANNELS = ("inbox", "stream", "email", "webpush")
+CHANNELS = ("inbox", "stream", "email", "webpush", "mobile")
 #: An ``event_type`` that stands for every type.
 ANY_TYPE = "*"
 _CHUNK = 1000

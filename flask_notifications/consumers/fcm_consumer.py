@@ -1,0 +1,393 @@
+"""The :class:`FCMConsumer`: native push to Android (and iOS) apps through
+Firebase Cloud Messaging, HTTP v1 API."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import ssl
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from flask import current_app
+
+from .. import reliability
+from .._state import get_state
+from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
+from ..event import Event
+from ..mobile.store import Device
+from ._recipients import allowed_recipients, preferences_on
+from .consumer import Consumer
+
+logger = logging.getLogger("flask_notifications")
+
+CREDENTIALS = "NOTIFICATIONS_FCM_CREDENTIALS"
+ENDPOINT = "NOTIFICATIONS_FCM_ENDPOINT"
+#: Default ``NOTIFICATIONS_FCM_ENDPOINT``.
+DEFAULT_ENDPOINT = "https://fcm.googleapis.com"
+#: The OAuth2 scope FCM HTTP v1 asks for.
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+_SECONDS_CAP = 28 * 24 * 3600  # FCM keeps a message at most 4 weeks
+
+
+def target_key(platform: str, token: str) -> str:
+    """The short key of a device in the delivery records (a hash of its token).
+
+    :param platform: the device's platform.
+    :param token: its push token.
+    """
+    return hashlib.sha256(f"{platform}:{token}".encode("utf-8", "replace")).hexdigest()[:20]
+
+
+def ssl_context() -> ssl.SSLContext:
+    """A verifying TLS context: the system's CAs plus the files named by
+    ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` when set."""
+    context = ssl.create_default_context()
+    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        path = os.environ.get(name)
+        if path and os.path.isfile(path):
+            context.load_verify_locations(cafile=path)
+    return context
+
+
+def retry_after(value: str | None) -> float | None:
+    """Seconds of a ``Retry-After`` header (seconds or an HTTP date), or ``None``.
+
+    :param value: the header.
+    """
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _strings(data: Mapping[str, Any]) -> dict[str, str]:
+    """FCM's ``data``: a map of strings (others as compact JSON)."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        if value is None:
+            continue
+        out[str(key)] = (
+            value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+        )
+    return out
+
+
+class _Credentials:
+    """A service account's key, with its OAuth2 access token (refreshed by google-auth)."""
+
+    def __init__(self, path: str) -> None:
+        try:
+            from google.oauth2 import service_account
+        except ImportError as exc:  # pragma: no cover - without the mobile extra
+            raise ConfigurationError(
+                "FCMConsumer needs google-auth: pip install 'Flask-Notifications[mobile]'"
+            ) from exc
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+            self.project_id = info["project_id"]
+            self.credentials = service_account.Credentials.from_service_account_info(
+                info, scopes=[SCOPE]
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigurationError(
+                f"{CREDENTIALS} must name a service account's JSON key with a project_id: {exc}"
+            ) from exc
+        self.lock = threading.Lock()
+
+    def token(self, timeout: float) -> str:
+        import google.auth.exceptions
+        import google.auth.transport.requests
+        import requests
+
+        with self.lock:
+            if not self.credentials.valid:
+                session = requests.Session()
+                try:
+                    self.credentials.refresh(
+                        google.auth.transport.requests.Request(session)  # type: ignore[no-untyped-call]
+                    )
+                except google.auth.exceptions.TransportError as exc:
+                    raise PushServiceUnavailable(
+                        f"the FCM token endpoint is unreachable: {exc}"
+                    ) from exc
+                except google.auth.exceptions.RefreshError as exc:
+                    raise PushRejected(f"the FCM token endpoint refused the key: {exc}") from exc
+                finally:
+                    session.close()
+            return str(self.credentials.token)
+
+
+class FCMConsumer(Consumer):
+    """Sends each event through Firebase Cloud Messaging (HTTP v1 API) to
+    the stored devices (:attr:`notifications.devices
+    <flask_notifications.Notifications.devices>`) of its recipients, except
+    those who opted out of the event type on the ``mobile`` channel. Needs
+    ``google-auth`` and ``httpx`` (``pip install 'Flask-Notifications[mobile]'``).
+
+    Settings: ``NOTIFICATIONS_FCM_CREDENTIALS``, the path of the Firebase
+    project's service account JSON key (the project id is read from it, the
+    access token obtained from its ``token_uri``), and
+    ``NOTIFICATIONS_FCM_ENDPOINT`` (default ``https://fcm.googleapis.com``).
+    TLS is always verified; ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` add a CA.
+
+    - ``404`` or an ``UNREGISTERED`` error deletes the device;
+    - ``429`` and ``5xx`` raise
+      :class:`~flask_notifications.errors.PushServiceUnavailable` (retried,
+      no sooner than the ``Retry-After`` answered), skipping the devices
+      already served;
+    - any other answer raises :class:`~flask_notifications.errors.PushRejected`
+      naming FCM's reason (a dead letter).
+
+    :param platforms: the platforms of the devices it sends to (``"android"``,
+        ``"ios"``); with :class:`APNsConsumer` for iOS, ``("android",)``.
+    :param broadcast: push broadcast events (no recipients) to every device.
+    :param timeout: seconds one request may take.
+    :param celery_task_name: the task name.
+    """
+
+    #: The preferences (and per-event ``channels``) name of this consumer.
+    channel = "mobile"
+    #: A task of its own: FCM must delay no other consumer.
+    own_task = True
+    retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)
+    #: How many requests of one event are sent at once.
+    max_parallel: int = 10
+
+    def __init__(
+        self,
+        *,
+        platforms: tuple[str, ...] = ("android", "ios"),
+        broadcast: bool = False,
+        timeout: float = 10.0,
+        celery_task_name: str | None = None,
+    ) -> None:
+        if not platforms or any(p not in ("android", "ios") for p in platforms):
+            raise ValueError(f"platforms must be some of android, ios, not {platforms!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        self.platforms = tuple(platforms)
+        self.broadcast = bool(broadcast)
+        self.timeout = float(timeout)
+        self.celery_task_name = celery_task_name
+        self._keys: dict[str, _Credentials] = {}
+        self._keys_lock = threading.Lock()
+
+    # -- what is sent ----------------------------------------------------------------
+
+    def message(self, event: Event, device: Device) -> dict[str, Any]:
+        """The v1 ``message`` sent to ``device`` for ``event``.
+
+        ``notification``: the event's title and body, and its ``image`` (or
+        ``icon``) custom field; ``data``: ``event_id``, ``event_type``,
+        ``sender`` and the other custom fields, as strings; the ``group`` (or
+        ``thread``) custom field gives the Android ``collapse_key`` and the
+        APNs ``thread-id``; ``expiration_datetime`` the ``ttl``; ``sound``
+        and ``priority`` (``"high"``/``"normal"``) their custom fields.
+
+        :param event: the event.
+        :param device: the device.
+        """
+        custom = event.custom_fields
+        notification: dict[str, str] = {"title": event["title"], "body": event["body"]}
+        image = custom.get("image") or custom.get("icon")
+        if isinstance(image, str) and image.startswith("https://"):
+            notification["image"] = image
+        data = {
+            "event_id": event["event_id"],
+            "event_type": event["event_type"],
+            "sender": event["sender"],
+        }
+        data.update(custom)
+        message: dict[str, Any] = {
+            "token": device.token,
+            "notification": notification,
+            "data": _strings(data),
+        }
+        group = custom.get("group") or custom.get("thread")
+        sound = custom.get("sound")
+        high = custom.get("priority") == "high"
+        android: dict[str, Any] = {"priority": "HIGH" if high else "NORMAL"}
+        aps: dict[str, Any] = {}
+        apns_headers = {"apns-priority": "10" if high else "5"}
+        if isinstance(group, str) and group:
+            android["collapse_key"] = group[:64]
+            aps["thread-id"] = group
+            apns_headers["apns-collapse-id"] = group[:64]
+        if isinstance(sound, str) and sound:
+            android["notification"] = {"sound": sound}
+            aps["sound"] = sound
+        expiration = event.get("expiration_datetime")
+        if expiration is not None:
+            seconds = int(max(0, min(_SECONDS_CAP, expiration.timestamp() - time.time())))
+            android["ttl"] = f"{seconds}s"
+            apns_headers["apns-expiration"] = str(int(expiration.timestamp()))
+        message["android"] = android
+        message["apns"] = {"headers": apns_headers, "payload": {"aps": aps}}
+        return message
+
+    # -- who gets it -----------------------------------------------------------------
+
+    def devices_for(self, event: Event) -> list[Device]:
+        """The devices to send ``event`` to (of :attr:`platforms`): the
+        recipients' minus the ``mobile`` opt-outs; for a broadcast event none,
+        or every device when made with ``broadcast=True``.
+
+        :param event: the event.
+        """
+        store = get_state().extension.devices
+        if event["recipients"]:
+            users = allowed_recipients(event, self.channel)
+            devices = store.for_users(users) if users else []
+        elif not self.broadcast:
+            devices = []
+        else:
+            devices = store.all()
+            if devices and preferences_on(current_app):
+                users = list(dict.fromkeys(d.recipient for d in devices))
+                allowed = set(
+                    get_state().extension.preferences.allowed(
+                        users, event["event_type"], self.channel
+                    )
+                )
+                devices = [d for d in devices if d.recipient in allowed]
+        return [d for d in devices if d.platform in self.platforms]
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _credentials(self, config: Mapping[str, Any]) -> _Credentials:
+        path = config.get(CREDENTIALS)
+        if not isinstance(path, str | os.PathLike) or not str(path):
+            raise ConfigurationError(f"{CREDENTIALS} must be the path of a service account key")
+        path = str(path)
+        with self._keys_lock:
+            key = self._keys.get(path)
+            if key is None:
+                key = self._keys[path] = _Credentials(path)
+            return key
+
+    def consume(self, event: Event, *args: Any, **kwargs: Any) -> int:
+        """Send ``event`` to its recipients' devices.
+
+        :param event: the event.
+        :returns: how many messages FCM accepted.
+        :raises ConfigurationError: for a missing or bad setting.
+        :raises PushServiceUnavailable: when some messages should be retried.
+        :raises PushRejected: when FCM refused a message for good.
+        """
+        try:
+            import httpx
+        except ImportError as exc:  # pragma: no cover - without the mobile extra
+            raise ConfigurationError(
+                "FCMConsumer needs httpx: pip install 'Flask-Notifications[mobile]'"
+            ) from exc
+        config = current_app.config
+        key = self._credentials(config)
+        endpoint = str(config.get(ENDPOINT) or DEFAULT_ENDPOINT).rstrip("/")
+        if not endpoint.startswith("https://"):
+            raise ConfigurationError(f"{ENDPOINT} must be an https URL, not {endpoint!r}")
+        devices = self.devices_for(event)
+        if not devices:
+            return 0
+        task_name = self.task_name()
+        event_id = event["event_id"]
+        ttl = config["NOTIFICATIONS_DEDUP_TTL"]
+        targets = {target_key(d.platform, d.token): d for d in devices}
+        done = reliability.delivered(task_name, event_id, list(targets))
+        todo = [(k, d) for k, d in targets.items() if k not in done]
+        if not todo:
+            return 0
+        token = key.token(self.timeout)
+        url = f"{endpoint}/v1/projects/{key.project_id}/messages:send"
+        store = get_state().extension.devices
+        headers = {"Authorization": f"Bearer {token}"}
+
+        def send(device: Device) -> Any:
+            body = {"message": self.message(event, device)}
+            try:
+                return client.post(url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                return exc
+
+        with (
+            httpx.Client(verify=ssl_context(), timeout=self.timeout, trust_env=False) as client,
+            ThreadPoolExecutor(max_workers=max(1, min(self.max_parallel, len(todo)))) as pool,
+        ):
+            outcomes = list(pool.map(send, [d for _, d in todo]))
+        sent = 0
+        transient: list[tuple[str, float | None]] = []
+        rejected: list[str] = []
+        for (k, device), outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                transient.append((f"FCM is unreachable: {outcome}", None))
+                continue
+            status = outcome.status_code
+            reason = _reason(outcome)
+            if 200 <= status < 300:
+                sent += 1
+            elif status == 404 or "UNREGISTERED" in reason:
+                logger.info(
+                    "device %d is no longer registered at FCM (%d); deleted", device.id, status
+                )
+                store.delete_token(device.token)
+            elif status == 429 or status >= 500 or status == 401:
+                if status == 401:
+                    key.credentials.token = None  # type: ignore[assignment]
+                transient.append(
+                    (
+                        f"FCM answered {status} {reason}",
+                        retry_after(outcome.headers.get("Retry-After")),
+                    )
+                )
+                continue
+            else:
+                rejected.append(f"FCM answered {status} {reason}")
+            reliability.mark_delivered(task_name, event_id, k, ttl)
+        if transient:
+            waits = [w for _, w in transient if w is not None]
+            exc = PushServiceUnavailable(
+                f"{len(transient)} of {len(targets)} FCM message(s) of event {event_id} "
+                f"failed and will be retried; first: {transient[0][0]}"
+            )
+            exc.retry_after = max(waits) if waits else None
+            raise exc
+        if rejected:
+            raise PushRejected(
+                f"{len(rejected)} of {len(targets)} FCM message(s) of event {event_id} "
+                f"were refused: {rejected[0]}"
+            )
+        return sent
+
+
+def _reason(response: Any) -> str:
+    """FCM's error status and details (``INVALID_ARGUMENT``, ``UNREGISTERED``...)."""
+    try:
+        error = response.json().get("error", {})
+    except (ValueError, AttributeError):
+        return ""
+    if not isinstance(error, dict):
+        return ""
+    parts = [str(error.get("status") or "")]
+    for detail in error.get("details") or []:
+        if isinstance(detail, dict) and detail.get("errorCode"):
+            parts.append(str(detail["errorCode"]))
+    if error.get("message"):
+        parts.append(f"({str(error['message'])[:200]})")
+    return " ".join(p for p in parts if p)

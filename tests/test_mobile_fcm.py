@@ -1,0 +1,352 @@
+"""FCMConsumer against a local fake FCM (HTTP v1) and OAuth2 token endpoint,
+over TLS with a fixture-made certificate, on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import json
+import ssl
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs
+
+import pytest
+from flask import request
+
+from flask_notifications import Event, Notifications, reliability
+from flask_notifications._state import get_state
+from flask_notifications.errors import ConfigurationError, PushServiceUnavailable
+
+from .conftest import wait_for
+
+pytest.importorskip("google.auth")
+pytest.importorskip("httpx")
+trustme = pytest.importorskip("trustme")
+
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
+from google.auth import jwt as google_jwt  # noqa: E402
+
+from flask_notifications.consumers import FCMConsumer  # noqa: E402
+
+TASK = "tests.mobile.fcm"
+PROJECT = "demo-project"
+SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+
+
+class FakeFCM:
+    """A token endpoint (``POST /token``, checks the service account's signed
+    JWT assertion) and FCM's ``POST /v1/projects/<id>/messages:send`` (checks
+    the bearer token and the v1 message shape). ``answers[token]`` lists the
+    statuses to answer in turn (then 200)."""
+
+    def __init__(self, ca: Any, public_pem: bytes) -> None:
+        self.public_pem = public_pem
+        self.answers: dict[str, list[int]] = {}
+        self.messages: list[dict[str, Any]] = []
+        self.attempts: list[tuple[str, int]] = []
+        self.times: dict[str, list[float]] = {}
+        self.errors: list[str] = []
+        self.tokens_issued = 0
+        self.retry_after = "1"
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                fake.handle(self)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ca.issue_cert("127.0.0.1").configure_cert(context)
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.base = f"https://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def attempts_of(self, token: str) -> list[int]:
+        return [status for t, status in self.attempts if t == token]
+
+    def _answer(
+        self, handler: BaseHTTPRequestHandler, status: int, body: Any, **headers: str
+    ) -> None:
+        data = json.dumps(body).encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json")
+        handler.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def _error(self, handler: Any, status: int, problem: str) -> None:
+        self.errors.append(problem)
+        self._answer(handler, status, {"error": {"code": status, "message": problem}})
+
+    def handle(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length)
+        if handler.path == "/token":
+            form = parse_qs(raw.decode())
+            if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+                return self._error(handler, 400, "bad grant_type")
+            try:
+                # google-auth signs for Google's token URI, whatever token_uri says
+                claims = google_jwt.decode(
+                    form["assertion"][0], certs=self.public_pem, audience=GOOGLE_TOKEN_URI
+                )
+            except Exception as exc:  # noqa: BLE001 - any bad assertion is a 400
+                return self._error(handler, 400, f"bad assertion: {exc}")
+            if claims.get("scope") != SCOPE:
+                return self._error(handler, 400, f"bad scope {claims.get('scope')!r}")
+            with self.lock:
+                self.tokens_issued += 1
+                token = f"access-{self.tokens_issued}"
+            return self._answer(
+                handler, 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
+            )
+        if handler.path != f"/v1/projects/{PROJECT}/messages:send":
+            return self._error(handler, 404, f"unknown path {handler.path}")
+        if not (handler.headers.get("Authorization") or "").startswith("Bearer access-"):
+            return self._error(handler, 401, "missing or bad bearer token")
+        try:
+            message = json.loads(raw)["message"]
+            token = message["token"]
+            assert isinstance(message["notification"]["title"], str)
+            assert isinstance(message["notification"]["body"], str)
+            assert all(isinstance(v, str) for v in message["data"].values())
+            assert set(message) <= {"token", "notification", "data", "android", "apns"}
+        except (ValueError, KeyError, TypeError, AssertionError) as exc:
+            return self._error(handler, 400, f"bad message: {exc!r}")
+        with self.lock:
+            queue = self.answers.get(token) or []
+            status = queue.pop(0) if queue else 200
+            self.attempts.append((token, status))
+            self.times.setdefault(token, []).append(time.monotonic())
+        if status == 200:
+            self.messages.append(message)
+            return self._answer(handler, 200, {"name": f"projects/{PROJECT}/messages/1"})
+        if status == 404:
+            return self._answer(handler, 404, {"error": {
+                "code": 404, "status": "NOT_FOUND", "message": "Requested entity was not found.",
+                "details": [{"@type": "type.googleapis.com/google.firebase.fcm.v1.FcmError",
+                             "errorCode": "UNREGISTERED"}]}})  # fmt: skip
+        if status == 429:
+            return self._answer(
+                handler, 429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}},
+                **{"Retry-After": self.retry_after},
+            )  # fmt: skip
+        if status == 400:
+            return self._answer(handler, 400, {"error": {
+                "code": 400, "status": "INVALID_ARGUMENT", "message": "Invalid registration",
+                "details": [{"errorCode": "INVALID_ARGUMENT"}]}})  # fmt: skip
+        return self._answer(handler, status, {"error": {"code": status, "status": "INTERNAL"}})
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture(scope="module")
+def ca():
+    return trustme.CA()
+
+
+@pytest.fixture
+def fcm(ca, tmp_path, monkeypatch):
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    service = FakeFCM(ca, public_pem)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(ca_file))
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    credentials = tmp_path / "service-account.json"
+    credentials.write_text(json.dumps({
+        "type": "service_account",
+        "project_id": PROJECT,
+        "private_key_id": "k1",
+        "private_key": key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ).decode(),
+        "client_email": "push@demo-project.iam.gserviceaccount.com",
+        "client_id": "1",
+        "token_uri": f"{service.base}/token",
+    }))  # fmt: skip
+    service.credentials = credentials
+    yield service
+    service.stop()
+    assert service.errors == [], "the fake FCM refused a request"
+
+
+@pytest.fixture
+def fcm_app(make_app, tmp_path, fcm):
+    app = make_app(
+        NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'inbox.sqlite'}",
+        NOTIFICATIONS_FCM_CREDENTIALS=str(fcm.credentials),
+        NOTIFICATIONS_FCM_ENDPOINT=fcm.base,
+    )
+    notifications = Notifications(app)
+    notifications.identity_loader(lambda: request.headers.get("X-User"))
+    consumer = FCMConsumer()
+    consumer.retry_backoff = 0
+    consumer.retry_jitter = False
+    hub = notifications.create_hub("Alerts")
+    hub.register_consumer(consumer, celery_task_name=TASK)
+    yield app, notifications, hub, consumer
+    with app.app_context():
+        engine = get_state(app).engine
+        if engine is not None:
+            engine.dispose()
+
+
+def register(app, notifications, user, token, platform="android"):
+    with app.app_context():
+        return notifications.devices.add(user, {"platform": platform, "token": token})[0]
+
+
+def comment(recipients, **custom):
+    return Event(None, "comment", "New comment", "Nice post!", sender="bob",
+                 recipients=recipients, **custom)  # fmt: skip
+
+
+def send_and_finish(app, notifications, hub, event):
+    with app.app_context():
+        notifications.send(event)
+        event_id = event["event_id"]
+        wait_for(
+            lambda: reliability.is_done(TASK, hub.hub_id, event_id)
+            or any(json.loads(d["event"])["event_id"] == event_id
+                   for d in reliability.dead_letters()),
+            timeout=20,
+        )  # fmt: skip
+
+
+def test_messages_reach_every_device_of_the_recipients(fcm_app, fcm, worker):
+    app, notifications, hub, _ = fcm_app
+    register(app, notifications, "alice", "alice-phone")
+    register(app, notifications, "alice", "alice-ipad", "ios")
+    register(app, notifications, "bob", "bob-phone")
+    register(app, notifications, "dave", "dave-phone")  # not a recipient
+    event = comment(
+        ["alice", "bob", "carol"], post_id=12, group="post-12", sound="ping",
+        image="https://example.test/p.png", priority="high",
+        expiration_datetime=datetime.now(UTC) + timedelta(seconds=600),
+    )  # fmt: skip
+    with worker(app):
+        send_and_finish(app, notifications, hub, event)
+    assert sorted(m["token"] for m in fcm.messages) == ["alice-ipad", "alice-phone", "bob-phone"]
+    message = next(m for m in fcm.messages if m["token"] == "alice-phone")
+    assert message["notification"] == {
+        "title": "New comment", "body": "Nice post!", "image": "https://example.test/p.png",
+    }  # fmt: skip
+    assert message["data"]["event_id"] == event["event_id"]
+    assert message["data"]["post_id"] == "12" and message["data"]["sender"] == "bob"
+    android = message["android"]
+    assert android["collapse_key"] == "post-12" and android["priority"] == "HIGH"
+    assert android["notification"] == {"sound": "ping"}
+    assert 590 <= int(android["ttl"].rstrip("s")) <= 600
+    aps_headers = message["apns"]["headers"]
+    assert aps_headers["apns-collapse-id"] == "post-12" and aps_headers["apns-priority"] == "10"
+    assert aps_headers["apns-expiration"] == str(int(event["expiration_datetime"].timestamp()))
+    assert message["apns"]["payload"]["aps"] == {"thread-id": "post-12", "sound": "ping"}
+    assert fcm.tokens_issued == 1
+    with app.app_context():
+        assert reliability.dead_letters() == []
+
+
+def test_unregistered_tokens_are_deleted(fcm_app, fcm, worker):
+    app, notifications, hub, _ = fcm_app
+    register(app, notifications, "alice", "gone")
+    register(app, notifications, "alice", "fine")
+    fcm.answers["gone"] = [404]
+    with worker(app):
+        send_and_finish(app, notifications, hub, comment(["alice"]))
+    assert fcm.attempts_of("gone") == [404] and fcm.attempts_of("fine") == [200]
+    with app.app_context():
+        assert [d.token for d in notifications.devices.for_user("alice")] == ["fine"]
+        assert reliability.dead_letters() == []
+
+
+def test_429_and_5xx_are_retried_once_per_device(fcm_app, fcm, worker):
+    app, notifications, hub, consumer = fcm_app
+    consumer.max_retries = 3
+    fcm.retry_after = "2"  # more than the backoff (0): the worker waits for it
+    register(app, notifications, "alice", "flaky")
+    register(app, notifications, "alice", "steady")
+    register(app, notifications, "bob", "busy")
+    fcm.answers.update(flaky=[500, 503], busy=[429])
+    event = comment(["alice", "bob"])
+    with worker(app):
+        send_and_finish(app, notifications, hub, event)
+    assert fcm.attempts_of("flaky") == [500, 503, 200]
+    assert fcm.attempts_of("busy") == [429, 200]
+    first, second = fcm.times["busy"]
+    assert second - first >= 1.9
+    assert fcm.attempts_of("steady") == [200]  # once, not again on the retries
+    with app.app_context():
+        assert reliability.is_done(TASK, hub.hub_id, event["event_id"])
+        assert reliability.dead_letters() == []
+
+
+def test_retry_after_is_honoured(fcm_app, fcm):
+    app, notifications, _, consumer = fcm_app
+    register(app, notifications, "alice", "busy")
+    fcm.answers["busy"] = [429]
+    fcm.retry_after = "7"
+    with app.app_context(), pytest.raises(PushServiceUnavailable) as info:
+        consumer.consume(comment(["alice"]))
+    assert info.value.retry_after == 7.0 and "429" in str(info.value)
+
+
+def test_400_is_a_dead_letter_with_the_reason(fcm_app, fcm, worker):
+    app, notifications, hub, _ = fcm_app
+    register(app, notifications, "alice", "bad")
+    register(app, notifications, "alice", "fine")
+    fcm.answers["bad"] = [400]
+    with worker(app):
+        send_and_finish(app, notifications, hub, comment(["alice"]))
+    assert fcm.attempts_of("bad") == [400] and fcm.attempts_of("fine") == [200]
+    with app.app_context():
+        (letter,) = reliability.dead_letters()
+        assert letter["error"].startswith("PushRejected: 1 of 2 FCM message(s)")
+        assert "400 INVALID_ARGUMENT" in letter["error"]
+        assert len(notifications.devices.for_user("alice")) == 2  # kept
+
+
+def test_tls_is_verified(fcm_app, fcm, monkeypatch):
+    app, notifications, _, consumer = fcm_app
+    register(app, notifications, "alice", "phone")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    with app.app_context(), pytest.raises(PushServiceUnavailable):
+        consumer.consume(comment(["alice"]))
+    assert fcm.attempts == []
+
+
+def test_opt_outs_platforms_and_settings(fcm_app, fcm, make_app):
+    app, notifications, _, consumer = fcm_app
+    register(app, notifications, "alice", "phone")
+    register(app, notifications, "alice", "ipad", "ios")
+    with app.app_context():
+        notifications.preferences.opt_out("bob", "comment", "mobile")
+        register(app, notifications, "bob", "bob-phone")
+        assert FCMConsumer(platforms=("android",)).consume(comment(["alice", "bob"])) == 1
+    assert [m["token"] for m in fcm.messages] == ["phone"]
+    with pytest.raises(ValueError, match="platforms"):
+        FCMConsumer(platforms=("web",))
+    with app.app_context():
+        app.config["NOTIFICATIONS_FCM_CREDENTIALS"] = None
+        with pytest.raises(ConfigurationError, match="NOTIFICATIONS_FCM_CREDENTIALS"):
+            consumer.consume(comment(["alice"]))
+        app.config["NOTIFICATIONS_FCM_CREDENTIALS"] = str(fcm.credentials) + ".missing"
+        with pytest.raises(ConfigurationError, match="service account"):
+            consumer.consume(comment(["alice"]))
