@@ -152,3 +152,38 @@ def test_the_devices_table_lives_with_the_inbox(mobile_app):
         notifications.devices.add("alice", {"platform": "ios", "token": IOS})
         names = inspect(get_state(app).engine).get_table_names()
     assert "flask_notification_mobile_devices" in names
+
+
+def test_an_events_channels_restrict_its_consumers():
+    from flask_notifications import Event
+    from flask_notifications.consumers import Consumer, PushConsumer, StoreConsumer, WebPushConsumer
+
+    seen = []
+
+    class Mobile(Consumer):
+        channel = "mobile"
+
+        def consume(self, event, *args, **kwargs):
+            seen.append(event["event_id"])
+            return "sent"
+
+    class Anything(Consumer):
+        def consume(self, event, *args, **kwargs):
+            return "sent"
+
+    def event(**custom):
+        return Event(None, "comment", "t", "b", recipients=["alice"], **custom)
+
+    mobile = Mobile()
+    assert mobile(event()) == "sent"  # no channels: every consumer
+    assert mobile(event(channels=["inbox", "mobile"])) == "sent"
+    assert mobile(event(channels="mobile")) == "sent"
+    assert mobile(event(channels=["inbox", "email"])) is None
+    assert mobile(event(channels=[])) is None
+    assert mobile(event(channels=42)) == "sent"  # not a list of names: no restriction
+    assert len(seen) == 4
+    assert Anything()(event(channels=["inbox"])) == "sent"  # a consumer without a channel
+    only_inbox = event(channels=["inbox"])
+    assert StoreConsumer.channel == "inbox" and PushConsumer.channel == "stream"
+    assert WebPushConsumer.channel == "webpush"
+    assert not WebPushConsumer().wants(only_inbox)

@@ -350,3 +350,13 @@ def test_opt_outs_platforms_and_settings(fcm_app, fcm, make_app):
         app.config["NOTIFICATIONS_FCM_CREDENTIALS"] = str(fcm.credentials) + ".missing"
         with pytest.raises(ConfigurationError, match="service account"):
             consumer.consume(comment(["alice"]))
+
+
+def test_channels_without_mobile_skip_fcm(fcm_app, fcm, worker):
+    app, notifications, hub, _ = fcm_app
+    register(app, notifications, "alice", "phone")
+    with worker(app):
+        send_and_finish(app, notifications, hub, comment(["alice"], channels=["inbox"]))
+        send_and_finish(app, notifications, hub, comment(["alice"], channels=["inbox", "mobile"]))
+    assert [m["token"] for m in fcm.messages] == ["phone"]
+    assert json.loads(fcm.messages[0]["data"]["channels"]) == ["inbox", "mobile"]

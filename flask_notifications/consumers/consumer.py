@@ -49,6 +49,12 @@ class Consumer:
     #: e-mail and Web Push consumers do) or that can be slow.
     own_task: bool = False
 
+    #: The channel the consumer delivers on: the opt-outs it honours and the
+    #: name an event's ``channels`` field lists to get it (``"inbox"``,
+    #: ``"stream"``, ``"email"``, ``"webpush"``, ``"mobile"``). ``None`` (the
+    #: default): none; the consumer gets every event.
+    channel: str | None = None
+
     #: Exceptions worth retrying (transient: the network, a server busy).
     #: Anything else fails the task at once and leaves a dead letter.
     retry_for: tuple[type[BaseException], ...] = (
@@ -80,10 +86,30 @@ class Consumer:
         :returns: what :meth:`consume` returned.
         """
         event = Event.coerce(event)
+        if not self.wants(event):
+            return None
         self.before_consume(event, *args, **kwargs)
         result = self.consume(event, *args, **kwargs)
         self.after_consume(event, *args, **kwargs)
         return result
+
+    def wants(self, event: Event) -> bool:
+        """Whether the event is for this consumer's :attr:`channel`: an event
+        whose ``channels`` field lists channels (``["inbox", "mobile"]``; one
+        string is a list of one) goes only to the consumers of those
+        channels; without the field (or with another type), and for a
+        consumer without a channel, every event is.
+
+        :param event: the event.
+        """
+        channels = event.get("channels")
+        if self.channel is None or channels is None:
+            return True
+        if isinstance(channels, str):
+            return channels == self.channel
+        if isinstance(channels, list | tuple) and all(isinstance(c, str) for c in channels):
+            return self.channel in channels
+        return True
 
     def before_consume(self, event: Event, *args: Any, **kwargs: Any) -> None:
         """Hook run before :meth:`consume`; raising here skips the event.
