@@ -1,0 +1,89 @@
+"""FCMConsumer throughput: pushes per second per worker, on a local fake FCM.
+
+Starts a redis-server and the tests' fake FCM HTTP v1 service and OAuth2
+token endpoint (``tests/test_mobile_fcm.py``: TLS with a trustme CA, bearer
+token and message shape checked, on 127.0.0.1), registers ``--devices``
+Android devices of as many users, and times ``FCMConsumer.consume`` of one
+event to all of them (in one process, as a worker runs it), ``--repeat``
+times. Never contacts Google.
+
+Usage: python benchmarks/mobile_push.py [--devices 2000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import trustme
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flask_notifications import Event, Notifications  # noqa: E402
+from flask_notifications._redis_servers import RedisServer  # noqa: E402
+from flask_notifications.consumers import FCMConsumer  # noqa: E402
+from tests.test_mobile_fcm import PROJECT, FakeFCM  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    ca = trustme.CA()
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    service = FakeFCM(ca, public_pem)
+    with RedisServer() as redis_server, tempfile.TemporaryDirectory() as tmp:
+        ca_file = Path(tmp) / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        os.environ["REQUESTS_CA_BUNDLE"] = str(ca_file)
+        credentials = Path(tmp) / "key.json"
+        credentials.write_text(json.dumps({
+            "type": "service_account", "project_id": PROJECT, "private_key_id": "k1",
+            "private_key": key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            ).decode(),
+            "client_email": "push@demo.iam.gserviceaccount.com", "client_id": "1",
+            "token_uri": f"{service.base}/token",
+        }))  # fmt: skip
+        app = Flask("bench", instance_path=tmp)
+        app.config.update(
+            NOTIFICATIONS_REDIS_URL=redis_server.url,
+            NOTIFICATIONS_DATABASE_URI=f"sqlite:///{Path(tmp) / 'inbox.sqlite'}",
+            NOTIFICATIONS_FCM_CREDENTIALS=str(credentials),
+            NOTIFICATIONS_FCM_ENDPOINT=service.base,
+        )
+        notifications = Notifications(app)
+        consumer = FCMConsumer()
+        users = [f"user{i}" for i in range(args.devices)]
+        with app.app_context():
+            for user in users:
+                notifications.devices.add(user, {"platform": "android", "token": f"tok-{user}"})
+            rates = []
+            for _ in range(args.repeat):
+                event = Event(None, "comment", "New comment", "Nice post!", recipients=users)
+                started = time.perf_counter()
+                sent = consumer.consume(event)
+                elapsed = time.perf_counter() - started
+                assert sent == args.devices, sent
+                rates.append(sent / elapsed)
+                print(f"{sent} pushes in {elapsed:.2f} s: {sent / elapsed:.0f} pushes/s")
+    service.stop()
+    assert service.errors == [], service.errors
+    print(f"best {max(rates):.0f} pushes/s, median {sorted(rates)[len(rates) // 2]:.0f}")
+
+
+if __name__ == "__main__":
+    main()
