@@ -64,6 +64,12 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_MOBILE_MAX_DEVICES": 10,
     "NOTIFICATIONS_FCM_CREDENTIALS": None,
     "NOTIFICATIONS_FCM_ENDPOINT": "https://fcm.googleapis.com",
+    "NOTIFICATIONS_APNS_KEY_FILE": None,
+    "NOTIFICATIONS_APNS_KEY_ID": None,
+    "NOTIFICATIONS_APNS_TEAM_ID": None,
+    "NOTIFICATIONS_APNS_TOPIC": None,
+    "NOTIFICATIONS_APNS_SANDBOX": False,
+    "NOTIFICATIONS_APNS_ENDPOINT": None,
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {

@@ -1,6 +1,7 @@
 """Consumers: what a hub does with the events that pass its filter."""
 
 from ._email import EmailConsumer
+from .apns_consumer import APNsConsumer
 from .consumer import Consumer, FunctionConsumer
 from .fcm_consumer import FCMConsumer
 from .flaskemail_consumer import FlaskEmailConsumer
@@ -11,6 +12,7 @@ from .store_consumer import StoreConsumer
 from .webpush_consumer import WebPushConsumer
 
 __all__ = [
+    "APNsConsumer",
     "Consumer",
     "EmailConsumer",
     "FCMConsumer",

@@ -200,7 +200,9 @@ class FCMConsumer(Consumer):
         ``sender`` and the other custom fields, as strings; the ``group`` (or
         ``thread``) custom field gives the Android ``collapse_key`` and the
         APNs ``thread-id``; ``expiration_datetime`` the ``ttl``; ``sound``
-        and ``priority`` (``"high"``/``"normal"``) their custom fields.
+        and ``priority`` (``"high"``/``"normal"``: Android ``HIGH``/``NORMAL``,
+        default ``NORMAL``; ``apns-priority`` ``10``/``5``, default ``10``)
+        their custom fields.
 
         :param event: the event.
         :param device: the device.
@@ -226,7 +228,7 @@ class FCMConsumer(Consumer):
         high = custom.get("priority") == "high"
         android: dict[str, Any] = {"priority": "HIGH" if high else "NORMAL"}
         aps: dict[str, Any] = {}
-        apns_headers = {"apns-priority": "10" if high else "5"}
+        apns_headers = {"apns-priority": "5" if custom.get("priority") == "normal" else "10"}
         if isinstance(group, str) and group:
             android["collapse_key"] = group[:64]
             aps["thread-id"] = group

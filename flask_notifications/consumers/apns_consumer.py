@@ -1,0 +1,282 @@
+"""The :class:`APNsConsumer`: native push to iOS apps through Apple's APNs,
+over HTTP/2 with token-based (``.p8`` key, ES256 JWT) authentication."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from flask import current_app
+
+from .. import reliability
+from .._state import get_state
+from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
+from ..event import Event
+from ..mobile.store import Device
+from ._recipients import allowed_recipients, preferences_on
+from .consumer import Consumer
+from .fcm_consumer import retry_after, ssl_context
+
+logger = logging.getLogger("flask_notifications")
+
+#: APNs' production and development endpoints.
+PRODUCTION = "https://api.push.apple.com"
+SANDBOX = "https://api.sandbox.push.apple.com"
+_TOKEN_LIFETIME = (
+    50 * 60
+)  # APNs accepts a token for 1 hour, refused if renewed more than every 20 min
+#: Reasons that mean the token is no longer valid: the device is deleted.
+GONE_REASONS = ("BadDeviceToken", "Unregistered", "DeviceTokenNotForTopic")
+
+
+def target_key(token: str) -> str:
+    """The short key of a device in the delivery records.
+
+    :param token: the device token.
+    """
+    return hashlib.sha256(f"apns:{token}".encode("utf-8", "replace")).hexdigest()[:20]
+
+
+def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    names = ("KEY_FILE", "KEY_ID", "TEAM_ID", "TOPIC")
+    values = {n: config.get(f"NOTIFICATIONS_APNS_{n}") for n in names}
+    for name, value in values.items():
+        if not isinstance(value, str) or not value:
+            raise ConfigurationError(f"NOTIFICATIONS_APNS_{name} must be set for APNsConsumer")
+    endpoint = config.get("NOTIFICATIONS_APNS_ENDPOINT") or (
+        SANDBOX if config.get("NOTIFICATIONS_APNS_SANDBOX") else PRODUCTION
+    )
+    if not str(endpoint).startswith("https://"):
+        raise ConfigurationError(
+            f"NOTIFICATIONS_APNS_ENDPOINT must be an https URL, not {endpoint!r}"
+        )
+    values["ENDPOINT"] = str(endpoint).rstrip("/")
+    return values
+
+
+class APNsConsumer(Consumer):
+    """Sends each event to the iOS devices (platform ``"ios"``) of its
+    recipients through APNs over HTTP/2 (one connection, the requests
+    multiplexed), authenticated with a provider token signed by the ``.p8``
+    key (ES256). Honours the ``mobile`` channel. Needs ``httpx[http2]`` and
+    ``PyJWT`` (``pip install 'Flask-Notifications[mobile]'``).
+
+    Settings: ``NOTIFICATIONS_APNS_KEY_FILE``, ``NOTIFICATIONS_APNS_KEY_ID``,
+    ``NOTIFICATIONS_APNS_TEAM_ID``, ``NOTIFICATIONS_APNS_TOPIC`` (the app's
+    bundle id), ``NOTIFICATIONS_APNS_SANDBOX`` (the development endpoint) and
+    ``NOTIFICATIONS_APNS_ENDPOINT`` (another endpoint).
+
+    - ``410``, or ``400`` with ``BadDeviceToken``: the device is deleted;
+    - ``429`` and ``5xx``: retried (no sooner than ``Retry-After``);
+    - other answers: a dead letter naming APNs' reason.
+
+    :param broadcast: push broadcast events to every iOS device.
+    :param timeout: seconds one request may take.
+    :param celery_task_name: the task name.
+    """
+
+    channel = "mobile"
+    own_task = True
+    retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)
+    #: How many requests of one event are in flight at once (on one connection).
+    max_parallel: int = 20
+
+    def __init__(
+        self,
+        *,
+        broadcast: bool = False,
+        timeout: float = 10.0,
+        celery_task_name: str | None = None,
+    ) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        self.broadcast = bool(broadcast)
+        self.timeout = float(timeout)
+        self.celery_task_name = celery_task_name
+        self._token: tuple[tuple[str, str, str], str, float] | None = None
+        self._lock = threading.Lock()
+
+    def provider_token(self, key_file: str, key_id: str, team_id: str) -> str:
+        """The ES256 JWT (``iss`` the team, ``iat`` now, header ``kid``),
+        reused for 50 minutes.
+
+        :raises ConfigurationError: when the key cannot be read.
+        """
+        try:
+            import jwt
+        except ImportError as exc:  # pragma: no cover - without the mobile extra
+            raise ConfigurationError(
+                "APNsConsumer needs PyJWT: pip install 'Flask-Notifications[mobile]'"
+            ) from exc
+        ident = (key_file, key_id, team_id)
+        with self._lock:
+            now = time.time()
+            if self._token is not None and self._token[0] == ident and now < self._token[2]:
+                return self._token[1]
+            try:
+                with open(key_file, encoding="utf-8") as f:
+                    key = f.read()
+                token = jwt.encode(
+                    {"iss": team_id, "iat": int(now)}, key, algorithm="ES256",
+                    headers={"kid": key_id},
+                )  # fmt: skip
+            except (OSError, ValueError, jwt.PyJWTError) as exc:
+                raise ConfigurationError(
+                    f"NOTIFICATIONS_APNS_KEY_FILE must be an APNs .p8 key: {exc}"
+                ) from exc
+            self._token = (ident, token, now + _TOKEN_LIFETIME)
+            return token
+
+    def request(self, event: Event, device: Device) -> tuple[dict[str, str], dict[str, Any]]:
+        """The headers (beside ``authorization`` and ``apns-topic``) and the
+        JSON payload sent to ``device`` for ``event``.
+
+        :param event: the event.
+        :param device: the device.
+        """
+        custom = event.custom_fields
+        aps: dict[str, Any] = {"alert": {"title": event["title"], "body": event["body"]}}
+        headers = {"apns-push-type": "alert"}
+        high = custom.get("priority") != "normal"
+        headers["apns-priority"] = "10" if high else "5"
+        group = custom.get("group") or custom.get("thread")
+        if isinstance(group, str) and group:
+            aps["thread-id"] = group
+            headers["apns-collapse-id"] = group[:64]
+        sound = custom.get("sound")
+        if isinstance(sound, str) and sound:
+            aps["sound"] = sound
+        badge = custom.get("badge")
+        if isinstance(badge, int) and not isinstance(badge, bool) and badge >= 0:
+            aps["badge"] = badge
+        expiration = event.get("expiration_datetime")
+        if expiration is not None:
+            headers["apns-expiration"] = str(int(expiration.timestamp()))
+        payload: dict[str, Any] = {"aps": aps}
+        payload["data"] = {
+            "event_id": event["event_id"],
+            "event_type": event["event_type"],
+            "sender": event["sender"],
+            **{k: v for k, v in custom.items() if k not in ("badge", "sound")},
+        }
+        return headers, payload
+
+    def devices_for(self, event: Event) -> list[Device]:
+        """The iOS devices to send ``event`` to (see :meth:`FCMConsumer.devices_for
+        <flask_notifications.consumers.FCMConsumer.devices_for>`).
+
+        :param event: the event.
+        """
+        store = get_state().extension.devices
+        if event["recipients"]:
+            users = allowed_recipients(event, self.channel)
+            devices = store.for_users(users) if users else []
+        elif not self.broadcast:
+            devices = []
+        else:
+            devices = store.all()
+            if devices and preferences_on(current_app):
+                users = list(dict.fromkeys(d.recipient for d in devices))
+                allowed = set(
+                    get_state().extension.preferences.allowed(
+                        users, event["event_type"], self.channel
+                    )
+                )
+                devices = [d for d in devices if d.recipient in allowed]
+        return [d for d in devices if d.platform == "ios"]
+
+    def consume(self, event: Event, *args: Any, **kwargs: Any) -> int:
+        """Send ``event`` to its recipients' iOS devices.
+
+        :returns: how many notifications APNs accepted.
+        :raises ConfigurationError: for a missing or bad setting.
+        :raises PushServiceUnavailable: when some should be retried.
+        :raises PushRejected: when APNs refused one for good.
+        """
+        try:
+            import httpx
+        except ImportError as exc:  # pragma: no cover - without the mobile extra
+            raise ConfigurationError(
+                "APNsConsumer needs httpx[http2]: pip install 'Flask-Notifications[mobile]'"
+            ) from exc
+        config = current_app.config
+        settings = _settings(config)
+        devices = self.devices_for(event)
+        if not devices:
+            return 0
+        token = self.provider_token(settings["KEY_FILE"], settings["KEY_ID"], settings["TEAM_ID"])
+        task_name = self.task_name()
+        event_id = event["event_id"]
+        ttl = config["NOTIFICATIONS_DEDUP_TTL"]
+        targets = {target_key(d.token): d for d in devices}
+        done = reliability.delivered(task_name, event_id, list(targets))
+        todo = [(k, d) for k, d in targets.items() if k not in done]
+        if not todo:
+            return 0
+        base = {"authorization": f"bearer {token}", "apns-topic": settings["TOPIC"]}
+
+        def send(device: Device) -> Any:
+            headers, payload = self.request(event, device)
+            try:
+                return client.post(
+                    f"{settings['ENDPOINT']}/3/device/{device.token}",
+                    headers={**base, **headers},
+                    content=json.dumps(payload, separators=(",", ":")).encode(),
+                )
+            except httpx.HTTPError as exc:
+                return exc
+
+        with (
+            httpx.Client(
+                http2=True, http1=False, verify=ssl_context(), timeout=self.timeout,
+                trust_env=False,
+            ) as client,
+            ThreadPoolExecutor(max_workers=max(1, min(self.max_parallel, len(todo)))) as pool,
+        ):  # fmt: skip
+            outcomes = list(pool.map(send, [d for _, d in todo]))
+        store = get_state().extension.devices
+        sent = 0
+        transient: list[tuple[str, float | None]] = []
+        rejected: list[str] = []
+        for (k, device), outcome in zip(todo, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                transient.append((f"APNs is unreachable: {outcome}", None))
+                continue
+            status = outcome.status_code
+            try:
+                reason = str(outcome.json().get("reason") or "")
+            except (ValueError, AttributeError):
+                reason = ""
+            if status == 200:
+                sent += 1
+            elif status == 410 or reason in GONE_REASONS:
+                logger.info("device %d is no longer valid at APNs (%d %s); deleted",
+                            device.id, status, reason)  # fmt: skip
+                store.delete_token(device.token)
+            elif status == 429 or status >= 500:
+                wait = retry_after(outcome.headers.get("retry-after"))
+                transient.append((f"APNs answered {status} {reason}", wait))
+                continue
+            else:
+                rejected.append(f"APNs answered {status} {reason}")
+            reliability.mark_delivered(task_name, event_id, k, ttl)
+        if transient:
+            waits = [w for _, w in transient if w is not None]
+            exc = PushServiceUnavailable(
+                f"{len(transient)} of {len(targets)} APNs notification(s) of event {event_id} "
+                f"failed and will be retried; first: {transient[0][0]}"
+            )
+            exc.retry_after = max(waits) if waits else None
+            raise exc
+        if rejected:
+            raise PushRejected(
+                f"{len(rejected)} of {len(targets)} APNs notification(s) of event {event_id} "
+                f"were refused: {rejected[0]}"
+            )
+        return sent
