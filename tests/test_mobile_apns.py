@@ -272,3 +272,17 @@ def test_missing_settings_are_configuration_errors(apns_app, apns):
         app.config["NOTIFICATIONS_APNS_KEY_FILE"] = str(apns.key_file) + ".missing"
         with pytest.raises(ConfigurationError, match="p8"):
             consumer.consume(comment(["alice"]))
+
+
+def test_badge_is_the_unread_count_when_the_hub_stores_to_the_inbox(apns_app, apns, worker):
+    from flask_notifications.consumers import StoreConsumer
+
+    app, notifications, hub, _ = apns_app
+    hub.register_consumer(StoreConsumer(), celery_task_name="tests.mobile.store")
+    register(app, notifications, "alice", "a" * 64)
+    with app.app_context():
+        notifications.inbox.store(comment(["alice"]), ["alice"])
+    with worker(app):
+        send_and_finish(app, notifications, hub, comment(["alice"]))
+    ((_, _, payload),) = apns.delivered
+    assert payload["aps"]["badge"] == 2

@@ -360,3 +360,30 @@ def test_channels_without_mobile_skip_fcm(fcm_app, fcm, worker):
         send_and_finish(app, notifications, hub, comment(["alice"], channels=["inbox", "mobile"]))
     assert [m["token"] for m in fcm.messages] == ["phone"]
     assert json.loads(fcm.messages[0]["data"]["channels"]) == ["inbox", "mobile"]
+
+
+def test_badge_is_the_unread_count_when_the_hub_stores_to_the_inbox(fcm_app, fcm, worker):
+    from flask_notifications.consumers import StoreConsumer
+
+    app, notifications, hub, consumer = fcm_app
+    hub.register_consumer(StoreConsumer(), celery_task_name="tests.mobile.store")
+    register(app, notifications, "alice", "alice-phone")
+    register(app, notifications, "bob", "bob-phone")
+    with app.app_context():
+        notifications.inbox.store(comment(["alice"]), ["alice"])
+        notifications.inbox.store(comment(["alice"]), ["alice"])
+        badges = {
+            d.token: consumer.message(comment(["alice"]), d, 7)["apns"]["payload"]["aps"]["badge"]
+            for d in notifications.devices.all()
+        }
+        assert badges == {"alice-phone": 7, "bob-phone": 7}
+    with worker(app):
+        send_and_finish(app, notifications, hub, comment(["alice", "bob"]))
+    found = {m["token"]: m for m in fcm.messages}
+    assert found["alice-phone"]["apns"]["payload"]["aps"]["badge"] == 3  # 2 unread + this one
+    assert found["alice-phone"]["android"]["notification"]["notification_count"] == 3
+    assert found["bob-phone"]["apns"]["payload"]["aps"]["badge"] == 1
+    fcm.messages.clear()
+    with worker(app):  # an explicit badge wins
+        send_and_finish(app, notifications, hub, comment(["bob"], badge=9))
+    assert fcm.messages[0]["apns"]["payload"]["aps"]["badge"] == 9

@@ -19,6 +19,7 @@ from .._state import get_state
 from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
+from ._badge import unread_badges
 from ._recipients import allowed_recipients, preferences_on
 from .consumer import Consumer
 from .fcm_consumer import retry_after, ssl_context
@@ -133,12 +134,18 @@ class APNsConsumer(Consumer):
             self._token = (ident, token, now + _TOKEN_LIFETIME)
             return token
 
-    def request(self, event: Event, device: Device) -> tuple[dict[str, str], dict[str, Any]]:
+    def request(
+        self, event: Event, device: Device, badge: int | None = None
+    ) -> tuple[dict[str, str], dict[str, Any]]:
         """The headers (beside ``authorization`` and ``apns-topic``) and the
         JSON payload sent to ``device`` for ``event``.
 
+        ``aps.badge`` is the event's ``badge`` custom field when an integer,
+        else ``badge``.
+
         :param event: the event.
         :param device: the device.
+        :param badge: the recipient's unread count, when the hub stores to the inbox.
         """
         custom = event.custom_fields
         aps: dict[str, Any] = {"alert": {"title": event["title"], "body": event["body"]}}
@@ -152,8 +159,9 @@ class APNsConsumer(Consumer):
         sound = custom.get("sound")
         if isinstance(sound, str) and sound:
             aps["sound"] = sound
-        badge = custom.get("badge")
-        if isinstance(badge, int) and not isinstance(badge, bool) and badge >= 0:
+        if isinstance(custom.get("badge"), int) and not isinstance(custom["badge"], bool):
+            badge = custom["badge"]
+        if badge is not None and badge >= 0:
             aps["badge"] = badge
         expiration = event.get("expiration_datetime")
         if expiration is not None:
@@ -221,8 +229,10 @@ class APNsConsumer(Consumer):
             return 0
         base = {"authorization": f"bearer {token}", "apns-topic": settings["TOPIC"]}
 
+        badges = unread_badges(self, event, [d.recipient for _, d in todo])
+
         def send(device: Device) -> Any:
-            headers, payload = self.request(event, device)
+            headers, payload = self.request(event, device, badges.get(device.recipient))
             try:
                 return client.post(
                     f"{settings['ENDPOINT']}/3/device/{device.token}",

@@ -23,6 +23,7 @@ from .._state import get_state
 from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
+from ._badge import unread_badges
 from ._recipients import allowed_recipients, preferences_on
 from .consumer import Consumer
 
@@ -192,7 +193,7 @@ class FCMConsumer(Consumer):
 
     # -- what is sent ----------------------------------------------------------------
 
-    def message(self, event: Event, device: Device) -> dict[str, Any]:
+    def message(self, event: Event, device: Device, badge: int | None = None) -> dict[str, Any]:
         """The v1 ``message`` sent to ``device`` for ``event``.
 
         ``notification``: the event's title and body, and its ``image`` (or
@@ -204,10 +205,16 @@ class FCMConsumer(Consumer):
         default ``NORMAL``; ``apns-priority`` ``10``/``5``, default ``10``)
         their custom fields.
 
+        ``badge`` (the event's ``badge`` custom field when an integer, else
+        the given one) is ``aps.badge`` and Android's ``notification_count``.
+
         :param event: the event.
         :param device: the device.
+        :param badge: the recipient's unread count, when the hub stores to the inbox.
         """
         custom = event.custom_fields
+        if isinstance(custom.get("badge"), int) and not isinstance(custom["badge"], bool):
+            badge = custom["badge"]
         notification: dict[str, str] = {"title": event["title"], "body": event["body"]}
         image = custom.get("image") or custom.get("icon")
         if isinstance(image, str) and image.startswith("https://"):
@@ -236,6 +243,9 @@ class FCMConsumer(Consumer):
         if isinstance(sound, str) and sound:
             android["notification"] = {"sound": sound}
             aps["sound"] = sound
+        if badge is not None and badge >= 0:
+            aps["badge"] = badge
+            android.setdefault("notification", {})["notification_count"] = badge
         expiration = event.get("expiration_datetime")
         if expiration is not None:
             seconds = int(max(0, min(_SECONDS_CAP, expiration.timestamp() - time.time())))
@@ -320,9 +330,10 @@ class FCMConsumer(Consumer):
         url = f"{endpoint}/v1/projects/{key.project_id}/messages:send"
         store = get_state().extension.devices
         headers = {"Authorization": f"Bearer {token}"}
+        badges = unread_badges(self, event, [d.recipient for _, d in todo])
 
         def send(device: Device) -> Any:
-            body = {"message": self.message(event, device)}
+            body = {"message": self.message(event, device, badges.get(device.recipient))}
             try:
                 return client.post(url, json=body, headers=headers)
             except httpx.HTTPError as exc:
