@@ -196,9 +196,19 @@ class Stream:
             self.close("disconnected")
             return
         if sent != len(data):
-            self.backlog = [data[sent:] if sent else data]
-            self.waiting = frames
-            _direct.spawn(self._flush)
+            self.behind(data, sent, frames)
+
+    def behind(self, data: bytes, sent: int, frames: int) -> None:
+        """The kernel took only ``sent`` bytes of ``data``: the rest starts the
+        backlog, and a greenlet is started to write it.
+
+        :param data: what was to be written.
+        :param sent: how much of it was.
+        :param frames: how many frames ``data`` holds.
+        """
+        self.backlog = [data[sent:] if sent else data]
+        self.waiting = frames
+        _direct.spawn(self._flush)
 
     def _flush(self) -> None:
         """Write the backlog, blocking only this greenlet, until none is left
