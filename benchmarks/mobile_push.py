@@ -1,13 +1,16 @@
-"""FCMConsumer throughput: pushes per second per worker, on a local fake FCM.
+"""FCMConsumer and APNsConsumer throughput: pushes per second per worker,
+on local fakes (``--service fcm`` or ``apns``).
 
 Starts a redis-server and the tests' fake FCM HTTP v1 service and OAuth2
 token endpoint (``tests/test_mobile_fcm.py``: TLS with a trustme CA, bearer
 token and message shape checked, on 127.0.0.1), registers ``--devices``
 Android devices of as many users, and times ``FCMConsumer.consume`` of one
 event to all of them (in one process, as a worker runs it), ``--repeat``
-times. Never contacts Google.
+times. ``--service apns``: the tests' HTTP/2 fake APNs instead
+(``tests/test_mobile_apns.py``: hypercorn, ES256 token checked), iOS
+devices. Never contacts Google or Apple.
 
-Usage: python benchmarks/mobile_push.py [--devices 2000] [--repeat 3]
+Usage: python benchmarks/mobile_push.py [--service fcm|apns] [--devices 2000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -37,7 +40,10 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--devices", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--service", choices=["fcm", "apns"], default="fcm")
     args = parser.parse_args()
+    if args.service == "apns":
+        return apns(args)
     ca = trustme.CA()
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     public_pem = key.public_key().public_bytes(
@@ -82,6 +88,56 @@ def main() -> None:
                 print(f"{sent} pushes in {elapsed:.2f} s: {sent / elapsed:.0f} pushes/s")
     service.stop()
     assert service.errors == [], service.errors
+    print(f"best {max(rates):.0f} pushes/s, median {sorted(rates)[len(rates) // 2]:.0f}")
+
+
+def apns(args: argparse.Namespace) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from flask_notifications.consumers import APNsConsumer
+    from tests.test_mobile_apns import KEY_ID, TEAM_ID, TOPIC, FakeAPNs
+
+    ca = trustme.CA()
+    key = ec.generate_private_key(ec.SECP256R1())
+    with RedisServer() as redis_server, tempfile.TemporaryDirectory() as tmp:
+        key_file = Path(tmp) / "AuthKey.p8"
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )  # fmt: skip
+        ca_file = Path(tmp) / "ca.pem"
+        ca.cert_pem.write_to_path(str(ca_file))
+        os.environ["SSL_CERT_FILE"] = str(ca_file)
+        service = FakeAPNs(ca, key.public_key(), Path(tmp))
+        app = Flask("bench", instance_path=tmp)
+        app.config.update(
+            NOTIFICATIONS_REDIS_URL=redis_server.url,
+            NOTIFICATIONS_DATABASE_URI=f"sqlite:///{Path(tmp) / 'inbox.sqlite'}",
+            NOTIFICATIONS_APNS_KEY_FILE=str(key_file),
+            NOTIFICATIONS_APNS_KEY_ID=KEY_ID,
+            NOTIFICATIONS_APNS_TEAM_ID=TEAM_ID,
+            NOTIFICATIONS_APNS_TOPIC=TOPIC,
+            NOTIFICATIONS_APNS_ENDPOINT=service.base,
+        )
+        notifications = Notifications(app)
+        consumer = APNsConsumer()
+        users = [f"user{i}" for i in range(args.devices)]
+        rates = []
+        with app.app_context():
+            for user in users:
+                notifications.devices.add(user, {"platform": "ios", "token": f"{user:0>64}"})
+            for _ in range(args.repeat):
+                event = Event(None, "comment", "New comment", "Nice post!", recipients=users)
+                started = time.perf_counter()
+                sent = consumer.consume(event)
+                elapsed = time.perf_counter() - started
+                assert sent == args.devices, sent
+                rates.append(sent / elapsed)
+                print(f"{sent} pushes in {elapsed:.2f} s: {sent / elapsed:.0f} pushes/s")
+        service.stop()
+        assert service.errors == [], service.errors[:3]
     print(f"best {max(rates):.0f} pushes/s, median {sorted(rates)[len(rates) // 2]:.0f}")
 
 

@@ -56,6 +56,7 @@ class FakeAPNs:
         config.certfile = str(tmp_path / "apns-cert.pem")
         config.keyfile = str(tmp_path / "apns-key.pem")
         config.loglevel = "WARNING"
+        config.keep_alive_max_requests = 1_000_000  # no GOAWAY after 1,000 requests
         self.base = f"https://127.0.0.1:{port}"
         self._stop = threading.Event()
 
