@@ -25,6 +25,17 @@ Scenarios (``--scenario``):
   give ``--duration 300``): lost, duplicates, and the growth of the server's
   RSS from the end of ``--warmup`` to the end.
 
+``bare`` (in ``--systems``) is the reference for the physical limit:
+``benchmarks/fanout_bare.py``, one process that writes the same frame to the
+same connections in a bare loop of non-blocking sends. For each system the
+run reports the server processes' CPU time per delivery (from ``/proc``,
+from the start of publishing to the last delivery), and for ``bare`` also
+that of the loop alone.
+
+``idle`` holds the streams for ``--duration`` seconds and checks the
+heartbeats (``--heartbeat`` seconds apart): the largest gap between two of
+them on one stream.
+
 ``--init broker`` initialises the ``ours`` app with
 ``init_app(app, celery=Celery(...), broker=redis.StrictRedis.from_url(...))``
 instead of ``Notifications(app)`` (see benchmarks/fanout_apps.py).
@@ -36,7 +47,8 @@ Redis Cluster transport). Flask-SSE needs one Redis, so it runs only with
 ``--redis single``.
 
 Usage: python benchmarks/fanout.py --scenario broadcast [--streams 5000] [--rate 20]
-       [--duration 20] [--systems ours,flask_sse] [--init url|broker] [--redis single|cluster]
+       [--duration 20] [--systems ours,bare,flask_sse] [--init url|broker]
+       [--redis single|cluster] [--workers N] [--clients N] [--heartbeat S]
 """
 
 from __future__ import annotations
@@ -48,10 +60,12 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
+
+from fanout_load import merge_stats, read_line, start_clients  # benchmarks/fanout_load.py
 
 from flask_notifications.testing import (
     RedisClusterServer,
@@ -69,19 +83,29 @@ ROOT = HERE.parent
 
 
 def start_server(
-    system: str, redis_url: str, workers: int, init: str = "url", broker_url: str = ""
-) -> tuple[subprocess.Popen[bytes], str]:
+    system: str, redis_url: str, workers: int, init: str = "url", broker_url: str = "",
+    heartbeat: float | None = None,
+) -> tuple[subprocess.Popen[bytes], str]:  # fmt: skip
     port = free_port()
     env = dict(
         os.environ, BENCH_APP=system, BENCH_INIT=init, REDIS_URL=redis_url,
         BROKER_URL=broker_url, PYTHONPATH=f"{ROOT}:{HERE}",
     )  # fmt: skip
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
-         "--worker-connections", "30000", "--backlog", "4096", "--graceful-timeout", "2",
-         "-b", f"127.0.0.1:{port}", "--log-level", "error", "fanout_apps:app"],
-        cwd=HERE, env=env,
-    )  # fmt: skip
+    if heartbeat is not None:
+        env["BENCH_HEARTBEAT"] = str(heartbeat)
+    if system == "bare":
+        from flask_notifications.event_hub import hub_id_for
+        from flask_notifications.pubsub.redis_pubsub import RedisPubSub
+
+        channel = RedisPubSub.default_prefix + hub_id_for("Bench")
+        command = [sys.executable, str(HERE / "fanout_bare.py"), str(port), redis_url, channel]
+    else:
+        command = [
+            sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
+            "--worker-connections", "30000", "--backlog", "4096", "--graceful-timeout", "2",
+            "-b", f"127.0.0.1:{port}", "--log-level", "error", "fanout_apps:app",
+        ]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=HERE, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_for_http(base + "/health", proc)
@@ -91,14 +115,28 @@ def start_server(
     return proc, base
 
 
-def worker_rss_kb(master: subprocess.Popen[bytes]) -> int:
+def server_pids(master: subprocess.Popen[bytes]) -> list[str]:
+    """gunicorn's workers; the process itself when it has no children (bare)."""
     children = Path(f"/proc/{master.pid}/task/{master.pid}/children").read_text().split()
+    return children or [str(master.pid)]
+
+
+def worker_rss_kb(master: subprocess.Popen[bytes]) -> int:
     total = 0
-    for pid in children:
+    for pid in server_pids(master):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
             if line.startswith("VmRSS:"):
                 total += int(line.split()[1])
     return total
+
+
+def cpu_seconds(master: subprocess.Popen[bytes]) -> float:
+    """User and system CPU time of the server processes so far."""
+    ticks = 0
+    for pid in server_pids(master):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # -- the publisher (its own process) ------------------------------------------------
@@ -116,7 +154,7 @@ def publish_loop(
         client = blocking_client(redis_url, config)
     else:
         client = redis.Redis.from_url(redis_url)
-    if system == "ours":
+    if system in ("ours", "bare"):  # bare reads what RedisPubSub publishes
         from flask_notifications import Event
         from flask_notifications.event_hub import hub_id_for
         from flask_notifications.pubsub.redis_pubsub import RedisPubSub
@@ -130,7 +168,7 @@ def publish_loop(
         if delay > 0:
             time.sleep(delay)
         target = f"u{seq % streams}"
-        if system == "ours":
+        if system in ("ours", "bare"):
             recipients = [target] if mode == "targeted" else []
             event = Event(None, "bench", "t", "b", recipients=recipients, seq=seq, sent=time.time())
             backend.publish(hub_id, event.to_json())
@@ -145,7 +183,7 @@ def publish_loop(
 
 
 def stream_paths(system: str, mode: str, streams: int) -> list[str]:
-    if system == "ours":
+    if system in ("ours", "bare"):
         return [f"/notifications/stream/Bench?user=u{i}" for i in range(streams)]
     return [f"/stream?channel={f'u{i}' if mode == 'targeted' else 'sse'}" for i in range(streams)]
 
@@ -165,23 +203,22 @@ def subscribed_streams(redis_url: str, mode: str, streams: int) -> int:
         client.close()
 
 
-def read_line(proc: subprocess.Popen[str], timeout: float) -> str:
-    import select
-
-    assert proc.stdout is not None
-    ready, _, _ = select.select([proc.stdout], [], [], timeout)
-    if not ready:
-        raise SystemExit("the load client did not answer in time")
-    return proc.stdout.readline().strip()
+def fetch_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)
 
 
 def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[str, object]:
     mode = "targeted" if args.scenario == "targeted" else "broadcast"
     samples: list[tuple[float, int]] = []
-    events = 0 if args.scenario == "idle" else int(args.rate * args.duration)
-    proc, base = start_server(system, redis_url, args.workers, args.init, args.broker_url)
+    idle = args.scenario == "idle"
+    events = 0 if idle else int(args.rate * args.duration)
+    workers = 1 if system == "bare" else args.workers
+    proc, base = start_server(
+        system, redis_url, workers, args.init, args.broker_url, args.heartbeat
+    )
     port = int(base.rsplit(":", 1)[1])
-    client = None
+    clients: list[tuple[subprocess.Popen[str], Path]] = []
     try:
         warm = "/notifications/stream/Bench?user=warm" if system == "ours" else "/health"
         try:
@@ -192,84 +229,105 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
         time.sleep(0.5)
         rss_before = worker_rss_kb(proc)
         deadline_ms = int((3 + args.duration + args.drain) * 1000)
-        config = {
-            "port": port,
-            "paths": stream_paths(system, mode, args.streams),
-            "events": events,
-            "mode": mode,
-            "deadline_ms": deadline_ms if events else 3_600_000,
-            "no_head": system != "ours",
-        }
         started = time.monotonic()
-        config_file = Path(tempfile.mkstemp(prefix="sse-load-", suffix=".json")[1])
-        config_file.write_text(json.dumps(config))
-        client = subprocess.Popen(
-            ["node", str(HERE / "sse_load.js"), str(config_file)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        clients = start_clients(
+            port, stream_paths(system, mode, args.streams), args.clients, events, mode,
+            args.streams, deadline_ms if events else 3_600_000, system, idle,
         )  # fmt: skip
-        _, connected, refused = read_line(client, 120).split()
-        if system != "ours":  # count Flask-SSE's subscriptions instead
+        connected = refused = 0
+        for client, _ in clients:
+            _, done, failed = read_line(client, 120).split()
+            connected, refused = connected + int(done), refused + int(failed)
+        if system == "flask_sse":  # count Flask-SSE's subscriptions instead
             wait_until = time.monotonic() + 60
             while subscribed_streams(redis_url, mode, args.streams) < args.streams:
                 if time.monotonic() > wait_until:
                     break
                 time.sleep(0.2)
-            connected = str(subscribed_streams(redis_url, mode, args.streams))
+            connected = subscribed_streams(redis_url, mode, args.streams)
         connect_seconds = time.monotonic() - started
         time.sleep(2)
         rss_connected = worker_rss_kb(proc)
         result: dict[str, object] = {
             "system": system,
-            "streams": int(connected),
-            "refused": int(refused),
+            "streams": connected,
+            "refused": refused,
             "connect_s": connect_seconds,
-            "rss_per_stream_kb": (rss_connected - rss_before) / max(1, int(connected)),
+            "rss_per_stream_kb": (rss_connected - rss_before) / max(1, connected),
             "rss_mb": rss_connected / 1024,
         }
-        if events:
-            start_at = time.time() + 1.0
-            publisher = multiprocessing.get_context("spawn").Process(
-                target=publish_loop,
-                args=(system, redis_url, mode, args.streams, args.rate, events, start_at),
-            )
-            publisher.start()
-            sampler = None
-            if args.scenario == "soak":  # server RSS every 5 s while publishing
-                import threading
-
-                def sample() -> None:
-                    end = start_at + args.duration
-                    while time.time() < end:
-                        samples.append((time.time() - start_at, worker_rss_kb(proc)))
-                        time.sleep(5)
-
-                sampler = threading.Thread(target=sample, daemon=True)
-                sampler.start()
-            stats = json.loads(read_line(client, deadline_ms / 1000 + 30))
-            publisher.join(30)
-            if sampler is not None:
-                sampler.join(10)
-                warm = [kb for t, kb in samples if t >= args.warmup]
-                if warm:
-                    result.update(
-                        rss_warm_mb=warm[0] / 1024,
-                        rss_end_mb=warm[-1] / 1024,
-                        rss_max_mb=max(warm) / 1024,
-                        rss_growth_pct=(warm[-1] - warm[0]) / warm[0] * 100,
-                    )
+        if idle:  # hold the streams; the clients time each one's heartbeats from now
+            for command in ("mark", "stop"):
+                for client, _ in clients:
+                    assert client.stdin is not None
+                    client.stdin.write(command + "\n")
+                    client.stdin.flush()
+                if command == "mark":
+                    time.sleep(args.duration)
+            stats = merge_stats([json.loads(read_line(c, 60)) for c, _ in clients])
+            beats = stats.get("heartbeats") or {}
             result.update(
-                events=events,
-                expected=stats["expected"],
-                received=stats["received"],
-                lost=stats["expected"] - stats["received"],
-                duplicates=stats["duplicates"],
-                p50_ms=(stats["p50"] or float("nan")) * 1000,
-                p99_ms=(stats["p99"] or float("nan")) * 1000,
-                max_ms=(stats["max"] or float("nan")) * 1000,
+                rss_end_mb=worker_rss_kb(proc) / 1024,
+                hb_streams=beats.get("streams_with_two", 0),
+                hb_gap_max_s=beats.get("gap_max", float("nan")),
+                hb_gap_p99_s=beats.get("gap_p99", float("nan")),
+                hb_fewest=beats.get("fewest", 0),
             )
+            return result
+        start_at = time.time() + 1.0
+        publisher = multiprocessing.get_context("spawn").Process(
+            target=publish_loop,
+            args=(system, redis_url, mode, args.streams, args.rate, events, start_at),
+        )
+        publisher.start()
+        sampler = None
+        if args.scenario == "soak":  # server RSS every 5 s while publishing
+            import threading
+
+            def sample() -> None:
+                end = start_at + args.duration
+                while time.time() < end:
+                    samples.append((time.time() - start_at, worker_rss_kb(proc)))
+                    time.sleep(5)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+        while time.time() < start_at:
+            time.sleep(0.01)
+        cpu_start = cpu_seconds(proc)
+        parts = [json.loads(read_line(c, deadline_ms / 1000 + 30)) for c, _ in clients]
+        cpu = cpu_seconds(proc) - cpu_start
+        stats = merge_stats(parts)
+        publisher.join(30)
+        if sampler is not None:
+            sampler.join(10)
+            warm_samples = [kb for t, kb in samples if t >= args.warmup]
+            if warm_samples:
+                result.update(
+                    rss_warm_mb=warm_samples[0] / 1024,
+                    rss_end_mb=warm_samples[-1] / 1024,
+                    rss_max_mb=max(warm_samples) / 1024,
+                    rss_growth_pct=(warm_samples[-1] - warm_samples[0]) / warm_samples[0] * 100,
+                )
+        received = stats["received"]
+        result.update(
+            events=events,
+            expected=stats["expected"],
+            received=received,
+            lost=stats["expected"] - received,
+            duplicates=stats["duplicates"],
+            p50_ms=(stats["p50"] or float("nan")) * 1000,
+            p99_ms=(stats["p99"] or float("nan")) * 1000,
+            max_ms=(stats["max"] or float("nan")) * 1000,
+            cpu_s=cpu,
+            cpu_us_per_delivery=cpu / received * 1e6 if received else float("nan"),
+        )
+        if system == "bare":
+            loop = fetch_json(base + "/stats")["loop_us_per_delivery"]
+            result["loop_us_per_delivery"] = loop if loop is not None else float("nan")
         return result
     finally:
-        if client is not None:
+        for client, config_file in clients:
             if client.poll() is None:
                 client.terminate()
                 client.wait(10)
@@ -289,7 +347,15 @@ def main() -> None:
     parser.add_argument(
         "--drain", type=float, default=30, help="seconds to wait for late deliveries"
     )
-    parser.add_argument("--systems", default="ours,flask_sse")
+    parser.add_argument(
+        "--systems", default="ours,bare,flask_sse", help="ours, bare (the reference), flask_sse"
+    )
+    parser.add_argument(
+        "--clients", type=int, help="load client processes (default: 1 per 10,000 streams)"
+    )
+    parser.add_argument(
+        "--heartbeat", type=float, help="NOTIFICATIONS_HEARTBEAT of 'ours' (default: 15)"
+    )
     parser.add_argument(
         "--init",
         choices=["url", "broker"],
@@ -319,11 +385,18 @@ def main() -> None:
     args.streams = args.streams or defaults[0]
     args.rate = args.rate if args.rate is not None else defaults[1]
     args.workers = args.workers or (1 if args.scenario == "idle" else 2)
+    args.clients = args.clients or -(-args.streams // 10_000)
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(
         resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.streams + 1000)), hard)
     )
+    if args.streams + 50 > hard:
+        print(
+            f"warning: the open-files hard limit ({hard}) caps one server process below "
+            f"{args.streams} connections",
+            file=sys.stderr,
+        )
 
     results = []
     maxclients = ["--maxclients", str(2 * args.streams + 1000)]
@@ -347,7 +420,9 @@ def main() -> None:
         f"python {sys.version.split()[0]}; flask-notifications {flask_notifications.__version__}"
     )
     columns = ["system", "streams", "refused", "connect_s", "rss_per_stream_kb", "rss_mb"]
-    if args.scenario != "idle":
+    if args.scenario == "idle":
+        columns += ["rss_end_mb", "hb_streams", "hb_gap_max_s", "hb_gap_p99_s", "hb_fewest"]
+    else:
         columns += [
             "events",
             "expected",
@@ -357,6 +432,9 @@ def main() -> None:
             "p50_ms",
             "p99_ms",
             "max_ms",
+            "cpu_s",
+            "cpu_us_per_delivery",
+            "loop_us_per_delivery",
         ]
     if args.scenario == "soak":
         columns += ["rss_warm_mb", "rss_end_mb", "rss_max_mb", "rss_growth_pct"]
@@ -374,11 +452,18 @@ def main() -> None:
                 else str(value)
             )
         print("| " + " | ".join(cells) + " |")
-    if args.scenario != "idle" and len(results) == 2:
-        ours, theirs = results
-        if ours["p99_ms"] and theirs["p99_ms"]:
-            ratio = theirs["p99_ms"] / ours["p99_ms"]
-            print(f"\np99 latency, flask_sse / ours: {ratio:.1f}x")
+    by_system = {str(r["system"]): r for r in results}
+    ours, bare, theirs = (by_system.get(n) for n in ("ours", "bare", "flask_sse"))
+    if args.scenario != "idle" and ours and theirs and ours["p99_ms"] and theirs["p99_ms"]:
+        ratio = float(theirs["p99_ms"]) / float(ours["p99_ms"])  # type: ignore[arg-type]
+        print(f"\np99 latency, flask_sse / ours: {ratio:.1f}x")
+    if args.scenario != "idle" and ours and bare:
+        loop, mine = bare["loop_us_per_delivery"], ours["cpu_us_per_delivery"]
+        print(
+            f"CPU per delivery: ours {mine:.2f} us (worker processes), bare loop {loop:.2f} us "
+            f"(loop alone), {bare['cpu_us_per_delivery']:.2f} us (bare process): "
+            f"ours / bare loop = {mine / loop:.2f}x"  # type: ignore[operator]
+        )
 
 
 if __name__ == "__main__":

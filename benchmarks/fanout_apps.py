@@ -19,6 +19,8 @@ from flask import Flask, request
 
 app = Flask(__name__)
 app.config["REDIS_URL"] = os.environ["REDIS_URL"]
+if os.environ.get("BENCH_HEARTBEAT"):  # fanout.py --heartbeat
+    app.config["NOTIFICATIONS_HEARTBEAT"] = float(os.environ["BENCH_HEARTBEAT"])
 
 if os.environ.get("BENCH_APP", "ours") == "ours":
     from flask_notifications import Notifications
