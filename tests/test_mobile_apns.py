@@ -45,6 +45,7 @@ class FakeAPNs:
         self.attempts: list[tuple[str, int]] = []
         self.errors: list[str] = []
         self.http_versions: set[str] = set()
+        self.finished: list[tuple[str, float]] = []
         cert = ca.issue_cert("127.0.0.1")
         cert.cert_chain_pems[0].write_to_path(str(tmp_path / "apns-cert.pem"))
         cert.private_key_pem.write_to_path(str(tmp_path / "apns-key.pem"))
@@ -113,11 +114,14 @@ class FakeAPNs:
         if problem is not None:
             self.errors.append(problem)
             return await answer(403, "InvalidProviderToken")
+        if token.startswith("slow"):
+            await asyncio.sleep(1.5)
         queue = self.answers.get(token) or []
         status = queue.pop(0) if queue else 200
         self.attempts.append((token, status))
         if status == 200:
             self.delivered.append((token, headers, payload))
+            self.finished.append((token, time.monotonic()))
             return await answer(200, **{"apns-id": "id"})
         if status == 410:
             return await answer(410, "Unregistered")
@@ -287,3 +291,17 @@ def test_badge_is_the_unread_count_when_the_hub_stores_to_the_inbox(apns_app, ap
         send_and_finish(app, notifications, hub, comment(["alice"]))
     ((_, _, payload),) = apns.delivered
     assert payload["aps"]["badge"] == 2
+
+
+def test_a_slow_answer_does_not_hold_the_others(apns_app, apns):
+    app, notifications, _, _ = apns_app
+    register(app, notifications, "alice", "slow-device")
+    for i in range(30):
+        register(app, notifications, f"user{i}", f"fast{i}")
+    started = time.monotonic()
+    with app.app_context():
+        assert APNsConsumer().consume(comment(["alice"] + [f"user{i}" for i in range(30)])) == 31
+    elapsed = time.monotonic() - started
+    slow_at = dict(apns.finished)["slow-device"]
+    assert all(at < slow_at for token, at in apns.finished if token != "slow-device")
+    assert elapsed < 1.5 * 2  # not one slow answer per batch of 20
