@@ -246,3 +246,68 @@ def test_direct_chunks_pass_through_nginx(stream_process, publish):
             slow.close()
             healthy.close()
         assert "upstream" not in nginx.error_log, nginx.error_log
+
+
+def test_direct_writes_only_where_the_server_is_known_and_the_body_untouched(tmp_path):
+    """The checks of flask_notifications/stream/_direct.py:connection, on the
+    servers' real response objects: a plain gevent socket behind gunicorn's
+    Response or gevent.pywsgi's handler that wrote our head unchanged."""
+    import ssl
+    import subprocess
+
+    from gevent import socket as gsocket
+    from gevent import ssl as gssl
+    from gevent.pywsgi import WSGIHandler
+    from gunicorn.http.wsgi import Response as GunicornResponse
+
+    from flask_notifications.stream import _direct
+
+    class Config:
+        protocol = "http"
+
+    def gunicorn(sock, *, sent=10, headers_sent=True, headers=()):  # type: ignore[no-untyped-def]
+        owner = GunicornResponse(None, sock, Config())
+        owner.headers_sent, owner.sent, owner.chunked = headers_sent, sent, True
+        owner.headers = [("Content-Type", "text/event-stream"), *headers]
+        sink = _direct.Sink()
+        sink.write = owner.write
+        return sink
+
+    def pywsgi(sock, *, code=200):  # type: ignore[no-untyped-def]
+        owner = WSGIHandler.__new__(WSGIHandler)
+        owner.socket, owner.code, owner.headers_sent = sock, code, True
+        owner.response_use_chunked = False
+        owner.response_headers = [(b"Content-Type", b"text/event-stream")]
+        sink = _direct.Sink()
+        sink.write = owner.write
+        return sink
+
+    plain = gsocket.socket()
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
+         "-days", "1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    context = gssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    tls = context.wrap_socket(gsocket.socket(), server_side=True, do_handshake_on_connect=False)
+    try:
+        found = _direct.connection(gunicorn(plain), 10)
+        assert found is not None and found[0] is plain and found[2] is True
+        found = _direct.connection(pywsgi(plain), 10)
+        assert found is not None and found[2] is False  # HTTP/1.0: no chunks
+        assert _direct.connection(gunicorn(plain, sent=12), 10) is None  # body changed
+        assert _direct.connection(gunicorn(plain, headers_sent=False), 10) is None  # held back
+        compressed = gunicorn(plain, headers=[("Content-Encoding", "gzip")])
+        assert _direct.connection(compressed, 10) is None
+        assert _direct.connection(gunicorn(tls), 10) is None  # TLS: never clear text
+        assert _direct.connection(pywsgi(tls), 10) is None
+        assert _direct.connection(pywsgi(plain, code=500), 10) is None
+        werkzeug = _direct.Sink()
+        werkzeug.write = lambda data: None  # a function: no server object behind it
+        assert _direct.connection(werkzeug, 10) is None
+        assert _direct.connection(_direct.Sink(), 10) is None  # start_response never called
+    finally:
+        tls.close()
+        plain.close()
