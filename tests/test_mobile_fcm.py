@@ -4,6 +4,7 @@ over TLS with a fixture-made certificate, on 127.0.0.1 only."""
 from __future__ import annotations
 
 import json
+import os
 import ssl
 import threading
 import time
@@ -330,6 +331,15 @@ def test_tls_is_verified(fcm_app, fcm, monkeypatch):
     with app.app_context(), pytest.raises(PushServiceUnavailable):
         consumer.consume(comment(["alice"]))
     assert fcm.attempts == []
+
+
+def test_ssl_cert_file_alone_adds_the_ca_for_the_token_and_the_messages(fcm_app, fcm, monkeypatch):
+    app, notifications, _, consumer = fcm_app
+    register(app, notifications, "alice", "phone")
+    monkeypatch.setenv("SSL_CERT_FILE", os.environ.pop("REQUESTS_CA_BUNDLE"))
+    with app.app_context():
+        consumer.consume(comment(["alice"]))
+    assert len(fcm.attempts) == 1
 
 
 def test_opt_outs_platforms_and_settings(fcm_app, fcm, make_app):

@@ -58,6 +58,23 @@ def ssl_context() -> ssl.SSLContext:
     return context
 
 
+def _verifying_session() -> Any:
+    """A requests session whose TLS context is :func:`ssl_context`: google-auth
+    fetches the access token with requests, which reads ``REQUESTS_CA_BUNDLE``
+    only, so ``SSL_CERT_FILE``'s CA is added this way."""
+    import requests
+    import requests.adapters
+
+    class VerifyingAdapter(requests.adapters.HTTPAdapter):  # type: ignore[misc]
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["ssl_context"] = ssl_context()
+            super().init_poolmanager(*args, **kwargs)
+
+    session = requests.Session()
+    session.mount("https://", VerifyingAdapter())
+    return session
+
+
 def retry_after(value: str | None) -> float | None:
     """Seconds of a ``Retry-After`` header (seconds or an HTTP date), or ``None``.
 
@@ -116,11 +133,10 @@ class _Credentials:
     def token(self, timeout: float) -> str:
         import google.auth.exceptions
         import google.auth.transport.requests
-        import requests
 
         with self.lock:
             if not self.credentials.valid:
-                session = requests.Session()
+                session = _verifying_session()
                 try:
                     self.credentials.refresh(
                         google.auth.transport.requests.Request(session)  # type: ignore[no-untyped-call]
