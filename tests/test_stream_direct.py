@@ -311,3 +311,33 @@ def test_direct_writes_only_where_the_server_is_known_and_the_body_untouched(tmp
     finally:
         tls.close()
         plain.close()
+
+
+def test_heartbeats_skip_streams_that_just_had_a_broadcast(make_app):
+    """A broadcast since the last beat wrote to every stream reading the
+    hub's broadcasts: the beat skips them (not the others), and comes back
+    once the hub is quiet."""
+    from flask_notifications import Notifications
+    from flask_notifications.stream.framing import HEARTBEAT
+
+    app = make_app(
+        NOTIFICATIONS_BACKEND="flask_notifications.pubsub.memory_pubsub.MemoryPubSub",
+        NOTIFICATIONS_HEARTBEAT=0.2,
+    )
+    notifications = Notifications(app)
+    hub = notifications.create_hub("News", public=True)
+    with app.app_context():
+        dispatcher = notifications.dispatcher
+        reader, _ = dispatcher.open(hub.hub_id, "alice")
+        other, _ = dispatcher.open(hub.hub_id, "bob", broadcasts=False)
+        for number in range(1, 11):  # a broadcast every 0.1 s for 1 s
+            dispatcher.dispatch(hub.hub_id, str(number), ev(f"b{number}").to_json())
+            time.sleep(0.1)
+        busy = {name: s.wait(timeout=1) for name, s in (("reader", reader), ("other", other))}
+        time.sleep(0.7)  # quiet
+        quiet = reader.wait(timeout=1)
+        notifications.shutdown()
+    assert [f for _, f in busy["reader"] if f == HEARTBEAT] == []
+    assert len([f for _, f in busy["reader"] if f != HEARTBEAT]) == 10
+    assert len([f for _, f in busy["other"] if f == HEARTBEAT]) >= 3
+    assert len([f for _, f in quiet if f == HEARTBEAT]) >= 2

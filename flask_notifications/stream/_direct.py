@@ -174,6 +174,10 @@ def connection(sink: Sink, head_length: int) -> tuple[Any, Callable[[bytes], int
         return None  # compressed: our frames would have to be too
     if not _plain_gevent_socket(sock):
         return None
+    # Each frame goes out at once (gunicorn's accepted sockets have this from
+    # its listener; gevent.pywsgi's do not): no frame waits for the previous
+    # one's acknowledgement.
+    sock.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
     return sock, sock._sock.send, bool(chunked)
 
 

@@ -33,7 +33,7 @@ class HubStreams:
     """The open streams of one hub, indexed for routing (the caller holds the
     dispatcher's lock)."""
 
-    __slots__ = ("all", "readers", "by_identity", "recent")
+    __slots__ = ("all", "readers", "by_identity", "recent", "broadcast_at")
 
     def __init__(self) -> None:
         self.all: set[Stream] = set()
@@ -44,6 +44,8 @@ class HubStreams:
         self.by_identity: dict[str, Stream | set[Stream]] = {}
         #: The newest event ids routed (insertion-ordered, capped).
         self.recent: dict[str, None] = {}
+        #: When the last broadcast was routed (``time.monotonic()``).
+        self.broadcast_at = float("-inf")
 
     def add(self, stream: Stream) -> None:
         """Register ``stream``."""

@@ -199,6 +199,7 @@ class Dispatcher:
         at once; anything else goes out event by event.
         """
         decoded = decode(batch, self.backend.id_key)
+        now = time.monotonic()
         plan: list[tuple[list[Stream], list[tuple[Key, bytes]]] | list[tuple]] = []
         with self._lock:
             # Under the lock that open() reads the cursor with: a new stream
@@ -227,6 +228,7 @@ class Dispatcher:
                     frames = [(key, data)]
                     plan.append((list(hub.readers), frames))
                     run = (hub, frames) if key is not None else None
+                    hub.broadcast_at = now
         for item in plan:
             if isinstance(item, tuple):
                 deliver(*item)
@@ -369,8 +371,13 @@ class Dispatcher:
             due = max(due + self.heartbeat, time.monotonic())
             if self._stopped.wait(max(0.0, due - time.monotonic())):
                 return
+            since = time.monotonic() - self.heartbeat
+            streams: list[Stream] = []
             with self._lock:
-                streams = [s for hub in self._hubs.values() for s in hub.all]
+                for hub in self._hubs.values():
+                    # A hub that broadcast since the last beat wrote to every
+                    # stream that reads its broadcasts: none of them is idle.
+                    streams.extend(hub.all - hub.readers if hub.broadcast_at > since else hub.all)
             for count, stream in enumerate(streams, 1):
                 stream.push(None, HEARTBEAT, _CHUNKED_HEARTBEAT)
                 if count % SLICE == 0:
