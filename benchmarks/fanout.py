@@ -26,8 +26,9 @@ Scenarios (``--scenario``):
   RSS from the end of ``--warmup`` to the end.
 
 ``bare`` (in ``--systems``) is the reference for the physical limit:
-``benchmarks/fanout_bare.py``, one process that writes the same frame to the
-same connections in a bare loop of non-blocking sends. For each system the
+``benchmarks/fanout_bare.py``, processes (as many as ``--workers``) that write
+the same frame to the same connections in a bare loop of non-blocking sends.
+For each system the
 run reports the server processes' CPU time per delivery (from ``/proc``,
 from the start of publishing to the last delivery), and for ``bare`` also
 that of the loop alone.
@@ -98,7 +99,10 @@ def start_server(
         from flask_notifications.pubsub.redis_pubsub import RedisPubSub
 
         channel = RedisPubSub.default_prefix + hub_id_for("Bench")
-        command = [sys.executable, str(HERE / "fanout_bare.py"), str(port), redis_url, channel]
+        command = [
+            sys.executable, str(HERE / "fanout_bare.py"), str(port), redis_url, channel,
+            str(workers),
+        ]  # fmt: skip
     else:
         command = [
             sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", str(workers),
@@ -130,13 +134,22 @@ def worker_rss_kb(master: subprocess.Popen[bytes]) -> int:
     return total
 
 
-def cpu_seconds(master: subprocess.Popen[bytes]) -> float:
-    """User and system CPU time of the server processes so far."""
-    ticks = 0
+def cpu_seconds(master: subprocess.Popen[bytes]) -> dict[str, float]:
+    """User and system CPU time of each server process so far."""
+    seconds = {}
     for pid in server_pids(master):
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except FileNotFoundError:  # exited meanwhile
+            continue
+        seconds[pid] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return seconds
+
+
+def cpu_since(master: subprocess.Popen[bytes], start: dict[str, float]) -> float:
+    """CPU time the server processes used since ``start`` (a worker started
+    meanwhile, after one died, counts from 0)."""
+    return sum(t - start.get(pid, 0.0) for pid, t in cpu_seconds(master).items())
 
 
 # -- the publisher (its own process) ------------------------------------------------
@@ -213,7 +226,7 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
     samples: list[tuple[float, int]] = []
     idle = args.scenario == "idle"
     events = 0 if idle else int(args.rate * args.duration)
-    workers = 1 if system == "bare" else args.workers
+    workers = args.workers
     proc, base = start_server(
         system, redis_url, workers, args.init, args.broker_url, args.heartbeat
     )
@@ -296,7 +309,7 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
             time.sleep(0.01)
         cpu_start = cpu_seconds(proc)
         parts = [json.loads(read_line(c, deadline_ms / 1000 + 30)) for c, _ in clients]
-        cpu = cpu_seconds(proc) - cpu_start
+        cpu = cpu_since(proc, cpu_start)
         stats = merge_stats(parts)
         publisher.join(30)
         if sampler is not None:
@@ -322,7 +335,7 @@ def run_system(system: str, redis_url: str, args: argparse.Namespace) -> dict[st
             cpu_s=cpu,
             cpu_us_per_delivery=cpu / received * 1e6 if received else float("nan"),
         )
-        if system == "bare":
+        if system == "bare" and workers == 1:  # the loop alone (several processes: see cpu)
             loop = fetch_json(base + "/stats")["loop_us_per_delivery"]
             result["loop_us_per_delivery"] = loop if loop is not None else float("nan")
         return result
@@ -457,12 +470,18 @@ def main() -> None:
     if args.scenario != "idle" and ours and theirs and ours["p99_ms"] and theirs["p99_ms"]:
         ratio = float(theirs["p99_ms"]) / float(ours["p99_ms"])  # type: ignore[arg-type]
         print(f"\np99 latency, flask_sse / ours: {ratio:.1f}x")
-    if args.scenario != "idle" and ours and bare:
+    if args.scenario != "idle" and ours and bare and "loop_us_per_delivery" in bare:
         loop, mine = bare["loop_us_per_delivery"], ours["cpu_us_per_delivery"]
         print(
             f"CPU per delivery: ours {mine:.2f} us (worker processes), bare loop {loop:.2f} us "
             f"(loop alone), {bare['cpu_us_per_delivery']:.2f} us (bare process): "
             f"ours / bare loop = {mine / loop:.2f}x"  # type: ignore[operator]
+        )
+    elif args.scenario != "idle" and ours and bare:
+        mine, theirs_cpu = ours["cpu_us_per_delivery"], bare["cpu_us_per_delivery"]
+        print(
+            f"CPU per delivery: ours {mine:.2f} us, bare {theirs_cpu:.2f} us "
+            f"({args.workers} processes each): ours / bare = {mine / theirs_cpu:.2f}x"  # type: ignore[operator]
         )
 
 

@@ -1,6 +1,6 @@
 """The physical limit for ``benchmarks/fanout.py``: a bare loop of sends.
 
-``python benchmarks/fanout_bare.py PORT REDIS_URL CHANNEL``
+``python benchmarks/fanout_bare.py PORT REDIS_URL CHANNEL [PROCESSES]``
 
 One process, one thread, no framework: it accepts the load client's
 connections, answers each with the same response head as a stream, and for
@@ -18,12 +18,19 @@ system call and a Python loop step, nothing else. What the kernel does not
 take (a full buffer) waits and is written when the socket is writable, so
 the load client counts no loss. ``GET /stats`` answers the figures as JSON;
 ``GET /health`` answers 200.
+
+With ``PROCESSES`` above 1 (the reference for several gunicorn workers), it
+forks that many such processes, each listening on the port with
+``SO_REUSEPORT`` (the kernel spreads the connections evenly), and ``/stats``
+answers for the process that takes the request only.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import selectors
+import signal
 import socket
 import sys
 import time
@@ -42,9 +49,11 @@ def chunk(data: bytes) -> bytes:
 
 
 class Bare:
-    def __init__(self, port: int, redis_url: str, channel: str) -> None:
+    def __init__(self, port: int, redis_url: str, channel: str, reuse_port: bool) -> None:
         self.selector = selectors.DefaultSelector()
-        self.listener = socket.create_server(("127.0.0.1", port), backlog=4096)
+        self.listener = socket.create_server(
+            ("127.0.0.1", port), backlog=4096, reuse_port=reuse_port
+        )
         self.listener.setblocking(False)
         self.selector.register(self.listener, selectors.EVENT_READ, "accept")
         self.heads: dict[socket.socket, bytes] = {}  # connections still sending their request
@@ -159,7 +168,27 @@ class Bare:
 
 def main() -> None:
     port, redis_url, channel = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    Bare(port, redis_url, channel).serve()
+    processes = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    if processes == 1:
+        Bare(port, redis_url, channel, reuse_port=False).serve()
+        return
+    children = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            Bare(port, redis_url, channel, reuse_port=True).serve()
+            os._exit(0)
+        children.append(pid)
+
+    def stop(signum: int, frame: object) -> None:
+        for child in children:
+            os.kill(child, signal.SIGTERM)
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stop)
+    for child in children:
+        os.waitpid(child, 0)
 
 
 if __name__ == "__main__":
