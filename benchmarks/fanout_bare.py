@@ -89,6 +89,9 @@ class Bare:
             except BlockingIOError:
                 return
             conn.setblocking(False)
+            # As the streams' sockets (gunicorn's listener sets it): a frame
+            # goes out at once, never held back for the previous one's ACK.
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.heads[conn] = b""
             self.selector.register(conn, selectors.EVENT_READ, "head")
 
