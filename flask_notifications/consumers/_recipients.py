@@ -1,10 +1,16 @@
-"""Helpers the per-user delivery consumers share (e-mail, Web Push)."""
+"""Helpers the per-user delivery consumers share (e-mail, Web Push, mobile push)."""
 
 from __future__ import annotations
+
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, has_app_context
 
 from ..event import Event
+
+if TYPE_CHECKING:
+    from ..mobile.store import Device
 
 
 def preferences_on(app: Flask) -> bool:
@@ -36,3 +42,33 @@ def allowed_recipients(event: Event, channel: str) -> list[str]:
     if extension is None:
         return recipients
     return extension.preferences.allowed(recipients, event["event_type"], channel)
+
+
+def mobile_devices(
+    event: Event, channel: str, broadcast: bool, platforms: Collection[str]
+) -> list[Device]:
+    """The devices of ``platforms`` a mobile push consumer sends ``event`` to:
+    the recipients' minus the opt-outs of ``channel``; for a broadcast event
+    none, or, with ``broadcast``, every device whose user did not opt out.
+
+    :param event: the event.
+    :param channel: the consumer's preferences channel (``"mobile"``).
+    :param broadcast: whether broadcast events go to every device.
+    :param platforms: e.g. ``("ios",)`` or ``("android", "ios")``.
+    """
+    from .._state import get_state
+
+    extension = get_state().extension
+    store = extension.devices
+    if event["recipients"]:
+        users = allowed_recipients(event, channel)
+        devices = store.for_users(users) if users else []
+    elif not broadcast:
+        devices = []
+    else:
+        devices = store.all()
+        if devices and preferences_on(current_app):
+            users = list(dict.fromkeys(d.recipient for d in devices))
+            allowed = set(extension.preferences.allowed(users, event["event_type"], channel))
+            devices = [d for d in devices if d.recipient in allowed]
+    return [d for d in devices if d.platform in platforms]

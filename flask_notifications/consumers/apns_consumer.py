@@ -20,7 +20,7 @@ from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
 from ._badge import unread_badges
-from ._recipients import allowed_recipients, preferences_on
+from ._recipients import mobile_devices
 from .consumer import Consumer
 from .fcm_consumer import retry_after, ssl_context
 
@@ -181,23 +181,7 @@ class APNsConsumer(Consumer):
 
         :param event: the event.
         """
-        store = get_state().extension.devices
-        if event["recipients"]:
-            users = allowed_recipients(event, self.channel)
-            devices = store.for_users(users) if users else []
-        elif not self.broadcast:
-            devices = []
-        else:
-            devices = store.all()
-            if devices and preferences_on(current_app):
-                users = list(dict.fromkeys(d.recipient for d in devices))
-                allowed = set(
-                    get_state().extension.preferences.allowed(
-                        users, event["event_type"], self.channel
-                    )
-                )
-                devices = [d for d in devices if d.recipient in allowed]
-        return [d for d in devices if d.platform == "ios"]
+        return mobile_devices(event, self.channel, self.broadcast, ("ios",))
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> int:
         """Send ``event`` to its recipients' iOS devices.

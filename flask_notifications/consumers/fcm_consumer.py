@@ -24,7 +24,7 @@ from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
 from ._badge import unread_badges
-from ._recipients import allowed_recipients, preferences_on
+from ._recipients import mobile_devices
 from .consumer import Consumer
 
 logger = logging.getLogger("flask_notifications")
@@ -280,23 +280,7 @@ class FCMConsumer(Consumer):
 
         :param event: the event.
         """
-        store = get_state().extension.devices
-        if event["recipients"]:
-            users = allowed_recipients(event, self.channel)
-            devices = store.for_users(users) if users else []
-        elif not self.broadcast:
-            devices = []
-        else:
-            devices = store.all()
-            if devices and preferences_on(current_app):
-                users = list(dict.fromkeys(d.recipient for d in devices))
-                allowed = set(
-                    get_state().extension.preferences.allowed(
-                        users, event["event_type"], self.channel
-                    )
-                )
-                devices = [d for d in devices if d.recipient in allowed]
-        return [d for d in devices if d.platform in self.platforms]
+        return mobile_devices(event, self.channel, self.broadcast, self.platforms)
 
     # -- sending ---------------------------------------------------------------------
 
