@@ -19,6 +19,7 @@ from .errors import InvalidQueryError
 
 def make_blueprint() -> Blueprint:
     """A new ``notifications`` blueprint with every route of the extension."""
+    from .delivery import views as delivery_views
     from .inbox import views as inbox_views
     from .mobile import views as mobile_views
     from .stream import views as stream_views
@@ -27,7 +28,7 @@ def make_blueprint() -> Blueprint:
     blueprint = Blueprint(
         "notifications", __name__, static_folder="static", static_url_path="/static"
     )
-    for views in (stream_views, inbox_views, webpush_views, mobile_views):
+    for views in (stream_views, inbox_views, delivery_views, webpush_views, mobile_views):
         views.register(blueprint)
     return blueprint
 

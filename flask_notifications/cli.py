@@ -10,6 +10,7 @@ from flask.cli import AppGroup
 from ._state import get_state
 from ._text import printable
 from .delivery import dead_letters
+from .delivery import log as delivery_log
 from .errors import ConfigurationError, InvalidEventError, NotificationsUnavailable
 from .event import Event
 
@@ -41,6 +42,31 @@ def list_dead_letters() -> None:
         task, hub_id, event_id, error = (printable(f, 300) for f in fields)
         click.echo(f"{task}  hub={hub_id}  event={event_id}  {error}")
     click.echo(f"{len(letters)} dead letter(s)")
+
+
+@cli.command("status")
+@click.argument("event_id")
+def status(event_id: str) -> None:
+    """Show the delivery log of EVENT_ID: each recipient's status per channel."""
+    import datetime
+
+    found = delivery_log.deliveries(event_id)
+    if not found:
+        raise click.ClickException(
+            f"nothing in the delivery log for event {printable(event_id, 100)} "
+            "(unknown, expired, or NOTIFICATIONS_DELIVERY_LOG is off)"
+        )
+    for item in found:
+        steps = ", ".join(
+            f"{name} {datetime.datetime.fromtimestamp(at, datetime.UTC):%Y-%m-%d %H:%M:%S}"
+            for name, at in item["times"].items()
+        )
+        line = f"{printable(item['channel'], 40)}  {printable(item['recipient'], 100)}  "
+        line += f"{item['status']}  ({steps})"
+        if item["error"]:
+            line += f"  error: {printable(item['error'], 300)}"
+        click.echo(line)
+    click.echo(f"{len(found)} record(s)")
 
 
 @cli.command("replay")

@@ -18,6 +18,7 @@ from ._streaming import StreamingMixin, _script_tag
 from .blueprint import make_blueprint
 from .cli import cli as notifications_cli
 from .consumers.store_consumer import StoreConsumer
+from .delivery import log as delivery_log
 from .delivery import registry
 from .delivery import request as delivery
 from .delivery.apps import bind_flask_app, celery_for, unproxy
@@ -322,6 +323,16 @@ class Notifications(StreamingMixin):
         with self._context() as state:
             app = current_app._get_current_object()  # type: ignore[attr-defined]
             return state.backend_class.from_app(app, state.redis)
+
+    def deliveries(self, event_id: str) -> list[dict[str, Any]]:
+        """The delivery log of an event: one record per recipient and channel
+        (see :func:`flask_notifications.delivery.log.deliveries` for their shape).
+
+        :param event_id: the event's id.
+        :raises RuntimeError: if no app can be chosen.
+        """
+        with self._context():
+            return delivery_log.deliveries(event_id)
 
     # -- sending -------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from typing import Any, Self
 from flask import Flask, current_app
 
 from .._state import get_state
+from ..delivery import log as delivery_log
 from ..delivery import records
 from ..errors import ConfigurationError, MailRejected, MailServerUnavailable
 from ..event import Event
@@ -183,9 +184,17 @@ class EmailConsumer(DigestMixin, Consumer):
             name = self.task_name()
             for user, address in pairs:
                 self._collect(event, user, address, name)
+            # Waiting for the digest (its sending is not in the delivery log).
+            delivery_log.record_many(
+                event["event_id"],
+                [(user or address, self.channel, "queued", None) for user, address in pairs],
+            )
             return len(pairs)
         mails = [self.build(event, user, address) for user, address in pairs]
-        return self.deliver(mails, event["event_id"])
+        users = {
+            mail.key: user or address for mail, (user, address) in zip(mails, pairs, strict=True)
+        }
+        return self.deliver(mails, event["event_id"], users=users)
 
     def build(self, event: Event, user: str | None, address: str) -> Email:
         """The message of ``event`` for one recipient.
@@ -213,7 +222,20 @@ class EmailConsumer(DigestMixin, Consumer):
             key=digest_of(address),
         )
 
-    def deliver(self, mails: list[Email], batch: str, name: str | None = None) -> int:
+    @property
+    def delivery_status(self) -> str | None:  # type: ignore[override]
+        """The delivery log's status of the recipients a run did not mail:
+        ``"suppressed"`` (no address); ``None`` with fixed recipients (the
+        event's recipients are not this consumer's)."""
+        return None if self.recipients is not None else "suppressed"
+
+    def deliver(
+        self,
+        mails: list[Email],
+        batch: str,
+        name: str | None = None,
+        users: dict[str, str] | None = None,
+    ) -> int:
         """Send ``mails`` on one connection, skipping those a previous run of
         the task already sent. On an app without the Notifications extension
         (a consumer called directly), there are no such records: every
@@ -222,6 +244,9 @@ class EmailConsumer(DigestMixin, Consumer):
         :param mails: the messages.
         :param batch: what identifies them (the event id, or a digest's).
         :param name: the consumer's task name; defaults to :meth:`task_name`.
+        :param users: the recipient (user id, or the address when fixed) of
+            each message's key, to record its delivery in the delivery log
+            under ``batch`` (an event id); ``None`` records nothing.
         :returns: how many were sent now.
         :raises MailServerUnavailable: transient failure (the task retries).
         :raises MailRejected: the server refused some recipients for good.
@@ -246,6 +271,8 @@ class EmailConsumer(DigestMixin, Consumer):
                     continue
                 if keep:
                     records.mark_delivered(name, batch, mail.key, ttl)
+                if users is not None:  # the server answered 250
+                    delivery_log.record(batch, users[mail.key], self.channel, "delivered")
                 sent += 1
         if refused:
             raise MailRejected(f"the SMTP server refused: {'; '.join(refused)}")

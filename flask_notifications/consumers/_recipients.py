@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, has_app_context
 
+from ..delivery import log as delivery_log
 from ..event import Event
 
 if TYPE_CHECKING:
@@ -28,20 +29,32 @@ def preferences_on(app: Flask) -> bool:
     return bool(setting)
 
 
-def allowed_recipients(event: Event, channel: str) -> list[str]:
+def allowed_recipients(event: Event, channel: str, force: bool = False) -> list[str]:
     """The event's recipients (as strings) who did not opt out of its type on
-    ``channel``; every recipient when preferences are off.
+    ``channel``; every recipient when preferences are off. The others are
+    recorded ``suppressed`` in the delivery log.
 
     :param event: the event.
     :param channel: ``"email"``, ``"webpush"``, ...
+    :param force: consult the opt-outs even when ``NOTIFICATIONS_PREFERENCES``
+        is ``None`` and the app has no database setting (the inbox has one).
     """
     recipients = [str(r) for r in event["recipients"]]
-    if not recipients or not has_app_context() or not preferences_on(current_app):
+    if not recipients or not has_app_context():
+        return recipients
+    if not (force or preferences_on(current_app)):
         return recipients
     extension = current_app.extensions.get("notifications")
     if extension is None:
         return recipients
-    return extension.preferences.allowed(recipients, event["event_type"], channel)
+    allowed = extension.preferences.allowed(recipients, event["event_type"], channel)
+    if len(allowed) != len(recipients):
+        kept = set(allowed)
+        delivery_log.record_many(
+            event["event_id"],
+            [(r, channel, "suppressed", "opted out") for r in recipients if r not in kept],
+        )
+    return allowed
 
 
 def mobile_devices(

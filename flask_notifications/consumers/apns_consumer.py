@@ -16,6 +16,7 @@ from flask import current_app
 
 from .. import reliability
 from .._state import get_state
+from ..delivery import log as delivery_log
 from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
@@ -83,6 +84,8 @@ class APNsConsumer(Consumer):
     """
 
     channel = "mobile"
+    #: Each delivery is recorded; a recipient without a device is ``suppressed``.
+    delivery_status = "suppressed"
     own_task = True
     retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)
     #: How many requests of one event are in flight at once (on one connection).
@@ -249,6 +252,7 @@ class APNsConsumer(Consumer):
                 reason = ""
             if status == 200:
                 sent += 1
+                delivery_log.record(event_id, device.recipient, self.channel, "delivered")
             elif status == 410 or reason in GONE_REASONS:
                 logger.info("device %d is no longer valid at APNs (%d %s); deleted",
                             device.id, status, reason)  # fmt: skip

@@ -55,6 +55,15 @@ class Consumer:
     #: default): none; the consumer gets every event.
     channel: str | None = None
 
+    #: The delivery log's status of the event's recipients (``"*"`` for a
+    #: broadcast) on :attr:`channel` after a run that ended well, for those
+    #: the run did not record itself (see :mod:`flask_notifications.delivery.log`):
+    #: ``"delivered"`` (the default), ``"sent"`` (no receipt: the live stream),
+    #: ``"suppressed"`` (consumers that record each delivery: whoever they
+    #: did not reach had no address, subscription or device), or ``None``
+    #: (only what the run recorded).
+    delivery_status: str | None = "delivered"
+
     #: Exceptions worth retrying (transient: the network, a server busy).
     #: Anything else fails the task at once and leaves a dead letter.
     retry_for: tuple[type[BaseException], ...] = (

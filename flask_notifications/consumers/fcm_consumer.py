@@ -20,6 +20,7 @@ from flask import current_app
 
 from .. import reliability
 from .._state import get_state
+from ..delivery import log as delivery_log
 from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
@@ -182,6 +183,8 @@ class FCMConsumer(Consumer):
 
     #: The preferences (and per-event ``channels``) name of this consumer.
     channel = "mobile"
+    #: Each delivery is recorded; a recipient without a device is ``suppressed``.
+    delivery_status = "suppressed"
     #: A task of its own: FCM must delay no other consumer.
     own_task = True
     retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)
@@ -355,6 +358,7 @@ class FCMConsumer(Consumer):
             reason = _reason(outcome)
             if 200 <= status < 300:
                 sent += 1
+                delivery_log.record(event_id, device.recipient, self.channel, "delivered")
             elif status == 404 or "UNREGISTERED" in reason:
                 logger.info(
                     "device %d is no longer registered at FCM (%d); deleted", device.id, status

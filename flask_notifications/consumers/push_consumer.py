@@ -68,6 +68,8 @@ class PushConsumer(Consumer):
 
     #: The preferences channel this consumer honours.
     channel = "stream"
+    #: Published for the open streams: no receipt (the delivery log's ``sent``).
+    delivery_status = "sent"
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> None:
         recipients = event["recipients"]

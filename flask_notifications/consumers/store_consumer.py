@@ -7,7 +7,9 @@ from typing import Any
 from flask import current_app
 
 from .._state import get_state
+from ..delivery import log as delivery_log
 from ..event import Event
+from ._recipients import allowed_recipients
 from .consumer import Consumer
 
 
@@ -26,11 +28,13 @@ class StoreConsumer(Consumer):
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> int:
         if not event["recipients"]:
+            delivery_log.record(
+                event["event_id"], delivery_log.BROADCAST, self.channel, "suppressed",
+                "broadcast events are not stored",
+            )  # fmt: skip
             return 0
         extension = get_state().extension
-        recipients = event["recipients"]
+        recipients: list[str] | list[str | int] = event["recipients"]
         if current_app.config["NOTIFICATIONS_PREFERENCES"] is not False:
-            recipients = extension.preferences.allowed(
-                recipients, event["event_type"], self.channel
-            )
+            recipients = allowed_recipients(event, self.channel, force=True)
         return extension.inbox.store(event, recipients)

@@ -13,6 +13,7 @@ from .. import reliability
 from .._state import get_state
 from .._text import printable
 from .._urls import safe_link
+from ..delivery import log as delivery_log
 from ..errors import (
     InvalidQueryError,
     PushEndpointRefused,
@@ -100,6 +101,8 @@ class WebPushConsumer(Consumer):
 
     #: The preferences channel this consumer honours.
     channel = "webpush"
+    #: Each delivery is recorded; a recipient without a subscription is ``suppressed``.
+    delivery_status = "suppressed"
     #: A task of its own: push services answer slowly or not at all at times,
     #: and must delay no other consumer.
     own_task = True
@@ -305,6 +308,7 @@ class WebPushConsumer(Consumer):
                 store.delete_endpoint(subscription.endpoint)
             else:
                 sent += 1
+                delivery_log.record(event_id, subscription.recipient, self.channel, "delivered")
             reliability.mark_delivered(task_name, event_id, key, ttl)
         self._raise_failures(failed, len(targets), event_id)
         return sent

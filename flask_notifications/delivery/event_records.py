@@ -24,6 +24,7 @@ the node that owns it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -136,6 +137,7 @@ class EventRecords:
         targets: Any,
         retries: list[tuple[str, str, float]],
         letters: list[str],
+        extra: Sequence[tuple[Any, ...]] = (),
     ) -> None:
         """End the event task: the outbox records of the consumers retried by
         tasks of their own, the dead letters, and the event task's outbox
@@ -147,6 +149,8 @@ class EventRecords:
         :param retries: ``(hub id, name, due)`` of consumers retried by tasks of their own.
         :param letters: dead letters (JSON), from
             :func:`~flask_notifications.delivery.dead_letters.letter`.
+        :param extra: more commands of the event's for the transaction (the
+            delivery log's).
         :raises redis.RedisError: if Redis refused a record or went away.
         """
         if self._client is None:
@@ -161,6 +165,7 @@ class EventRecords:
             commands.append(("LPUSH", dead_letters_key(event_id), *letters))
             commands.append(("LTRIM", dead_letters_key(event_id), 0, limit - 1))
         commands.append(("ZREM", pending, pending_member(task_name, targets, app_key, event_id)))
+        commands.extend(extra)
         commands.append(("EXEC",))
         self._send(commands)
         self.close()

@@ -143,16 +143,26 @@ def _script(client: Any, name: str, source: str) -> Any:
 
 # -- the request side -----------------------------------------------------------------
 
-# Claim the event id and record its task in the outbox in one command.
+# Claim the event id, record its tasks in the outbox and, when given, its
+# delivery log's "queued" fields, in one command (ARGV: ttl, due, event,
+# the number of outbox members, the members, then the log's ttl and fields).
 _CLAIM_AND_RECORD = """
 if not redis.call('SET', KEYS[1], 1, 'NX', 'EX', ARGV[1]) then return 0 end
 redis.call('SET', KEYS[3], ARGV[3], 'EX', ARGV[1])
+local n = tonumber(ARGV[4])
 local members = {}
-for i = 4, #ARGV do
+for i = 5, 4 + n do
   members[#members + 1] = ARGV[2]
   members[#members + 1] = ARGV[i]
 end
-redis.call('ZADD', KEYS[2], 'NX', unpack(members))
+if n > 0 then redis.call('ZADD', KEYS[2], 'NX', unpack(members)) end
+local first = 6 + n
+if #ARGV >= first then
+  for i = first, #ARGV, 2000 do
+    redis.call('HSET', KEYS[4], unpack(ARGV, i, math.min(i + 1999, #ARGV)))
+  end
+  redis.call('EXPIRE', KEYS[4], ARGV[5 + n])
+end
 return 1
 """
 
@@ -163,6 +173,7 @@ def claim_and_record(
     tasks: list[tuple[str, Any, str]],
     event_json: str,
     due: float,
+    log: tuple[str, int, list[str]] | None = None,
 ) -> bool:
     """Claim ``event_id`` as sent, and record its tasks in the outbox, in one
     round trip (a script): nothing is recorded for an id already sent.
@@ -173,15 +184,22 @@ def claim_and_record(
         (for the event task, the target is its list of ``[hub id, name]``).
     :param event_json: the event.
     :param due: when to consider the tasks lost if unfinished (epoch seconds).
+    :param log: the delivery log's hash key, time to live and fields and
+        values (flat), written with the claim (see
+        :mod:`~flask_notifications.delivery.log`), or ``None``.
     :returns: ``False`` if the event id was already sent.
     """
     client = redis_client()
     if client is None:
         return True
     script = _script(client, "_fn_claim_and_record", _CLAIM_AND_RECORD)
-    args: list[Any] = [ttl, due, event_json]
+    args: list[Any] = [ttl, due, event_json, len(tasks)]
     args += [pending_member(name, target, app_key, event_id) for name, target, app_key in tasks]
     keys = [sent_key(event_id), pending_key(event_id), pending_event_key(event_id)]
+    if log is not None:
+        log_key, log_ttl, log_fields = log
+        keys.append(log_key)
+        args += [log_ttl, *log_fields]
     wait = client.__dict__.get("_notifications_wait")
     if wait is None:  # how many replicas a claim waits for (none off Sentinel)
         wait = client.__dict__["_notifications_wait"] = replica_wait(current_app.config, client)
@@ -233,7 +251,14 @@ def is_done(task_name: str, hub_id: str, event_id: str) -> bool:
     return client is not None and bool(client.exists(done_key(task_name, hub_id, event_id)))
 
 
-def mark_done(task_name: str, hub_id: str, app_key: str, event_id: str, ttl: int) -> None:
+def mark_done(
+    task_name: str,
+    hub_id: str,
+    app_key: str,
+    event_id: str,
+    ttl: int,
+    extra: Sequence[tuple[Any, ...]] = (),
+) -> None:
     """Record that this consumer consumed this event, and drop its outbox
     record (one round trip).
 
@@ -242,12 +267,16 @@ def mark_done(task_name: str, hub_id: str, app_key: str, event_id: str, ttl: int
     :param app_key: the Flask app's key.
     :param event_id: the event's id.
     :param ttl: seconds to remember it.
+    :param extra: more commands of the event's to send in the same round
+        trip (the delivery log's).
     """
     client = redis_client()
     if client is not None:
         pipe = client.pipeline(transaction=False)
         pipe.set(done_key(task_name, hub_id, event_id), 1, ex=ttl)
         pipe.zrem(pending_key(event_id), pending_member(task_name, hub_id, app_key, event_id))
+        for command in extra:
+            pipe.execute_command(*command)
         pipe.execute()
 
 

@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 from ..errors import NotificationsUnavailable
 from ..event import Event
 from ..signals import event_filtered, event_sent
+from . import log as delivery_log
 from . import records
 from .tasks import EVENT_TASK, args_repr, celery_expiry
 
@@ -75,9 +76,13 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     targets = []
+    channels: dict[str, None] = {}  # the channels the delivery log shows as queued
     for hub in hubs:
         if hub.filter(event):
             targets.extend([hub.hub_id, name] for name in hub._names)
+            for consumer in hub._consumers.values():
+                if consumer.channel is not None and consumer.wants(event):
+                    channels[consumer.channel] = None
         else:
             event_filtered.send(app, event=event, hub=hub)
     if not targets:
@@ -97,8 +102,9 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
     ttl = config["NOTIFICATIONS_DEDUP_TTL"]
     # One round trip: claim the event id and record the task in the outbox.
     outbox = [(task.name, args[1], app_key)]
+    log = _queued(event, channels) if config["NOTIFICATIONS_DELIVERY_LOG"] and channels else None
     if not _retrying(
-        lambda: records.claim_and_record(event_id, ttl, outbox, payload, due),
+        lambda: records.claim_and_record(event_id, ttl, outbox, payload, due, log),
         deadline,
         event_id,
     ):
@@ -116,6 +122,16 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
         records.release_event_id(event_id)  # sending it again must work
         raise
     event_sent.send(app, event=event, tasks=len(targets))
+
+
+def _queued(event: Event, channels: dict[str, None]) -> tuple[str, int, list[str]]:
+    """The delivery log's ``queued`` records of ``event`` on ``channels``, for
+    :func:`~flask_notifications.delivery.records.claim_and_record`."""
+    recipients = [str(r) for r in event["recipients"]] or [delivery_log.BROADCAST]
+    entries = [(r, channel, "queued", None) for channel in channels for r in recipients]
+    fields = delivery_log.fields(entries)
+    ttl = current_app.config["NOTIFICATIONS_DELIVERY_LOG_TTL"]
+    return delivery_log.log_key(event["event_id"]), ttl, [x for kv in fields.items() for x in kv]
 
 
 def _retrying(call: Callable[[], Any], deadline: float, event_id: str) -> Any:

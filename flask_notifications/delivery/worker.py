@@ -32,6 +32,7 @@ from .._state import get_state, has_state
 from ..event import Event
 from ..signals import consumer_failed, event_consumed
 from . import dead_letters, records
+from . import log as delivery_log
 from .apps import flask_app_for
 from .event_records import EventRecords
 from .tasks import ConsumerTask, args_repr, celery_expiry, consumer_running
@@ -110,33 +111,43 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
     retries: list[tuple[EventHub, str, Consumer, float]] = []
     failed: list[_Failed] = []
     finished: list[tuple[EventHub, Consumer]] = []  # their records sent
+    logging_on = delivery_log.enabled()
+    logged: list[delivery_log.Entry] = []  # the delivery log, written with the end
     for hub, name, consumer in todo:
-        try:
-            with consumer_running(name):
-                consumer(event)
-        except BaseException as exc:
-            if not isinstance(exc, Exception):  # the worker stops: the event comes back
-                bookkeeping.abandon()
-                raise
-            if isinstance(exc, consumer.retry_for) and consumer.max_retries > 0:
-                countdown = _backoff(consumer, 0)
-                logger.warning(
-                    "consumer %r failed on event %s (%s); retry 1/%d in %ss",
-                    name, event_id, exc, consumer.max_retries, countdown,
-                )  # fmt: skip
-                retries.append((hub, name, consumer, countdown))
-            else:
-                _log_give_up(name, hub, event_id, exc)
-                failed.append((hub, name, consumer, exc))
-            continue
+        with delivery_log.collecting(event_id) as run:
+            try:
+                with consumer_running(name):
+                    consumer(event)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # the worker stops: the event comes back
+                    bookkeeping.abandon()
+                    raise
+                if isinstance(exc, consumer.retry_for) and consumer.max_retries > 0:
+                    countdown = _backoff(consumer, 0)
+                    logger.warning(
+                        "consumer %r failed on event %s (%s); retry 1/%d in %ss",
+                        name, event_id, exc, consumer.max_retries, countdown,
+                    )  # fmt: skip
+                    retries.append((hub, name, consumer, countdown))
+                    outcome = "failed"
+                else:
+                    _log_give_up(name, hub, event_id, exc)
+                    failed.append((hub, name, consumer, exc))
+                    outcome = "dead"
+                if logging_on:
+                    logged += delivery_log.finish_run(run, consumer, event, outcome, exc)
+                continue
         bookkeeping.consumed(name, hub.hub_id, ttl)  # sent now, before the next one runs
         finished.append((hub, consumer))
+        if logging_on:
+            logged += delivery_log.finish_run(run, consumer, event, "ok")
     later = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
     bookkeeping.finish(
         task.name,
         targets,
         [(hub.hub_id, name, later + countdown) for hub, name, _, countdown in retries],
         _letters(failed, app_key, event_json),
+        delivery_log.commands(event_id, logged) if logged else (),
     )
     for hub, consumer in finished:
         event_consumed.send(app, event=event, hub=hub, consumer=consumer)
@@ -203,30 +214,46 @@ def run_consumer(task: ConsumerTask, event_json: str, hub_id: str, app_key: str)
         logger.info("event %s already consumed by %r; redelivery skipped", event_id, task.name)
         records.finish_pending(task.name, hub_id, app_key, event_id)
         return
-    try:
-        with consumer_running(task.name):
-            consumer(event)
-    except Exception as exc:
-        retries = task.request.retries
-        if isinstance(exc, consumer.retry_for) and retries < consumer.max_retries:
-            countdown = _backoff(consumer, retries)
-            wait = getattr(exc, "retry_after", None)  # the service's Retry-After
-            if isinstance(wait, int | float) and wait > countdown:
-                countdown = min(float(wait), 3600.0)
-            logger.warning(
-                "consumer %r failed on event %s (%s); retry %d/%d in %ss",
-                task.name, event_id, exc, retries + 1, consumer.max_retries, countdown,
-            )  # fmt: skip
-            later = time.time() + countdown + current_app.config["NOTIFICATIONS_REDELIVER_AFTER"]
-            records.postpone_pending(task.name, hub_id, app_key, event_id, later)
-            raise task.retry(
-                exc=exc, countdown=countdown, max_retries=consumer.max_retries
-            ) from exc
-        _give_up(task.name, consumer, hub, app_key, event_json, event, exc)
-        return
+    logging_on = delivery_log.enabled()
+    with delivery_log.collecting(event_id) as run:
+        try:
+            with consumer_running(task.name):
+                consumer(event)
+        except Exception as exc:
+            retries = task.request.retries
+            if isinstance(exc, consumer.retry_for) and retries < consumer.max_retries:
+                countdown = _backoff(consumer, retries)
+                wait = getattr(exc, "retry_after", None)  # the service's Retry-After
+                if isinstance(wait, int | float) and wait > countdown:
+                    countdown = min(float(wait), 3600.0)
+                logger.warning(
+                    "consumer %r failed on event %s (%s); retry %d/%d in %ss",
+                    task.name, event_id, exc, retries + 1, consumer.max_retries, countdown,
+                )  # fmt: skip
+                config = current_app.config
+                later = time.time() + countdown + config["NOTIFICATIONS_REDELIVER_AFTER"]
+                records.postpone_pending(task.name, hub_id, app_key, event_id, later)
+                if logging_on:
+                    _write_log(
+                        event_id, delivery_log.finish_run(run, consumer, event, "failed", exc)
+                    )
+                raise task.retry(
+                    exc=exc, countdown=countdown, max_retries=consumer.max_retries
+                ) from exc
+            if logging_on:
+                _write_log(event_id, delivery_log.finish_run(run, consumer, event, "dead", exc))
+            _give_up(task.name, consumer, hub, app_key, event_json, event, exc)
+            return
     ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
-    records.mark_done(task.name, hub_id, app_key, event_id, ttl)
+    entries = delivery_log.finish_run(run, consumer, event, "ok") if logging_on else []
+    extra = delivery_log.commands(event_id, entries) if entries else ()
+    records.mark_done(task.name, hub_id, app_key, event_id, ttl, extra)
     event_consumed.send(current_app._get_current_object(), event=event, hub=hub, consumer=consumer)
+
+
+def _write_log(event_id: str, entries: list[delivery_log.Entry]) -> None:
+    if entries:
+        delivery_log.write({event_id: entries})
 
 
 def _backoff(consumer: Consumer, retries: int) -> float:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 from sqlalchemy import and_, delete, func, insert, select, update
 
+from ..delivery import log as delivery_log
 from ..errors import InvalidQueryError
 from ..event import Event
 from .database import get_engine
@@ -207,7 +208,7 @@ class Inbox:
             )
         with get_engine().begin() as conn:
             found = conn.execute(
-                select(table.c.read_at).where(
+                select(table.c.read_at, table.c.event_id).where(
                     table.c.id == notification_id, table.c.recipient == recipient
                 )
             ).first()
@@ -217,6 +218,8 @@ class Inbox:
                 conn.execute(
                     update(table).where(table.c.id == notification_id).values(read_at=time.time())
                 )
+        if found.read_at is None and found.event_id is not None:
+            delivery_log.record(found.event_id, recipient, "inbox", "read")
         self.push_counts([recipient])
         return True
 
@@ -228,13 +231,22 @@ class Inbox:
         """
         recipient = user_id(user)
         with get_engine().begin() as conn:
-            result = conn.execute(
-                update(table)
-                .where(table.c.recipient == recipient, table.c.read_at.is_(None))
-                .values(read_at=time.time())
+            events = (
+                conn.execute(
+                    update(table)
+                    .where(table.c.recipient == recipient, table.c.read_at.is_(None))
+                    .values(read_at=time.time())
+                    .returning(table.c.event_id)
+                )
+                .scalars()
+                .all()
+            )
+        if delivery_log.enabled():  # one pipelined write for every event
+            delivery_log.write(
+                {e: [(recipient, "inbox", "read", None)] for e in events if e is not None}
             )
         self.push_counts([recipient])
-        return int(result.rowcount)
+        return len(events)
 
     # -- reading ---------------------------------------------------------------------
 
