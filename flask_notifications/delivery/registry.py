@@ -49,5 +49,9 @@ def install() -> None:
     worker_shutdown.connect(stop_sweeper, weak=False, dispatch_uid=uid)
     task_revoked.connect(forget_expired, weak=False, dispatch_uid="flask_notifications.expired")
     from ..consumers._digest import install_digest_task
+    from ..workflows.timers import TIMER_TASK, run_timer
 
     install_digest_task()
+    with _registered_lock:
+        _registered.add(TIMER_TASK)
+    shared_task(name=TIMER_TASK, base=ConsumerTask, bind=True)(run_timer)

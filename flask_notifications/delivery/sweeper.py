@@ -8,6 +8,11 @@ past their deadline (one process at a time, under a Redis lock: see
 :func:`redeliver_pending`), and sends
 the model events that a web process died before sending (the model-event
 outbox, :mod:`flask_notifications.inbox.model_outbox`).
+
+A second thread runs the durable timers (scheduled sends, escalations...:
+:mod:`flask_notifications.workflows.timers`) every ``NOTIFICATIONS_TIMER_POLL``
+seconds, or sooner when one is due: a thread of its own, so a slow Redis
+sweep (Redis restarting) never delays a timer due meanwhile.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_notifications")
 
 _SWEEPER_STOP = "flask_notifications_sweeper_stop"
+_TIMERS_FALLBACK = 0.5  # seconds between tries while the database fails
 
 
 def redeliver_pending(delay: float, limit: int = 1000) -> int:
@@ -95,6 +101,25 @@ def sweep_forever(celery: Celery, stop: threading.Event) -> None:
         stop.wait(interval)
 
 
+def sweep_timers_forever(celery: Celery, stop: threading.Event) -> None:
+    """Run the due timers of every app bound to ``celery`` until ``stop`` is set.
+
+    :param celery: the worker's Celery app.
+    :param stop: set when the worker shuts down.
+    """
+    from ..workflows.timers import sweep
+
+    while not stop.is_set():
+        interval = 5.0
+        for app in bound_apps(celery):
+            try:
+                interval = min(interval, sweep(app))
+            except Exception:  # noqa: BLE001 - the database is down: try again later
+                logger.warning("timer sweep failed; trying again", exc_info=True)
+                interval = min(interval, _TIMERS_FALLBACK)
+        stop.wait(interval)
+
+
 def _sweep_model_outbox(app: Flask) -> float:
     """Send the model events a dead web process left in the outbox; return
     how soon to sweep again."""
@@ -125,6 +150,9 @@ def start_sweeper(sender: Any = None, **_kwargs: Any) -> None:
     stop.clear()
     threading.Thread(
         target=sweep_forever, args=(celery, stop), name="notifications-sweeper", daemon=True
+    ).start()
+    threading.Thread(
+        target=sweep_timers_forever, args=(celery, stop), name="notifications-timers", daemon=True
     ).start()
 
 

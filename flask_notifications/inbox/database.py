@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from .._state import get_state
 from .models import metadata
@@ -43,6 +45,20 @@ def _make_engine(app: Flask) -> Engine:
     return engine
 
 
+def _create_tables(engine: Engine) -> None:
+    """Create the missing tables; another process creating them at the same
+    moment (a worker's sweeper and a web process starting together) makes
+    ``CREATE TABLE`` fail after the check: look again."""
+    for attempt in range(10):
+        try:
+            metadata.create_all(engine, checkfirst=True)
+            return
+        except (OperationalError, ProgrammingError, IntegrityError):
+            if attempt == 9:
+                raise
+            time.sleep(0.05 * (attempt + 1))  # let the other one finish its tables
+
+
 def get_engine(state: State | None = None) -> Engine:
     """The current app's inbox engine; its tables are created on first use.
 
@@ -55,6 +71,6 @@ def get_engine(state: State | None = None) -> Engine:
             engine = state.engine
             if engine is None:
                 engine = _make_engine(current_app._get_current_object())  # type: ignore[attr-defined]
-                metadata.create_all(engine, checkfirst=True)
+                _create_tables(engine)
                 state.engine = engine
     return engine

@@ -113,3 +113,27 @@ model_outbox = Table(
     Column("created_at", Float, nullable=False),
     Index("ix_flask_notification_outbox_created_at", "created_at"),
 )
+
+#: Durable timers (scheduled sends, escalations...): one row per timer, unique
+#: by ``key``, claimed by a worker's sweeper with a lease; see
+#: :mod:`flask_notifications.workflows.timers`.
+timers = Table(
+    "flask_notification_timers",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("key", String(256), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("payload", Text, nullable=False),
+    # A sweeper that claimed the timer holds it until then (epoch seconds).
+    Column("lease_until", Float, nullable=True),
+    # Which claim holds it: the claiming sweep reads back its own rows by it.
+    Column("lease_token", String(32), nullable=True),
+    # Failed runs so far: retried with backoff, a dead letter after the last.
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Index("ux_flask_notification_timers_key", "key", unique=True),
+    Index("ix_flask_notification_timers_due_at", "due_at"),
+    sqlite_autoincrement=True,
+)

@@ -1,0 +1,75 @@
+"""Durable timers under real worker subprocesses: the workers' sweeper runs
+them, and a timer survives a worker killed with SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import pytest
+from flask import Flask
+
+from flask_notifications import Notifications
+from flask_notifications.workflows import timers
+
+from .conftest import wait_for, worker_process
+
+APP = "tests.workflows_app:celery"
+
+
+@pytest.fixture
+def env(redis_url, tmp_path, monkeypatch):
+    """The environment of tests/workflows_app.py, and an app on the same
+    database to add timers from (as a web process would)."""
+    values = {
+        "REDIS_URL": redis_url,
+        "DATABASE_URI": f"sqlite:///{tmp_path / 'inbox.sqlite'}",
+        "LOG": str(tmp_path / "log.jsonl"),
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)  # worker_process passes os.environ on
+    app = Flask("web", instance_path=str(tmp_path / "instance"))
+    app.config.update(
+        NOTIFICATIONS_REDIS_URL=redis_url, NOTIFICATIONS_DATABASE_URI=values["DATABASE_URI"]
+    )
+    Notifications(app)
+    return app, values
+
+
+def logged(values) -> list[dict]:  # type: ignore[type-arg]
+    try:
+        with open(values["LOG"], encoding="utf-8") as log:
+            return [json.loads(line) for line in log]
+    except FileNotFoundError:
+        return []
+
+
+def test_the_workers_sweeper_runs_a_timer_when_due(env):
+    app, values = env
+    with worker_process(APP, values["REDIS_URL"]):
+        with app.app_context():
+            due = time.time() + 1
+            assert timers.add("tests.log", "one", due, {"n": 1})
+        wait_for(lambda: logged(values), 10)
+        ran_at = time.time()
+        assert ran_at >= due
+        with app.app_context():
+            wait_for(lambda: timers.pending() == [], 5)
+    assert logged(values) == [{"timer": {"n": 1}}]
+
+
+def test_a_timer_survives_a_worker_killed_with_sigkill(env):
+    app, values = env
+    with worker_process(APP, values["REDIS_URL"]) as first:
+        with app.app_context():
+            assert timers.add("tests.log", "survivor", time.time() + 2, {"n": 2})
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    assert logged(values) == []
+    with worker_process(APP, values["REDIS_URL"]):
+        wait_for(lambda: logged(values), 15)
+        with app.app_context():
+            wait_for(lambda: timers.pending() == [], 5)
+    assert logged(values) == [{"timer": {"n": 2}}]

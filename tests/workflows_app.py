@@ -1,0 +1,42 @@
+"""The app the workflow tests run under real ``celery worker`` subprocesses.
+
+Settings from the environment: ``REDIS_URL``, ``DATABASE_URI`` (the inbox
+database, where the durable timers live) and ``LOG`` (one JSON line per
+event consumed or timer run).
+
+The timer kind ``tests.log`` writes its payload to ``LOG``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from flask import Flask
+
+from flask_notifications import Notifications
+from flask_notifications.workflows import timers
+
+app = Flask("workflows_app")
+app.config.update(
+    NOTIFICATIONS_REDIS_URL=os.environ["REDIS_URL"],
+    NOTIFICATIONS_DATABASE_URI=os.environ["DATABASE_URI"],
+    broker_connection_retry_on_startup=True,
+    CELERY_BROKER_TRANSPORT_OPTIONS={
+        "visibility_timeout": 2,
+        "unacked_restore_interval": 1,
+        "unacked_restore_throttle": 1,
+    },
+)
+notifications = Notifications(app)
+celery = app.extensions["notifications"].celery
+
+
+def _log(record: dict) -> None:
+    with open(os.environ["LOG"], "a", encoding="utf-8") as log:
+        log.write(json.dumps(record) + "\n")
+
+
+@timers.handler("tests.log")
+def log_timer(extension, payload):
+    _log({"timer": payload})
