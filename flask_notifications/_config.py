@@ -76,6 +76,8 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_APNS_TOPIC": None,
     "NOTIFICATIONS_APNS_SANDBOX": False,
     "NOTIFICATIONS_APNS_ENDPOINT": None,
+    # None: Flask-Babel's BABEL_DEFAULT_LOCALE, else "en" (see i18n.default_locale).
+    "NOTIFICATIONS_DEFAULT_LOCALE": None,
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {
@@ -142,6 +144,7 @@ def apply_defaults(config: MutableMapping[str, Any]) -> None:
         config.setdefault(key, default)
     check_numbers(config)
     check_prefix(config["NOTIFICATIONS_REDIS_PREFIX"])
+    check_locale(config)
     replicas = config["NOTIFICATIONS_REDIS_WAIT_REPLICAS"]
     if replicas is not None and (
         isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0
@@ -159,6 +162,30 @@ def apply_defaults(config: MutableMapping[str, Any]) -> None:
             DeprecationWarning,
             stacklevel=3,
         )
+
+
+def check_locale(config: MutableMapping[str, Any]) -> None:
+    """Check and normalise ``NOTIFICATIONS_DEFAULT_LOCALE``: ``None`` or a
+    locale Babel knows (``"fr"``, ``"pt-BR"``...).
+
+    :param config: the app's configuration.
+    :raises ConfigurationError: for anything else.
+    """
+    value = config["NOTIFICATIONS_DEFAULT_LOCALE"]
+    if value is None:
+        return
+    from .i18n import parse_locale
+
+    try:
+        locale = parse_locale(value)
+    except ImportError:  # Babel comes with the "i18n" extra; nothing to translate with
+        locale = value if isinstance(value, str) and value.strip() else None
+    if locale is None:
+        raise ConfigurationError(
+            f"NOTIFICATIONS_DEFAULT_LOCALE must be None or a locale such as 'en' or 'fr', "
+            f"not {value!r}"
+        )
+    config["NOTIFICATIONS_DEFAULT_LOCALE"] = locale
 
 
 def check_numbers(config: Mapping[str, Any]) -> None:

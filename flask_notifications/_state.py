@@ -47,6 +47,8 @@ class State:
     engine: Any = None
     #: A backend for direct publishing (unread counts), built on first use.
     publisher: Backend | None = None
+    #: Translation state (the package's Flask-Babel domain), built on first use.
+    i18n: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def key(self, *parts: str) -> str:

@@ -29,6 +29,16 @@ class EventTooLargeError(InvalidEventError):
     """The JSON form of an event is bigger than ``NOTIFICATIONS_MAX_EVENT_BYTES``."""
 
 
+class InvalidMessageError(InvalidEventError):
+    """An event's ``i18n`` field (message ids and parameters to translate for
+    each recipient) is malformed: a placeholder its parameters do not give, a
+    positional placeholder, a parameter that is not a JSON scalar... Raised by
+    :meth:`Notifications.send <flask_notifications.Notifications.send>`."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("i18n", message)
+
+
 class InvalidQueryError(NotificationsError, ValueError):
     """A bad argument to the inbox or preferences API (a user id, a page,
     ``since``...); the HTTP API answers it with 400."""

@@ -65,6 +65,7 @@ class Notifications(StreamingMixin):
         self._hubs: dict[str, EventHub] = {}
         self._identity_loader: Callable[[], Any] | None = None
         self._email_resolver: Callable[[str], str | None] | None = None
+        self._locale_resolver: Callable[[str], Any] | None = None
         self._stream_authorizer: Callable[[str | None, str], bool] | None = None
         #: Stored notifications of the current app: see :class:`~flask_notifications.inbox.Inbox`.
         self.inbox = Inbox(self)
@@ -201,6 +202,40 @@ class Notifications(StreamingMixin):
                 "or give the consumer recipients=[...]"
             )
         return self._email_resolver(user_id)
+
+    # -- languages -----------------------------------------------------------------
+
+    def locale_resolver(self, func: Callable[[str], Any]) -> Callable[[str], Any]:
+        """Register the function that maps a user id (an event recipient, as a
+        string) to the user's locale (``"fr"``, ``"pt_BR"``, a
+        :class:`babel.Locale`), or ``None`` for the default locale
+        (``NOTIFICATIONS_DEFAULT_LOCALE``, else Flask-Babel's). The e-mail and
+        Web Push consumers render each recipient's texts in it (see :doc:`/i18n`).
+        A resolver that raises or answers something that is not a locale is
+        logged, and the recipient gets the default locale.
+
+        .. code-block:: python
+
+            @notifications.locale_resolver
+            def locale_of(user_id):
+                user = db.session.get(User, int(user_id))
+                return user.locale if user else None
+
+        :param func: called with a user id, in the worker's app context.
+        :returns: ``func``, so this works as a decorator.
+        """
+        self._locale_resolver = func
+        return func
+
+    def resolve_locale(self, user_id: str) -> Any:
+        """What :meth:`locale_resolver` answers for ``user_id`` (unchecked), or
+        ``None`` when no resolver is registered.
+
+        :param user_id: the user id.
+        """
+        if self._locale_resolver is None:
+            return None
+        return self._locale_resolver(user_id)
 
     def inbox_hubs(self) -> list[EventHub]:
         """The hubs that carry ``unread_count`` events: those with a

@@ -82,3 +82,40 @@ def test_project_files():
     assert "BSD 3-Clause" in (ROOT / "LICENSE").read_text()
     assert os.access(ROOT / "run-tests.sh", os.X_OK) and os.access(ROOT / ".ci/run", os.X_OK)
     assert "./run-tests.sh" in (ROOT / ".ci/run").read_text()
+
+
+def test_wheel_ships_templates_and_catalogs(tmp_path):
+    """The built wheel holds the e-mail templates and every translation
+    catalog (the ``.po`` sources and the compiled ``.mo`` files)."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    # Built from a copy of what the sdist holds, so nothing lands in the tree.
+    source = tmp_path / "src"
+    source.mkdir()
+    for name in ("pyproject.toml", "setup.py", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    shutil.copytree(
+        ROOT / "flask_notifications", source / "flask_notifications",
+        ignore=shutil.ignore_patterns("__pycache__"),
+    )  # fmt: skip
+    out = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(source)],
+        check=True, timeout=600,
+    )  # fmt: skip
+    (wheel,) = out.glob("*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    package = ROOT / "flask_notifications"
+    catalogs = sorted(package.glob("translations/*/LC_MESSAGES/flask_notifications.*"))
+    assert {p.suffix for p in catalogs} == {".po", ".mo"}
+    expected = [
+        *catalogs,
+        package / "translations" / "flask_notifications.pot",
+        *package.glob("templates/flask_notifications/mail/*"),
+    ]
+    for path in expected:
+        name = path.relative_to(ROOT).as_posix()
+        assert name in names, name

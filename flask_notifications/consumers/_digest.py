@@ -16,6 +16,7 @@ from .._state import get_state
 from ..delivery.tasks import AppTask
 from ..errors import ConfigurationError, MailServerUnavailable
 from ..event import Event
+from ..i18n import in_locale, locales_for, localize, ngettext
 from ._mail import Email, digest_of, render
 
 if TYPE_CHECKING:
@@ -85,24 +86,27 @@ class DigestMixin:
         raw = client.lrange(key, 0, -1)
         if raw:
             items = [json.loads(r) for r in raw]
-            events = [Event.from_json(e) for _, e in items]
             user = items[0][0]
-            batch = "digest." + digest_of(",".join(e["event_id"] for e in events))
-            context = {"events": events, "user": user, "address": address}
-            if len(events) == 1:
-                subject = events[0]["title"] or events[0]["event_type"]
-            else:
-                subject = f"{len(events)} new notifications"
-            mail = Email(
-                to=address,
-                subject=self.subject_prefix + subject,
-                text=render(self.digest_template_text, **context),
-                html=render(self.digest_template_html, **context),
-                message_id=self._message_id(f"{batch}.{digest_of(address)}"),
-                date=time.time(),
-                headers={"Auto-Submitted": "auto-generated"},
-                key=digest_of(address),
-            )
+            with in_locale(locales_for([user])[user]):  # the recipient's language
+                events = [localize(Event.from_json(e)) for _, e in items]
+                batch = "digest." + digest_of(",".join(e["event_id"] for e in events))
+                context = {"events": events, "user": user, "address": address}
+                if len(events) == 1:
+                    subject = events[0]["title"] or events[0]["event_type"]
+                else:
+                    subject = ngettext(
+                        "%(num)d new notification", "%(num)d new notifications", len(events)
+                    )
+                mail = Email(
+                    to=address,
+                    subject=self.subject_prefix + subject,
+                    text=render(self.digest_template_text, **context),
+                    html=render(self.digest_template_html, **context),
+                    message_id=self._message_id(f"{batch}.{digest_of(address)}"),
+                    date=time.time(),
+                    headers={"Auto-Submitted": "auto-generated"},
+                    key=digest_of(address),
+                )
             self.deliver([mail], batch, name)
             client.ltrim(key, len(raw), -1)  # keep what arrived meanwhile
         client.delete(state.key("digest_scheduled", name, address))

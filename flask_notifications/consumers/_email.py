@@ -25,8 +25,18 @@ from ..delivery import log as delivery_log
 from ..delivery import records
 from ..errors import ConfigurationError, MailRejected, MailServerUnavailable
 from ..event import Event
+from ..i18n import by_locale, in_locale, localize
 from ._digest import DigestMixin
-from ._mail import Email, SMTPErrors, address_ok, digest_of, render, smtp_reason, temporary
+from ._mail import (
+    Email,
+    SMTPErrors,
+    address_ok,
+    digest_of,
+    recipient_free,
+    render,
+    smtp_reason,
+    temporary,
+)
 from ._recipients import allowed_recipients
 from .consumer import Consumer
 
@@ -190,18 +200,51 @@ class EmailConsumer(DigestMixin, Consumer):
                 [(user or address, self.channel, "queued", None) for user, address in pairs],
             )
             return len(pairs)
-        mails = [self.build(event, user, address) for user, address in pairs]
-        users = {
-            mail.key: user or address for mail, (user, address) in zip(mails, pairs, strict=True)
-        }
+        mails = self.build_all(event, pairs)  # grouped by locale: not in the order of pairs
+        users = {digest_of(address): user or address for user, address in pairs}
         return self.deliver(mails, event["event_id"], users=users)
 
-    def build(self, event: Event, user: str | None, address: str) -> Email:
-        """The message of ``event`` for one recipient.
+    def build_all(self, event: Event, pairs: list[tuple[str | None, str]]) -> list[Email]:
+        """The messages of ``event``, each in its recipient's locale (see
+        :doc:`/i18n`): recipients are grouped by locale, and the event's texts
+        translated once per locale; so are the templates rendered, unless they
+        use ``user`` or ``address`` (see
+        :func:`~flask_notifications.consumers._mail.recipient_free`).
 
         :param event: the event.
+        :param pairs: ``(user id or None, address)`` pairs, from :meth:`addresses`.
+        """
+        mails = []
+        for locale, group in by_locale(pairs, lambda pair: pair[0]).items():
+            with in_locale(locale):
+                local = localize(event)
+                shared = None
+                for user, address in group:
+                    mail = self.build(local, user, address, bodies=shared)
+                    if shared is None and self._recipient_free():
+                        shared = (mail.text, mail.html)
+                    mails.append(mail)
+        return mails
+
+    def _recipient_free(self) -> bool:
+        return recipient_free(self.template_text) and recipient_free(self.template_html)
+
+    def build(
+        self,
+        event: Event,
+        user: str | None,
+        address: str,
+        *,
+        bodies: tuple[str, str] | None = None,
+    ) -> Email:
+        """The message of ``event`` for one recipient, rendered in the current
+        locale (:meth:`build_all` sets it per recipient).
+
+        :param event: the event (its texts already in the recipient's locale).
         :param user: the recipient's user id, or ``None`` for a fixed address.
         :param address: the recipient's address.
+        :param bodies: the text and HTML bodies when already rendered for
+            another recipient of the same locale.
         """
         context = {"event": event, "user": user, "address": address}
         headers = {"Auto-Submitted": "auto-generated"}  # RFC 3834: no auto-replies
@@ -214,8 +257,8 @@ class EmailConsumer(DigestMixin, Consumer):
         return Email(
             to=address,
             subject=self.subject_prefix + (event["title"] or event["event_type"]),
-            text=render(self.template_text, **context),
-            html=render(self.template_html, **context),
+            text=bodies[0] if bodies else render(self.template_text, **context),
+            html=bodies[1] if bodies else render(self.template_html, **context),
             message_id=self._message_id(f"{event['event_id']}.{digest_of(address)}"),
             date=event["timestamp"],
             headers=headers,

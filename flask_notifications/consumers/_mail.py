@@ -12,13 +12,18 @@ from typing import Any
 from weakref import WeakKeyDictionary
 
 from flask import Flask, current_app
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, meta, nodes
 
+from .. import i18n
 from .._urls import safe_link
 from ..errors import MailRejected, MailServerUnavailable
 
 _TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _envs: WeakKeyDictionary[Flask, Environment] = WeakKeyDictionary()
+# Per environment: template name -> whether its output names no recipient.
+_recipient_free: WeakKeyDictionary[Environment, dict[str, bool]] = WeakKeyDictionary()
+#: The context variables that name one recipient in the e-mail templates.
+RECIPIENT_VARIABLES = frozenset(("user", "address"))
 
 
 @dataclass
@@ -57,8 +62,10 @@ def jinja_env(app: Flask) -> Environment:
 
 
 def render(template: str, **context: Any) -> str:
-    """Render ``template`` in the current app, with its context processors and
-    ``safe_url`` (the rule for event links).
+    """Render ``template`` in the current app, with its context processors,
+    ``safe_url`` (the rule for event links), and ``_`` / ``gettext`` /
+    ``ngettext`` translating in the current locale (the app's Flask-Babel
+    catalog, then the package's; see :mod:`flask_notifications.i18n`).
 
     :param template: e.g. ``"flask_notifications/mail/notification.html"``.
     :param context: the template's variables.
@@ -67,8 +74,35 @@ def render(template: str, **context: Any) -> str:
     ctx: dict[str, Any] = {}
     app.update_template_context(ctx)
     ctx["safe_url"] = safe_link  # event links go into href only through it
+    # Plain functions returning str: with autoescaping, their output (and so
+    # any parameter in it) is escaped as a whole.
+    ctx["_"] = ctx["gettext"] = i18n.gettext
+    ctx["ngettext"] = i18n.ngettext
     ctx.update(context)
     return jinja_env(app).get_template(template).render(ctx)
+
+
+def recipient_free(template: str) -> bool:
+    """Whether ``template`` renders the same for every recipient: it uses
+    neither ``user`` nor ``address`` and includes, imports or extends no
+    other template (which could). Then an e-mail consumer renders it once per
+    locale instead of once per recipient. Found with Jinja's own parser
+    (:func:`jinja2.meta.find_undeclared_variables`), once per template.
+
+    :param template: a template name.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    env = jinja_env(app)
+    known = _recipient_free.setdefault(env, {})
+    if template not in known:
+        assert env.loader is not None
+        source = env.loader.get_source(env, template)[0]
+        tree = env.parse(source)
+        others = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+        composed = any(True for _ in tree.find_all(others))
+        used = meta.find_undeclared_variables(tree)
+        known[template] = not composed and not (used & RECIPIENT_VARIABLES)
+    return known[template]
 
 
 def digest_of(text: str) -> str:

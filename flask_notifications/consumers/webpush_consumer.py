@@ -21,6 +21,7 @@ from ..errors import (
     PushServiceUnavailable,
 )
 from ..event import Event
+from ..i18n import by_locale, in_locale, localize
 from ..webpush._delivery import MAX_PARALLEL, Pusher, timeout_from_config
 from ..webpush._ssrf import EndpointPolicy
 from ..webpush.keys import vapid_from_config
@@ -273,7 +274,7 @@ class WebPushConsumer(Consumer):
         if not subscriptions:
             return 0
         pusher = Pusher(
-            data=self.encode_payload(event),
+            data="",
             vapid=vapid,
             sub_claim=sub_claim,
             ttl=self.ttl,
@@ -291,8 +292,9 @@ class WebPushConsumer(Consumer):
         store = get_state().extension.push_subscriptions
         failed: list[Exception] = []
         sent = 0
+        payloads = self.localized_payloads(event, [s for _, s in todo])
         for (key, subscription), outcome in zip(
-            todo, pusher.push_all([s for _, s in todo]), strict=True
+            todo, pusher.push_all([s for _, s in todo], payloads), strict=True
         ):
             if isinstance(outcome.error, PushEndpointRefused):
                 logger.warning("%s; the subscription is deleted", outcome.error)
@@ -312,6 +314,22 @@ class WebPushConsumer(Consumer):
             reliability.mark_delivered(task_name, event_id, key, ttl)
         self._raise_failures(failed, len(targets), event_id)
         return sent
+
+    def localized_payloads(self, event: Event, subscriptions: list[PushSubscription]) -> list[str]:
+        """The payload of each subscription, in its user's locale (see
+        :doc:`/i18n`): encoded once per locale.
+
+        :param event: the event.
+        :param subscriptions: the subscriptions to push to.
+        :returns: one payload per subscription, in their order.
+        """
+        encoded: dict[int, str] = {}
+        for locale, group in by_locale(subscriptions, lambda s: s.recipient).items():
+            with in_locale(locale):
+                text = self.encode_payload(localize(event))
+            for subscription in group:
+                encoded[id(subscription)] = text
+        return [encoded[id(s)] for s in subscriptions]
 
     @staticmethod
     def _raise_failures(failed: list[Exception], total: int, event_id: str) -> None:

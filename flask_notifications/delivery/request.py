@@ -20,6 +20,7 @@ from kombu.exceptions import OperationalError
 
 from ..errors import NotificationsUnavailable
 from ..event import Event
+from ..i18n import prepare as prepare_message
 from ..signals import event_filtered, event_sent
 from . import log as delivery_log
 from . import records
@@ -44,7 +45,8 @@ def send(
     :param event: an :class:`~flask_notifications.event.Event`, its JSON form,
         or a mapping of its fields.
     :returns: the validated event.
-    :raises InvalidEventError: if the event is malformed or too large.
+    :raises InvalidEventError: if the event is malformed or too large
+        (:class:`~flask_notifications.errors.InvalidMessageError` for its ``i18n`` field).
     :raises TypeError: if ``event`` is none of the accepted types.
     :raises NotificationsUnavailable: if Redis or the broker stayed down.
     """
@@ -57,6 +59,7 @@ def send(
         event = Event.from_dict(event)
     else:
         raise TypeError(f"send() takes an Event or its JSON, not {type(event).__name__}")
+    prepare_message(event)
     payload = event.to_json(max_bytes)
     if not event.is_expired():
         dispatch(state, hubs, event, payload)

@@ -108,16 +108,23 @@ class Pusher:
         self.policy = policy
         self.max_parallel = max(1, int(max_parallel))
 
-    def push_all(self, subscriptions: Sequence[PushSubscription]) -> list[Outcome]:
+    def push_all(
+        self, subscriptions: Sequence[PushSubscription], payloads: Sequence[str] | None = None
+    ) -> list[Outcome]:
         """Push to every subscription, at most :attr:`max_parallel` at once,
         and return once each push answered, failed or reached its deadline.
 
         :param subscriptions: the subscriptions.
+        :param payloads: the payload of each subscription (one per
+            recipient's locale), in the order of ``subscriptions``; by
+            default :attr:`data` for all.
         :returns: the outcomes, in the order of ``subscriptions``.
         """
         count = len(subscriptions)
         if not count:
             return []
+        if payloads is not None and len(payloads) != count:
+            raise ValueError(f"{len(payloads)} payloads for {count} subscriptions")
         local = threading.local()
         sessions: list[PushSession] = []
         lock = threading.Lock()
@@ -138,7 +145,9 @@ class Pusher:
             subscription = subscriptions[index]
             try:
                 with watching(watches[index]):
-                    return Outcome(subscription, status=self.push(subscription, session()))
+                    data = None if payloads is None else payloads[index]
+                    status = self.push(subscription, session(), data)
+                    return Outcome(subscription, status=status)
             except Exception as exc:  # noqa: BLE001 - the consumer sorts them out
                 return Outcome(subscription, error=exc)
 
@@ -201,11 +210,14 @@ class Pusher:
                 if outcomes[index] is None:
                     outcomes[index] = future.result()
 
-    def push(self, subscription: PushSubscription, session: PushSession) -> int:
+    def push(
+        self, subscription: PushSubscription, session: PushSession, data: str | None = None
+    ) -> int:
         """POST one push; the push service's status (2xx, 404 or 410), or raise.
 
         :param subscription: where to.
         :param session: the :class:`~flask_notifications.webpush._transport.PushSession`.
+        :param data: the payload; by default :attr:`data`.
         :raises PushServiceUnavailable: for a 5xx or 429 answer, or no answer.
         :raises PushRejected: for another answer (3xx included: redirects are
             not followed).
@@ -226,7 +238,7 @@ class Pusher:
         try:
             response = webpush(
                 info,
-                data=self.data,
+                data=self.data if data is None else data,
                 vapid_private_key=self.vapid,
                 vapid_claims={"sub": self.sub_claim},
                 ttl=self.ttl,
