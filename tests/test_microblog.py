@@ -258,3 +258,41 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
     assert 'style="visibility: hidden">0</span>' in carol.get("/").get_data(as_text=True)
     # Alice's inbox is untouched: the message was for Carol only.
     assert alice.get("/notifications/unread-count").get_json() == {"unread": 0}
+
+
+def test_each_user_gets_pages_and_mail_in_their_language(microblog, client_for, worker):
+    """Carol's account is French: her pages and her notification e-mail are in
+    French, Bob's in English; the inbox keeps the default (English) text.
+    Alice switches to French and back."""
+    alice, bob, carol = client_for("alice"), client_for("bob"), client_for("carol")
+    assert "Bonjour, carol !" in carol.get("/").get_data(as_text=True)
+    assert "Hi, bob!" in bob.get("/").get_data(as_text=True)
+    sink = microblog.mail_sink
+    seen = len(sink.to("carol@example.com")), len(sink.to("bob@example.com"))
+    assert alice.post("/send/carol", data={"message": "On se voit demain ?"}).status_code == 302
+    assert alice.post("/send/bob", data={"message": "See you tomorrow?"}).status_code == 302
+    with microblog.app.app_context(), worker(microblog.app):
+        wait_for(
+            lambda: (
+                (len(sink.to("carol@example.com")), len(sink.to("bob@example.com")))
+                == (seen[0] + 1, seen[1] + 1)
+            ),
+            15,
+        )
+    french, english = sink.to("carol@example.com")[-1], sink.to("bob@example.com")[-1]
+    assert french["Subject"] == "[Microblog] Nouveau message de alice"
+    text = french.get_body(("plain",)).get_content()
+    assert "On se voit demain ?" in text and "les notifications sont activées" in text
+    assert english["Subject"] == "[Microblog] New message from alice"
+    assert "notifications are turned on" in english.get_body(("plain",)).get_content()
+    listed = carol.get("/notifications/inbox").get_json()["items"]
+    assert listed[0]["title"] == "New message from alice"
+
+    try:
+        response = alice.post("/language", data={"locale": "fr"}, follow_redirects=True)
+        page = response.get_data(as_text=True)
+        assert "Langue modifiée." in page and "Bonjour, alice !" in page
+        assert alice.post("/language", data={"locale": "de"}).status_code == 400
+    finally:
+        alice.post("/language", data={"locale": "en"})
+    assert "Hi, alice!" in alice.get("/").get_data(as_text=True)

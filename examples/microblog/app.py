@@ -17,6 +17,11 @@ How a message travels:
    inbox API when streaming fails, and updates the badge and the dropdown.
 4. Opening the Messages page marks the inbox read, which pushes a count of 0
    to every open page of that user.
+5. Languages: each user picks English or French (``POST /language``). Pages
+   are translated by Flask-Babel; the notification's title is sent as a
+   message id with parameters (``i18n``), so each recipient's e-mail comes in
+   their language (``@notifications.locale_resolver``), from the French
+   catalog in ``translations/`` (see README.md for the pybabel commands).
 
 Run it from this directory, with a Redis on ``REDIS_URL`` (default
 ``redis://localhost:6379/0``)::
@@ -33,8 +38,9 @@ import os
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from flask import Flask, flash, redirect, render_template, request, url_for
+from flask import Flask, abort, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
+from flask_babel import Babel, gettext, refresh
 from flask_login import (
     LoginManager,
     UserMixin,
@@ -44,7 +50,7 @@ from flask_login import (
     logout_user,
 )
 from flask_sqlalchemy import SQLAlchemy
-from sqlalchemy import ForeignKey, String, select
+from sqlalchemy import ForeignKey, String, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from werkzeug.security import check_password_hash, generate_password_hash
@@ -54,8 +60,10 @@ from flask_notifications.consumers import PushConsumer, StoreConsumer
 from flask_notifications.consumers.flaskmail_consumer import FlaskMailConsumer
 from flask_notifications.filters import WithEventType
 
-#: The accounts created at start-up (password: ``demo``).
-DEMO_USERS = ("alice", "bob", "carol")
+#: The accounts created at start-up (password: ``demo``) and their language.
+DEMO_USERS = {"alice": "en", "bob": "en", "carol": "fr"}
+#: The languages a user can choose.
+LANGUAGES = {"en": "English", "fr": "Français"}
 DEMO_PASSWORD = "demo"
 #: The longest message body, in characters.
 MAX_MESSAGE = 140
@@ -89,6 +97,8 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
     username: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str] = mapped_column(String(120))
     password_hash: Mapped[str] = mapped_column(String(256))
+    #: The language of the user's pages and notifications (a key of LANGUAGES).
+    locale: Mapped[str] = mapped_column(String(16), default="en")
 
     def set_password(self, password: str) -> None:
         """Store a hash of ``password``.
@@ -132,6 +142,16 @@ def load_user(user_id: str) -> User | None:
     return db.session.get(User, int(user_id))
 
 
+def page_locale() -> str | None:
+    """Flask-Babel's locale selector: the user's language, else the browser's."""
+    if current_user.is_authenticated:
+        return current_user.locale
+    return request.accept_languages.best_match(LANGUAGES)
+
+
+# Translations of the pages and of the notifications: translations/<lang>/LC_MESSAGES.
+babel = Babel(app, locale_selector=page_locale)
+
 # -- notifications ---------------------------------------------------------------------
 
 notifications = Notifications(app)
@@ -163,16 +183,41 @@ def email_of(user_id: str) -> str | None:
     return user.email if user is not None else None
 
 
+@notifications.locale_resolver
+def locale_of(user_id: str) -> str | None:
+    """The language the consumers render a recipient's notifications in.
+
+    :param user_id: an event recipient (a user id, as a string).
+    """
+    user = db.session.get(User, int(user_id)) if user_id.isdigit() else None
+    return user.locale if user is not None else None
+
+
+def N_(msgid: str) -> str:  # noqa: N802 - the usual gettext marker
+    """Mark ``msgid`` for ``pybabel extract -k N_``: it is translated later,
+    per recipient, by the consumers."""
+    return msgid
+
+
 def message_event(message: Message) -> Event:
     """The notification of a new private message (called by ``on_insert``).
+
+    The title is a message id with a parameter: each recipient gets it in
+    their language. It is empty here: ``send()`` fills it with the English
+    text, which the inbox and the live dropdown show. The body is the
+    message itself, never translated.
 
     :param message: the message, flushed (it has its id) but not yet committed.
     """
     return Event(
         None,
         "message",
-        f"New message from {message.sender.username}",
+        "",
         message.body,
+        i18n={
+            "title": N_("New message from %(sender)s"),
+            "params": {"sender": message.sender.username},
+        },
         sender=message.sender_id,
         recipients=[message.recipient_id],
         message_id=message.id,
@@ -193,7 +238,7 @@ def index() -> ResponseReturnValue:
     users = db.session.scalars(
         select(User).where(User.id != current_user.id).order_by(User.username)
     ).all()
-    return render_template("index.html", users=users)
+    return render_template("index.html", users=users, languages=LANGUAGES)
 
 
 @app.route("/login", methods=["GET", "POST"])
@@ -245,6 +290,20 @@ def send_message(recipient: str) -> ResponseReturnValue:
     return render_template("send_message.html", recipient=user, body="", max_message=MAX_MESSAGE)
 
 
+@app.post("/language")
+@login_required
+def set_language() -> ResponseReturnValue:
+    """Change the signed-in user's language (pages and notifications)."""
+    locale = request.form.get("locale", "")
+    if locale not in LANGUAGES:
+        abort(400, description=f"language must be one of {', '.join(LANGUAGES)}")
+    current_user.locale = locale
+    db.session.commit()
+    refresh()  # this request's locale was read before the change
+    flash(gettext("Language changed."))
+    return redirect(url_for("index"))
+
+
 @app.get("/messages")
 @login_required
 def messages() -> ResponseReturnValue:
@@ -268,10 +327,14 @@ def init_db() -> None:
     application would use migrations (Flask-Migrate) instead."""
     db.create_all()
     notifications.inbox.create_tables()  # the inbox's tables, in the same database
+    columns = {c["name"] for c in inspect(db.engine).get_columns(User.__tablename__)}
+    if "locale" not in columns:  # a database from before the language setting
+        with db.engine.begin() as connection:
+            connection.execute(text("ALTER TABLE user ADD COLUMN locale VARCHAR(16) DEFAULT 'en'"))
     if db.session.scalar(select(User).limit(1)) is not None:
         return
-    for name in DEMO_USERS:
-        user = User(username=name, email=f"{name}@example.com")
+    for name, locale in DEMO_USERS.items():
+        user = User(username=name, email=f"{name}@example.com", locale=locale)
         user.set_password(DEMO_PASSWORD)
         db.session.add(user)
     try:
