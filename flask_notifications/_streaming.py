@@ -12,9 +12,10 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from flask import Flask, Response, current_app, url_for
+from flask import Flask, Response, current_app
 from markupsafe import Markup
 
+from ._widget import CLIENT, script_tags
 from .blueprint import error as stream_error
 from .stream.dispatcher import Dispatcher
 from .stream.notifier import SseNotifier
@@ -182,11 +183,6 @@ def _flask_login_identity() -> Any:
 
 
 def _script_tag() -> Markup:
-    """``<script>`` tag of the JS client, for templates: ``{{ notifications_script() }}``."""
-    if "notifications" not in current_app.blueprints:
-        raise RuntimeError(
-            "notifications_script() needs the blueprint (NOTIFICATIONS_REGISTER_BLUEPRINT); "
-            "without it, serve flask_notifications/static/flask_notifications.js yourself"
-        )
-    src = url_for("notifications.static", filename="flask_notifications.js")
-    return Markup(f'<script src="{src}" defer></script>')
+    """``<script>`` tag of the JS client, for templates: ``{{ notifications_script() }}``
+    (once per request, also when ``notifications_inbox()`` wrote it)."""
+    return script_tags(CLIENT)

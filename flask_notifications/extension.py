@@ -15,6 +15,7 @@ from ._config import apply_defaults, load_backend
 from ._redis import blocking_client, own_client
 from ._state import State
 from ._streaming import StreamingMixin, _script_tag
+from ._widget import inbox_widget
 from .blueprint import make_blueprint
 from .cli import cli as notifications_cli
 from .consumers.store_consumer import StoreConsumer
@@ -131,6 +132,7 @@ class Notifications(StreamingMixin):
         app.extensions["notifications"] = self
         app.jinja_env.globals["current_notifications"] = current_notifications
         app.jinja_env.globals["notifications_script"] = _script_tag
+        app.jinja_env.globals["notifications_inbox"] = inbox_widget
         if config["NOTIFICATIONS_REGISTER_BLUEPRINT"]:
             app.register_blueprint(make_blueprint(), url_prefix=config["NOTIFICATIONS_URL_PREFIX"])
         app.cli.add_command(notifications_cli)

@@ -7,7 +7,8 @@
  *     onEvent: function (event, type) {},    // each event (the event JSON, parsed)
  *     onCount: function (n) {},              // "unread_count" events
  *     onReset: function () {},               // events were missed: reload your state
- *   });
+ *     onOpen: function () {},                // the stream (re)opened: counts are not
+ *   });                                      //   replayed, reload them here
  *   conn.close();
  *   FlaskNotifications.badge("#unread", 3);  // show 3; 0 hides the badge
  *   FlaskNotifications.enablePush().then(function (subscription) {});  // Web Push
@@ -84,6 +85,7 @@
     var onEvent = opts.onEvent || function () {};
     var onCount = opts.onCount || function () {};
     var onReset = opts.onReset || function () {};
+    var onOpen = opts.onOpen || function () {};
     var pollInterval = opts.pollInterval || 10000;
     var maxFailures = opts.maxFailures || 5;
     var streamUrl = prefix + "/stream/" + encodeURIComponent(opts.hub);
@@ -131,6 +133,7 @@
       source = new global.EventSource(url, { withCredentials: true });
       source.onopen = function () {
         failures = 0;
+        onOpen();  // also after the browser's own reconnections
       };
       source.onerror = function () {
         // The browser retries by itself while readyState is CONNECTING; a
@@ -395,5 +398,7 @@
     enablePush: enablePush,
     disablePush: disablePush,
     configure: configure,
+    // fetch() with configure()'s headers and errors carrying .status (the inbox widget uses it)
+    request: request,
   };
 })(window);
