@@ -298,7 +298,8 @@ def test_open_page_mark_one_and_all_read(chromium, widget_stack, artifacts_dir):
     page.click("flask-notifications-inbox .mark-all")
     page.wait_for_function(f"{BADGE} === ''")
     assert widget_stack.unread(user) == 0
-    assert page.locator("flask-notifications-inbox .item.unread").count() == 0
+    page.wait_for_function(f"{SHADOW}.querySelectorAll('.item.unread').length === 0")
+    assert page.locator("flask-notifications-inbox .item").count() == 5
     assert bell.get_attribute("aria-label") == "Notifications"
     page.screenshot(path=str(artifacts_dir / "widget-open.png"))
     context.close()

@@ -146,6 +146,7 @@ button { font: inherit; cursor: pointer; }
       this._stale = true; // the list must be (re)loaded when opened
       this._loading = null; // the list request under way
       this._again = false; // refresh again once it is done
+      this._version = 0; // bumped by each change made here: older answers are stale
       this._active = 0; // the item with tabindex=0 (roving focus)
       this._conn = null;
       this._onOutside = this._onOutside.bind(this);
@@ -436,8 +437,13 @@ button { font: inherit; cursor: pointer; }
       this._stale = false;
       this._list.setAttribute("aria-busy", "true");
       if (!this._items.length) this._showStatus(this._labels.loading);
+      var version = this._version;
       this._loading = this._page(1)
         .then((page) => {
+          if (version !== this._version) {
+            this._again = true; // asked before a mark-read here ended: ask again
+            return;
+          }
           var fresh = page.items;
           var ids = new Set(fresh.map((item) => String(item.id)));
           var groups = new Set(fresh.filter((item) => item.group).map((item) => item.group));
@@ -471,8 +477,14 @@ button { font: inherit; cursor: pointer; }
     _loadMore() {
       if (this._next === null || this._loading) return;
       var before = this._items.length;
+      var version = this._version;
+      var retry = false;
       this._loading = this._page(this._next)
         .then((page) => {
+          if (version !== this._version) {
+            retry = true; // asked before a mark-read here ended: ask again
+            return;
+          }
           var ids = new Set(this._items.map((item) => String(item.id)));
           var groups = new Set(this._items.filter((item) => item.group).map((item) => item.group));
           page.items.forEach((item) => {
@@ -486,7 +498,10 @@ button { font: inherit; cursor: pointer; }
           this._focusItem(before < this._items.length ? before : before - 1);
         })
         .catch(() => this._showStatus(this._labels.error))
-        .finally(() => (this._loading = null));
+        .finally(() => {
+          this._loading = null;
+          if (retry) this._loadMore();
+        });
     }
 
     _markRead(item) {
@@ -494,7 +509,10 @@ button { font: inherit; cursor: pointer; }
         () => {
           var li = this._list.querySelector('[data-id="' + item.id + '"]');
           if (li && this._root.activeElement && li.contains(this._root.activeElement)) li.focus();
-          if (!item.read) this._setCount(this._unread - 1);
+          var shown = this._items.filter((other) => String(other.id) === String(item.id));
+          if (shown.length ? !shown[0].read : !item.read) this._setCount(this._unread - 1);
+          this._version += 1;
+          shown.forEach((other) => (other.read = true));
           item.read = true;
           this._draw();
           this._reloadCount();
@@ -506,6 +524,7 @@ button { font: inherit; cursor: pointer; }
     _markAllRead() {
       return this._request("POST", "/read-all", {}).then(
         () => {
+          this._version += 1;
           this._items.forEach((item) => (item.read = true));
           this._setCount(0);
           this._draw();
