@@ -69,6 +69,32 @@ def status(event_id: str) -> None:
     click.echo(f"{len(found)} record(s)")
 
 
+@cli.command("scheduled")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=1000, metavar="N", help="At most N (1000)."
+)
+def list_scheduled(limit: int) -> None:
+    """List the scheduled sends still pending, soonest first: event id, due
+    time (UTC), type, recipients.
+
+    \f
+    :param limit: at most this many.
+    """
+    from .workflows import scheduled
+
+    found = scheduled.scheduled(limit)
+    for item in found:
+        recipients = ",".join(str(r) for r in item["recipients"]) or "(broadcast)"
+        line = f"{printable(item['event_id'], 100)}  {item['due']:%Y-%m-%d %H:%M:%S} UTC  "
+        line += f"{printable(item['event_type'], 100)}  to={printable(recipients, 300)}"
+        if item["running"]:
+            line += "  (being sent)"
+        elif item["attempts"]:
+            line += f"  (failed {item['attempts']} time(s), retrying)"
+        click.echo(line)
+    click.echo(f"{len(found)} scheduled send(s)")
+
+
 @cli.command("replay")
 def replay() -> None:
     """Enqueue the dead letters again (and remove them from the list)."""

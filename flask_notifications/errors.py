@@ -44,6 +44,12 @@ class InvalidQueryError(NotificationsError, ValueError):
     ``since``...); the HTTP API answers it with 400."""
 
 
+class InvalidScheduleError(NotificationsError, ValueError):
+    """A bad ``at=`` or ``delay=`` given to :meth:`Notifications.send()
+    <flask_notifications.Notifications.send>`: both given, a naive datetime,
+    or a value of the wrong type."""
+
+
 class NotificationsUnavailable(NotificationsError, ConnectionError):
     """Redis or the Celery broker did not answer within ``NOTIFICATIONS_SEND_TIMEOUT``:
     the event was not (or not completely) enqueued. Sending it again is safe."""

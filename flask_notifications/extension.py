@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
@@ -32,6 +33,7 @@ from .inbox.store import Inbox
 from .mobile.store import Devices
 from .pubsub.backend import Backend
 from .webpush.store import PushSubscriptions
+from .workflows import scheduled
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -373,8 +375,14 @@ class Notifications(StreamingMixin):
 
     # -- sending -------------------------------------------------------------------
 
-    def send(self, event: Event | str | bytes | Mapping[str, Any]) -> Event:
-        """Validate ``event`` and hand it to every hub.
+    def send(
+        self,
+        event: Event | str | bytes | Mapping[str, Any],
+        *,
+        at: datetime | None = None,
+        delay: timedelta | None = None,
+    ) -> Event:
+        """Validate ``event`` and hand it to every hub, now or later.
 
         Each hub whose filter passes runs each of its consumers in a Celery
         worker. The event costs one broker message (JSON, with ``expires=``
@@ -392,12 +400,31 @@ class Notifications(StreamingMixin):
         until ``NOTIFICATIONS_SEND_TIMEOUT``, then raises: it never returns
         for an event that was not enqueued.
 
+        With ``at`` or ``delay``, the event is validated now and kept in the
+        database as a durable timer; a worker sends it when it is due (within
+        ``NOTIFICATIONS_TIMER_POLL``), deduplicated by event id, unless
+        :meth:`cancel` cancelled it or it expires first. See :doc:`/workflows`.
+
         :param event: an :class:`~flask_notifications.event.Event`, its JSON
             form, or a mapping of its fields.
+        :param at: send it at this time: an aware datetime (naive ones are
+            refused); a past time sends now.
+        :param delay: send it after this long.
         :returns: the validated event (with its generated ``event_id``).
         :raises InvalidEventError: if the event is malformed or too large.
+        :raises InvalidScheduleError: for both ``at`` and ``delay``, or a bad one.
         :raises TypeError: if ``event`` is none of the accepted types.
         :raises NotificationsUnavailable: if Redis or the broker stayed down.
         """
         with self._context() as state:
-            return delivery.send(state, tuple(self._hubs.values()), event)
+            return delivery.send(state, tuple(self._hubs.values()), event, at, delay)
+
+    def cancel(self, event_id: str | int) -> bool:
+        """Cancel a scheduled send (see :meth:`send`).
+
+        :param event_id: the scheduled event's id.
+        :returns: ``True`` if it was pending and will not be sent; ``False``
+            if it was sent already or is being sent now, or is unknown.
+        """
+        with self._context():
+            return scheduled.cancel(event_id)

@@ -184,6 +184,31 @@ def worker() -> Callable[[Flask], contextlib.AbstractContextManager[Any]]:
     return run
 
 
+@pytest.fixture
+def timer_sweeper() -> Callable[[Flask], contextlib.AbstractContextManager[None]]:
+    """``with timer_sweeper(app): ...`` runs the workers' timer sweeper
+    (:func:`~flask_notifications.delivery.sweeper.sweep_timers_forever`, what
+    ``celery worker`` starts on ``worker_ready``) in a thread: the in-thread
+    test worker sends no ``worker_ready``, so it does not start it."""
+    from flask_notifications._state import get_state
+    from flask_notifications.delivery.sweeper import sweep_timers_forever
+
+    @contextlib.contextmanager
+    def run(app: Flask) -> Iterator[None]:
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=sweep_timers_forever, args=(get_state(app).celery, stop), daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(10)
+
+    return run
+
+
 @contextlib.contextmanager
 def worker_process(
     app_module: str, redis_url: str, *extra: str, cwd: Path = ROOT

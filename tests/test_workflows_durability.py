@@ -1,5 +1,6 @@
-"""Durable timers under real worker subprocesses: the workers' sweeper runs
-them, and a timer survives a worker killed with SIGKILL."""
+"""Durable timers and scheduled sends under real worker subprocesses: the
+workers' sweeper runs them, and they survive a worker killed with SIGKILL and
+a Redis restart without persistence."""
 
 from __future__ import annotations
 
@@ -7,11 +8,13 @@ import json
 import os
 import signal
 import time
+from datetime import timedelta
 
 import pytest
 from flask import Flask
 
-from flask_notifications import Notifications
+from flask_notifications import Event, Notifications
+from flask_notifications.testing import RedisServer
 from flask_notifications.workflows import timers
 
 from .conftest import wait_for, worker_process
@@ -23,6 +26,10 @@ APP = "tests.workflows_app:celery"
 def env(redis_url, tmp_path, monkeypatch):
     """The environment of tests/workflows_app.py, and an app on the same
     database to add timers from (as a web process would)."""
+    return _env(redis_url, tmp_path, monkeypatch)
+
+
+def _env(redis_url, tmp_path, monkeypatch):
     values = {
         "REDIS_URL": redis_url,
         "DATABASE_URI": f"sqlite:///{tmp_path / 'inbox.sqlite'}",
@@ -34,7 +41,8 @@ def env(redis_url, tmp_path, monkeypatch):
     app.config.update(
         NOTIFICATIONS_REDIS_URL=redis_url, NOTIFICATIONS_DATABASE_URI=values["DATABASE_URI"]
     )
-    Notifications(app)
+    notifications = Notifications(app)
+    notifications.create_hub("Later")  # its consumer is in the worker's app
     return app, values
 
 
@@ -73,3 +81,46 @@ def test_a_timer_survives_a_worker_killed_with_sigkill(env):
         with app.app_context():
             wait_for(lambda: timers.pending() == [], 5)
     assert logged(values) == [{"timer": {"n": 2}}]
+
+
+def later(event_id: str) -> Event:
+    return Event(event_id, "later", "Reminder", "b", recipients=["1"])
+
+
+def delivered(values) -> list[str]:  # type: ignore[no-untyped-def]
+    return [line["event"] for line in logged(values) if "event" in line]
+
+
+def test_a_scheduled_send_survives_a_worker_killed_with_sigkill(env):
+    app, values = env
+    with worker_process(APP, values["REDIS_URL"]) as first:
+        with app.app_context():
+            notifications = app.extensions["notifications"]
+            notifications.send(later("kept"), delay=timedelta(seconds=2))
+            notifications.send(later("marker"), delay=timedelta(seconds=3))
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(10)
+    assert delivered(values) == []
+    with worker_process(APP, values["REDIS_URL"]):
+        wait_for(lambda: "marker" in delivered(values), 20)
+    assert delivered(values) == ["kept", "marker"]
+
+
+def test_a_scheduled_send_survives_a_redis_restart_without_persistence(
+    tmp_path, monkeypatch, celery_app
+):
+    with RedisServer(directory=tmp_path / "redis") as server:
+        app, values = _env(server.url, tmp_path, monkeypatch)
+        with worker_process(APP, server.url) as worker:
+            with app.app_context():
+                notifications = app.extensions["notifications"]
+                notifications.send(later("across"), delay=timedelta(seconds=3))
+                notifications.send(later("marker"), delay=timedelta(seconds=4))
+            server.stop(keep_directory=True)  # no persistence: everything in Redis is gone
+            server.start()
+            assert server.client().dbsize() == 0
+            try:
+                wait_for(lambda: "marker" in delivered(values), 40)
+            except AssertionError:
+                raise AssertionError("".join(worker.output[-40:])) from None
+    assert delivered(values) == ["across", "marker"]

@@ -4,7 +4,8 @@ Settings from the environment: ``REDIS_URL``, ``DATABASE_URI`` (the inbox
 database, where the durable timers live) and ``LOG`` (one JSON line per
 event consumed or timer run).
 
-The timer kind ``tests.log`` writes its payload to ``LOG``.
+The timer kind ``tests.log`` writes its payload to ``LOG``; events of type
+``later`` go to the hub ``Later``, whose consumer writes their ids to ``LOG``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import os
 from flask import Flask
 
 from flask_notifications import Notifications
+from flask_notifications.filters import WithEventType
 from flask_notifications.workflows import timers
 
 app = Flask("workflows_app")
@@ -40,3 +42,11 @@ def _log(record: dict) -> None:
 @timers.handler("tests.log")
 def log_timer(extension, payload):
     _log({"timer": payload})
+
+
+later = notifications.create_hub("Later").filter_by(WithEventType("later"))
+
+
+@later.register_consumer(celery_task_name="workflows_app.record")
+def record(event, *args, **kwargs):
+    _log({"event": event["event_id"]})

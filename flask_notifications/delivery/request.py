@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -22,6 +23,7 @@ from ..errors import NotificationsUnavailable
 from ..event import Event
 from ..i18n import prepare as prepare_message
 from ..signals import event_filtered, event_sent
+from ..workflows import scheduled
 from . import log as delivery_log
 from . import records
 from .tasks import EVENT_TASK, args_repr, celery_expiry
@@ -36,21 +38,33 @@ _UNAVAILABLE = (redis.RedisError, OperationalError, ConnectionError, TimeoutErro
 
 
 def send(
-    state: State, hubs: tuple[EventHub, ...], event: Event | str | bytes | Mapping[str, Any]
+    state: State,
+    hubs: tuple[EventHub, ...],
+    event: Event | str | bytes | Mapping[str, Any],
+    at: datetime | None = None,
+    delay: timedelta | None = None,
 ) -> Event:
-    """Validate ``event`` and enqueue it for the consumers of every hub it passes.
+    """Validate ``event`` and enqueue it for the consumers of every hub it
+    passes, now or, with ``at`` or ``delay``, when it is due (see
+    :mod:`flask_notifications.workflows.scheduled`).
 
     :param state: the current app's state.
     :param hubs: every hub of the extension.
     :param event: an :class:`~flask_notifications.event.Event`, its JSON form,
         or a mapping of its fields.
+    :param at: when to send it (an aware datetime); a past time sends now.
+    :param delay: how long from now to send it.
     :returns: the validated event.
     :raises InvalidEventError: if the event is malformed or too large
         (:class:`~flask_notifications.errors.InvalidMessageError` for its ``i18n`` field).
+    :raises InvalidScheduleError: for both ``at`` and ``delay``, or a bad one.
     :raises TypeError: if ``event`` is none of the accepted types.
     :raises NotificationsUnavailable: if Redis or the broker stayed down.
     """
     max_bytes = current_app.config["NOTIFICATIONS_MAX_EVENT_BYTES"]
+    due_at = None
+    if at is not None or delay is not None:
+        due_at = scheduled.due_time(at, delay, time.time())  # checked before the event
     if isinstance(event, Event):
         event.validate()
     elif isinstance(event, str | bytes | bytearray):
@@ -61,7 +75,9 @@ def send(
         raise TypeError(f"send() takes an Event or its JSON, not {type(event).__name__}")
     prepare_message(event)
     payload = event.to_json(max_bytes)
-    if not event.is_expired():
+    if due_at is not None and due_at > time.time():
+        scheduled.schedule(event, payload, due_at)
+    elif not event.is_expired():
         dispatch(state, hubs, event, payload)
     return event
 
