@@ -42,7 +42,8 @@ class FakeFCM:
     """A token endpoint (``POST /token``, checks the service account's signed
     JWT assertion) and FCM's ``POST /v1/projects/<id>/messages:send`` (checks
     the bearer token and the v1 message shape). ``answers[token]`` lists the
-    statuses to answer in turn (then 200)."""
+    statuses to answer in turn (then 200); an access token in ``revoked`` (or
+    any, with ``revoke_all``) is answered 401."""
 
     def __init__(self, ca: Any, public_pem: bytes) -> None:
         self.public_pem = public_pem
@@ -52,6 +53,8 @@ class FakeFCM:
         self.times: dict[str, list[float]] = {}
         self.errors: list[str] = []
         self.tokens_issued = 0
+        self.revoked: set[str] = set()  # access tokens answered 401
+        self.revoke_all = False  # every access token answered 401
         self.retry_after = "1"
         self.lock = threading.Lock()
         fake = self
@@ -114,7 +117,8 @@ class FakeFCM:
             )
         if handler.path != f"/v1/projects/{PROJECT}/messages:send":
             return self._error(handler, 404, f"unknown path {handler.path}")
-        if not (handler.headers.get("Authorization") or "").startswith("Bearer access-"):
+        bearer = handler.headers.get("Authorization") or ""
+        if not bearer.startswith("Bearer access-"):
             return self._error(handler, 401, "missing or bad bearer token")
         try:
             message = json.loads(raw)["message"]
@@ -126,10 +130,18 @@ class FakeFCM:
         except (ValueError, KeyError, TypeError, AssertionError) as exc:
             return self._error(handler, 400, f"bad message: {exc!r}")
         with self.lock:
-            queue = self.answers.get(token) or []
-            status = queue.pop(0) if queue else 200
-            self.attempts.append((token, status))
+            if bearer[7:] in self.revoked or self.revoke_all:
+                self.attempts.append((token, 401))
+                status = 401
+            else:
+                queue = self.answers.get(token) or []
+                status = queue.pop(0) if queue else 200
+                self.attempts.append((token, status))
             self.times.setdefault(token, []).append(time.monotonic())
+        if status == 401:
+            return self._answer(handler, 401, {"error": {
+                "code": 401, "status": "UNAUTHENTICATED",
+                "message": "Request had invalid authentication credentials."}})  # fmt: skip
         if status == 200:
             self.messages.append(message)
             return self._answer(handler, 200, {"name": f"projects/{PROJECT}/messages/1"})
@@ -369,7 +381,9 @@ def test_channels_without_mobile_skip_fcm(fcm_app, fcm, worker):
         send_and_finish(app, notifications, hub, comment(["alice"], channels=["inbox"]))
         send_and_finish(app, notifications, hub, comment(["alice"], channels=["inbox", "mobile"]))
     assert [m["token"] for m in fcm.messages] == ["phone"]
-    assert json.loads(fcm.messages[0]["data"]["channels"]) == ["inbox", "mobile"]
+    # ``channels`` steers the delivery; it is not part of the message's data
+    assert "channels" not in fcm.messages[0]["data"]
+    assert set(fcm.messages[0]["data"]) == {"event_id", "event_type", "sender"}
 
 
 def test_badge_is_the_unread_count_when_the_hub_stores_to_the_inbox(fcm_app, fcm, worker):
@@ -397,3 +411,47 @@ def test_badge_is_the_unread_count_when_the_hub_stores_to_the_inbox(fcm_app, fcm
     with worker(app):  # an explicit badge wins
         send_and_finish(app, notifications, hub, comment(["bob"], badge=9))
     assert fcm.messages[0]["apns"]["payload"]["aps"]["badge"] == 9
+
+
+def test_a_revoked_access_token_is_fetched_again_and_each_message_sent_once(fcm_app, fcm, worker):
+    app, notifications, hub, consumer = fcm_app
+    for user, token in (("alice", "alice-phone"), ("alice", "alice-tablet"), ("bob", "bob-phone")):
+        register(app, notifications, user, token)
+    fcm.revoked.add("access-1")  # the first token the endpoint issues, revoked
+    with app.app_context():  # in the same call, not on a retry of the task
+        assert consumer.consume(comment(["alice", "bob"])) == 3
+    assert fcm.tokens_issued == 2  # fetched again once, not once per message
+    for token in ("alice-phone", "alice-tablet", "bob-phone"):
+        assert fcm.attempts_of(token) == [401, 200]
+    assert sorted(m["token"] for m in fcm.messages) == ["alice-phone", "alice-tablet", "bob-phone"]
+    fcm.revoked.add("access-2")  # and again, through a worker
+    fcm.attempts.clear()
+    event = comment(["bob"])
+    with worker(app):
+        send_and_finish(app, notifications, hub, event)
+    assert fcm.tokens_issued == 3 and fcm.attempts_of("bob-phone") == [401, 200]
+    with app.app_context():
+        assert reliability.is_done(TASK, hub.hub_id, event["event_id"])
+        assert reliability.dead_letters() == []
+
+
+def test_a_fresh_access_token_refused_again_is_retried_then_a_dead_letter(fcm_app, fcm, worker):
+    app, notifications, hub, consumer = fcm_app
+    register(app, notifications, "alice", "phone")
+    register(app, notifications, "alice", "fine")
+    fcm.revoke_all = True
+    with app.app_context(), pytest.raises(PushServiceUnavailable) as info:
+        consumer.consume(comment(["alice"]))
+    assert "401 UNAUTHENTICATED" in str(info.value) and "freshly issued" in str(info.value)
+    assert fcm.tokens_issued == 2 and fcm.attempts_of("phone") == [401, 401]
+    assert fcm.messages == []
+    fcm.attempts.clear()
+    consumer.max_retries = 1
+    with worker(app):
+        send_and_finish(app, notifications, hub, comment(["alice"]))
+    assert fcm.attempts_of("phone") == [401, 401, 401, 401]  # two tries, one refresh each
+    with app.app_context():
+        (letter,) = reliability.dead_letters()
+        assert letter["error"].startswith("PushServiceUnavailable: 2 of 2 FCM message(s)")
+        assert "freshly issued access token" in letter["error"]
+    assert fcm.messages == []

@@ -303,6 +303,7 @@ def test_pushes_reach_every_browser_of_the_recipients(push_app, push_service, wo
         url="/posts/12#c3",
         post_id=12,
         tags_seen=["a"],
+        channels=["webpush", "inbox"],  # steers the delivery; not in the data
     )
     with worker(app):
         send_and_finish(app, notifications, hub, event)

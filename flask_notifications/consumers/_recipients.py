@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app, has_app_context
 
@@ -12,6 +12,33 @@ from ..event import Event
 
 if TYPE_CHECKING:
     from ..mobile.store import Device
+
+
+#: Custom fields that steer the delivery (which consumers get the event) and
+#: are never sent in a push's custom data.
+INTERNAL_FIELDS = ("channels",)
+
+
+def push_data(event: Event, skip: Collection[str] = ()) -> dict[str, Any]:
+    """The custom data a push (Web Push ``data``, FCM ``data``, APNs custom
+    keys) carries for ``event``: its ``event_id``, ``event_type`` and
+    ``sender``, and its custom fields except :data:`INTERNAL_FIELDS` and
+    ``skip`` (those the push maps elsewhere).
+
+    :param event: the event.
+    :param skip: further custom fields to leave out.
+    """
+    data: dict[str, Any] = {
+        "event_id": event["event_id"],
+        "event_type": event["event_type"],
+        "sender": event["sender"],
+    }
+    data.update(
+        (k, v)
+        for k, v in event.custom_fields.items()
+        if k not in INTERNAL_FIELDS and k not in skip and k not in data
+    )
+    return data
 
 
 def preferences_on(app: Flask) -> bool:

@@ -21,7 +21,7 @@ from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
 from ._badge import unread_badges
-from ._recipients import mobile_devices
+from ._recipients import mobile_devices, push_data
 from .consumer import Consumer
 from .fcm_consumer import retry_after, ssl_context
 
@@ -170,12 +170,7 @@ class APNsConsumer(Consumer):
         if expiration is not None:
             headers["apns-expiration"] = str(int(expiration.timestamp()))
         payload: dict[str, Any] = {"aps": aps}
-        payload["data"] = {
-            "event_id": event["event_id"],
-            "event_type": event["event_type"],
-            "sender": event["sender"],
-            **{k: v for k, v in custom.items() if k not in ("badge", "sound")},
-        }
+        payload["data"] = push_data(event, skip=("badge", "sound"))
         return headers, payload
 
     def devices_for(self, event: Event) -> list[Device]:

@@ -25,7 +25,7 @@ from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
 from ._badge import unread_badges
-from ._recipients import mobile_devices
+from ._recipients import mobile_devices, push_data
 from .consumer import Consumer
 
 logger = logging.getLogger("flask_notifications")
@@ -131,12 +131,17 @@ class _Credentials:
             ) from exc
         self.lock = threading.Lock()
 
-    def token(self, timeout: float) -> str:
+    def token(self, timeout: float, stale: str | None = None) -> str:
+        """The access token, fetched from ``token_uri`` when there is none
+        yet, it expired, or it is ``stale`` (FCM refused it with ``401``;
+        when another thread already replaced it, the new one is returned)."""
         import google.auth.exceptions
         import google.auth.transport.requests
 
         with self.lock:
-            if not self.credentials.valid:
+            if not self.credentials.valid or (
+                stale is not None and self.credentials.token == stale
+            ):
                 session = _verifying_session()
                 try:
                     self.credentials.refresh(
@@ -167,6 +172,11 @@ class FCMConsumer(Consumer):
     TLS is always verified; ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` add a CA.
 
     - ``404`` or an ``UNREGISTERED`` error deletes the device;
+    - ``401`` (the access token was revoked): a new token is fetched from
+      the key's ``token_uri`` and those messages are sent again at once,
+      once per attempt; refused again, they raise
+      :class:`~flask_notifications.errors.PushServiceUnavailable` (retried
+      with a new token each time, then a dead letter);
     - ``429`` and ``5xx`` raise
       :class:`~flask_notifications.errors.PushServiceUnavailable` (retried,
       no sooner than the ``Retry-After`` answered), skipping the devices
@@ -217,7 +227,8 @@ class FCMConsumer(Consumer):
 
         ``notification``: the event's title and body, and its ``image`` (or
         ``icon``) custom field; ``data``: ``event_id``, ``event_type``,
-        ``sender`` and the other custom fields, as strings; the ``group`` (or
+        ``sender`` and the other custom fields but ``channels``, as strings;
+        the ``group`` (or
         ``thread``) custom field gives the Android ``collapse_key`` and the
         APNs ``thread-id``; ``expiration_datetime`` the ``ttl``; ``sound``
         and ``priority`` (``"high"``/``"normal"``: Android ``HIGH``/``NORMAL``,
@@ -238,16 +249,10 @@ class FCMConsumer(Consumer):
         image = custom.get("image") or custom.get("icon")
         if isinstance(image, str) and image.startswith("https://"):
             notification["image"] = image
-        data = {
-            "event_id": event["event_id"],
-            "event_type": event["event_type"],
-            "sender": event["sender"],
-        }
-        data.update(custom)
         message: dict[str, Any] = {
             "token": device.token,
             "notification": notification,
-            "data": _strings(data),
+            "data": _strings(push_data(event)),
         }
         group = custom.get("group") or custom.get("thread")
         sound = custom.get("sound")
@@ -332,21 +337,40 @@ class FCMConsumer(Consumer):
         token = key.token(self.timeout)
         url = f"{endpoint}/v1/projects/{key.project_id}/messages:send"
         store = get_state().extension.devices
-        headers = {"Authorization": f"Bearer {token}"}
         badges = unread_badges(self, event, [d.recipient for _, d in todo])
 
-        def send(device: Device) -> Any:
-            body = {"message": self.message(event, device, badges.get(device.recipient))}
-            try:
-                return client.post(url, json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                return exc
+        def send_all(devices: list[Device], token: str) -> list[Any]:
+            headers = {"Authorization": f"Bearer {token}"}
 
-        with (
-            httpx.Client(verify=ssl_context(), timeout=self.timeout, trust_env=False) as client,
-            ThreadPoolExecutor(max_workers=max(1, min(self.max_parallel, len(todo)))) as pool,
-        ):
-            outcomes = list(pool.map(send, [d for _, d in todo]))
+            def send(device: Device) -> Any:
+                body = {"message": self.message(event, device, badges.get(device.recipient))}
+                try:
+                    return client.post(url, json=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    return exc
+
+            workers = max(1, min(self.max_parallel, len(devices)))
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(send, devices))
+
+        with httpx.Client(verify=ssl_context(), timeout=self.timeout, trust_env=False) as client:
+            outcomes = send_all([d for _, d in todo], token)
+            # 401: the access token was revoked or expired early. Fetch a new
+            # one (once per call) and send those again at once; a second 401
+            # with the fresh token is retried with the task (see below).
+            again = [i for i, o in enumerate(outcomes) if getattr(o, "status_code", 0) == 401]
+            unauthorized = ""
+            if again:
+                try:
+                    token = key.token(self.timeout, stale=token)
+                except (PushServiceUnavailable, PushRejected) as exc:
+                    # Those sent are recorded below before this is raised.
+                    unauthorized = f"and the token endpoint failed: {exc}"
+                else:
+                    unauthorized = "to a freshly issued access token"
+                    fresh = send_all([todo[i][1] for i in again], token)
+                    for i, outcome in zip(again, fresh, strict=True):
+                        outcomes[i] = outcome
         sent = 0
         transient: list[tuple[str, float | None]] = []
         rejected: list[str] = []
@@ -364,9 +388,13 @@ class FCMConsumer(Consumer):
                     "device %d is no longer registered at FCM (%d); deleted", device.id, status
                 )
                 store.delete_token(device.token)
-            elif status == 429 or status >= 500 or status == 401:
-                if status == 401:
-                    key.credentials.token = None  # type: ignore[assignment]
+            elif status == 401:
+                # Refused again with a token just issued (or none could be
+                # had): retried with the task, which fetches another, and a
+                # dead letter naming it once the retries are spent.
+                transient.append((f"FCM answered 401 {reason} {unauthorized}", None))
+                continue
+            elif status == 429 or status >= 500:
                 transient.append(
                     (
                         f"FCM answered {status} {reason}",

@@ -26,7 +26,7 @@ from ..webpush._delivery import MAX_PARALLEL, Pusher, timeout_from_config
 from ..webpush._ssrf import EndpointPolicy
 from ..webpush.keys import vapid_from_config
 from ..webpush.store import PushSubscription
-from ._recipients import allowed_recipients, preferences_on
+from ._recipients import allowed_recipients, preferences_on, push_data
 from .consumer import Consumer
 
 logger = logging.getLogger("flask_notifications")
@@ -154,9 +154,10 @@ class WebPushConsumer(Consumer):
         names (when strings); ``url``, the page a click opens, its ``url``
         custom field, else its ``client_action`` when that is a URL (absolute
         ``http(s)``, or a path); ``data``, the event's ``event_id``,
-        ``event_type``, ``sender`` and its other custom fields. Recipients are
-        never included. Override to change the format (the service worker
-        reads the fields above).
+        ``event_type``, ``sender`` and its other custom fields but ``channels``
+        (which only steers the delivery). Recipients are never included.
+        Override to change the format (the service worker reads the fields
+        above).
 
         :param event: the event.
         """
@@ -172,13 +173,7 @@ class WebPushConsumer(Consumer):
         url = safe_link(custom.get("url")) or safe_link(custom.get("client_action"))
         if url is not None:
             payload["url"] = url
-        data = {
-            "event_id": event["event_id"],
-            "event_type": event["event_type"],
-            "sender": event["sender"],
-        }
-        data.update((k, v) for k, v in custom.items() if k not in _TOP_LEVEL)
-        payload["data"] = data
+        payload["data"] = push_data(event, skip=_TOP_LEVEL)
         return payload
 
     def encode_payload(self, event: Event) -> str:
