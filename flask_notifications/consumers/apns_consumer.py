@@ -3,13 +3,13 @@ over HTTP/2 with token-based (``.p8`` key, ES256 JWT) authentication."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
 import threading
 import time
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import current_app
@@ -66,8 +66,8 @@ class APNsConsumer(Consumer):
     """Sends each event to the iOS devices (platform ``"ios"``) of its
     recipients through APNs over HTTP/2 (one connection, the requests
     multiplexed), authenticated with a provider token signed by the ``.p8``
-    key (ES256). Honours the ``mobile`` channel. Needs ``httpx[http2]`` and
-    ``PyJWT`` (``pip install 'Flask-Notifications[mobile]'``).
+    key (ES256). Honours the ``mobile`` channel. Needs ``h2`` and ``PyJWT``
+    (``pip install 'Flask-Notifications[mobile]'``).
 
     Settings: ``NOTIFICATIONS_APNS_KEY_FILE``, ``NOTIFICATIONS_APNS_KEY_ID``,
     ``NOTIFICATIONS_APNS_TEAM_ID``, ``NOTIFICATIONS_APNS_TOPIC`` (the app's
@@ -76,7 +76,11 @@ class APNsConsumer(Consumer):
 
     - ``410``, or ``400`` with ``BadDeviceToken``: the device is deleted;
     - ``429`` and ``5xx``: retried (no sooner than ``Retry-After``);
-    - other answers: a dead letter naming APNs' reason.
+    - other answers: a dead letter naming APNs' reason;
+    - a GOAWAY from APNs: the requests above its last-stream-id (not
+      processed) are sent again at once on a new connection; those at or
+      below it keep their answers (read after the GOAWAY); a connection
+      lost without one, or no answer in ``timeout``: retried with the task.
 
     :param broadcast: push broadcast events to every iOS device.
     :param timeout: seconds one request may take.
@@ -89,7 +93,7 @@ class APNsConsumer(Consumer):
     own_task = True
     retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)
     #: How many requests of one event are in flight at once (on one connection).
-    max_parallel: int = 20
+    max_parallel: int = 100
 
     def __init__(
         self,
@@ -190,10 +194,12 @@ class APNsConsumer(Consumer):
         :raises PushRejected: when APNs refused one for good.
         """
         try:
-            import httpx
+            import h2.exceptions
+
+            from ._h2_client import H2Client, Unprocessed
         except ImportError as exc:  # pragma: no cover - without the mobile extra
             raise ConfigurationError(
-                "APNsConsumer needs httpx[http2]: pip install 'Flask-Notifications[mobile]'"
+                "APNsConsumer needs h2: pip install 'Flask-Notifications[mobile]'"
             ) from exc
         config = current_app.config
         settings = _settings(config)
@@ -213,25 +219,27 @@ class APNsConsumer(Consumer):
 
         badges = unread_badges(self, event, [d.recipient for _, d in todo])
 
-        def send(device: Device) -> Any:
-            headers, payload = self.request(event, device, badges.get(device.recipient))
-            try:
-                return client.post(
-                    f"{settings['ENDPOINT']}/3/device/{device.token}",
-                    headers={**base, **headers},
-                    content=json.dumps(payload, separators=(",", ":")).encode(),
-                )
-            except httpx.HTTPError as exc:
-                return exc
+        async def send_all() -> list[Any]:
+            client = H2Client(settings["ENDPOINT"], ssl_context(), self.timeout)
+            limit = asyncio.Semaphore(max(1, self.max_parallel))
 
-        with (
-            httpx.Client(
-                http2=True, http1=False, verify=ssl_context(), timeout=self.timeout,
-                trust_env=False,
-            ) as client,
-            ThreadPoolExecutor(max_workers=max(1, min(self.max_parallel, len(todo)))) as pool,
-        ):  # fmt: skip
-            outcomes = list(pool.map(send, [d for _, d in todo]))
+            async def send(device: Device) -> Any:
+                headers, payload = self.request(event, device, badges.get(device.recipient))
+                content = json.dumps(payload, separators=(",", ":")).encode()
+                async with limit:
+                    try:
+                        return await client.post(
+                            f"/3/device/{device.token}", {**base, **headers}, content
+                        )
+                    except (OSError, Unprocessed, h2.exceptions.ProtocolError) as exc:
+                        return exc
+
+            try:
+                return await asyncio.gather(*(send(d) for _, d in todo))
+            finally:
+                await client.close()
+
+        outcomes = asyncio.run(send_all())
         store = get_state().extension.devices
         sent = 0
         transient: list[tuple[str, float | None]] = []
@@ -240,9 +248,9 @@ class APNsConsumer(Consumer):
             if isinstance(outcome, Exception):
                 transient.append((f"APNs is unreachable: {outcome}", None))
                 continue
-            status = outcome.status_code
+            status = outcome.status
             try:
-                reason = str(outcome.json().get("reason") or "")
+                reason = str(json.loads(outcome.body).get("reason") or "")
             except (ValueError, AttributeError):
                 reason = ""
             if status == 200:
