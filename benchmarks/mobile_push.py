@@ -7,7 +7,7 @@ token and message shape checked, on 127.0.0.1), registers ``--devices``
 Android devices of as many users, and times ``FCMConsumer.consume`` of one
 event to all of them (in one process, as a worker runs it), ``--repeat``
 times. ``--service apns``: the tests' HTTP/2 fake APNs instead
-(``tests/test_mobile_apns.py``: hypercorn, ES256 token checked), iOS
+(``tests/apns_server.py``: on ``h2``, ES256 token and headers checked), iOS
 devices. Never contacts Google or Apple.
 
 Usage: python benchmarks/mobile_push.py [--service fcm|apns] [--devices 2000] [--repeat 3]
@@ -95,7 +95,8 @@ def apns(args: argparse.Namespace) -> None:
     from cryptography.hazmat.primitives.asymmetric import ec
 
     from flask_notifications.consumers import APNsConsumer
-    from tests.test_mobile_apns import KEY_ID, TEAM_ID, TOPIC, FakeAPNs
+    from tests.apns_server import FakeAPNs
+    from tests.test_mobile_apns import KEY_ID, TEAM_ID, TOPIC
 
     ca = trustme.CA()
     key = ec.generate_private_key(ec.SECP256R1())
@@ -110,7 +111,7 @@ def apns(args: argparse.Namespace) -> None:
         ca_file = Path(tmp) / "ca.pem"
         ca.cert_pem.write_to_path(str(ca_file))
         os.environ["SSL_CERT_FILE"] = str(ca_file)
-        service = FakeAPNs(ca, key.public_key(), Path(tmp))
+        service = FakeAPNs(ca, key.public_key(), topic=TOPIC, key_id=KEY_ID, team_id=TEAM_ID)
         app = Flask("bench", instance_path=tmp)
         app.config.update(
             NOTIFICATIONS_REDIS_URL=redis_server.url,
@@ -137,6 +138,9 @@ def apns(args: argparse.Namespace) -> None:
                 rates.append(sent / elapsed)
                 print(f"{sent} pushes in {elapsed:.2f} s: {sent / elapsed:.0f} pushes/s")
         service.stop()
+        assert len(service.delivered) == args.devices * args.repeat, len(service.delivered)
+        print(f"{service.connections} connection(s), at most {service.max_in_flight} "
+              f"requests in flight on one")  # fmt: skip
         assert service.errors == [], service.errors[:3]
     print(f"best {max(rates):.0f} pushes/s, median {sorted(rates)[len(rates) // 2]:.0f}")
 

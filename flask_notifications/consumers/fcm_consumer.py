@@ -7,13 +7,10 @@ import hashlib
 import json
 import logging
 import os
-import ssl
 import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 from flask import current_app
@@ -25,17 +22,20 @@ from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..mobile.store import Device
 from ._badge import unread_badges
+from ._fcm_credentials import CREDENTIALS, Credentials
+from ._push_http import retry_after, ssl_context
 from ._recipients import mobile_devices, push_data
 from .consumer import Consumer
 
+__all__ = ["DEFAULT_ENDPOINT", "ENDPOINT", "SCOPE", "FCMConsumer", "retry_after", "ssl_context",
+           "target_key"]  # fmt: skip
+
 logger = logging.getLogger("flask_notifications")
 
-CREDENTIALS = "NOTIFICATIONS_FCM_CREDENTIALS"
 ENDPOINT = "NOTIFICATIONS_FCM_ENDPOINT"
 #: Default ``NOTIFICATIONS_FCM_ENDPOINT``.
 DEFAULT_ENDPOINT = "https://fcm.googleapis.com"
-#: The OAuth2 scope FCM HTTP v1 asks for.
-SCOPE = "https://www.googleapis.com/auth/firebase.messaging"
+SCOPE = Credentials.scope
 _SECONDS_CAP = 28 * 24 * 3600  # FCM keeps a message at most 4 weeks
 
 
@@ -48,54 +48,6 @@ def target_key(platform: str, token: str) -> str:
     return hashlib.sha256(f"{platform}:{token}".encode("utf-8", "replace")).hexdigest()[:20]
 
 
-def ssl_context() -> ssl.SSLContext:
-    """A verifying TLS context: the system's CAs plus the files named by
-    ``SSL_CERT_FILE`` and ``REQUESTS_CA_BUNDLE`` when set."""
-    context = ssl.create_default_context()
-    for name in ("SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
-        path = os.environ.get(name)
-        if path and os.path.isfile(path):
-            context.load_verify_locations(cafile=path)
-    return context
-
-
-def _verifying_session() -> Any:
-    """A requests session whose TLS context is :func:`ssl_context`: google-auth
-    fetches the access token with requests, which reads ``REQUESTS_CA_BUNDLE``
-    only, so ``SSL_CERT_FILE``'s CA is added this way."""
-    import requests
-    import requests.adapters
-
-    class VerifyingAdapter(requests.adapters.HTTPAdapter):  # type: ignore[misc]
-        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["ssl_context"] = ssl_context()
-            super().init_poolmanager(*args, **kwargs)
-
-    session = requests.Session()
-    session.mount("https://", VerifyingAdapter())
-    return session
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds of a ``Retry-After`` header (seconds or an HTTP date), or ``None``.
-
-    :param value: the header.
-    """
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
 def _strings(data: Mapping[str, Any]) -> dict[str, str]:
     """FCM's ``data``: a map of strings (others as compact JSON)."""
     out: dict[str, str] = {}
@@ -106,56 +58,6 @@ def _strings(data: Mapping[str, Any]) -> dict[str, str]:
             value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
         )
     return out
-
-
-class _Credentials:
-    """A service account's key, with its OAuth2 access token (refreshed by google-auth)."""
-
-    def __init__(self, path: str) -> None:
-        try:
-            from google.oauth2 import service_account
-        except ImportError as exc:  # pragma: no cover - without the mobile extra
-            raise ConfigurationError(
-                "FCMConsumer needs google-auth: pip install 'Flask-Notifications[mobile]'"
-            ) from exc
-        try:
-            with open(path, encoding="utf-8") as f:
-                info = json.load(f)
-            self.project_id = info["project_id"]
-            self.credentials = service_account.Credentials.from_service_account_info(
-                info, scopes=[SCOPE]
-            )
-        except (OSError, ValueError, KeyError) as exc:
-            raise ConfigurationError(
-                f"{CREDENTIALS} must name a service account's JSON key with a project_id: {exc}"
-            ) from exc
-        self.lock = threading.Lock()
-
-    def token(self, timeout: float, stale: str | None = None) -> str:
-        """The access token, fetched from ``token_uri`` when there is none
-        yet, it expired, or it is ``stale`` (FCM refused it with ``401``;
-        when another thread already replaced it, the new one is returned)."""
-        import google.auth.exceptions
-        import google.auth.transport.requests
-
-        with self.lock:
-            if not self.credentials.valid or (
-                stale is not None and self.credentials.token == stale
-            ):
-                session = _verifying_session()
-                try:
-                    self.credentials.refresh(
-                        google.auth.transport.requests.Request(session)  # type: ignore[no-untyped-call]
-                    )
-                except google.auth.exceptions.TransportError as exc:
-                    raise PushServiceUnavailable(
-                        f"the FCM token endpoint is unreachable: {exc}"
-                    ) from exc
-                except google.auth.exceptions.RefreshError as exc:
-                    raise PushRejected(f"the FCM token endpoint refused the key: {exc}") from exc
-                finally:
-                    session.close()
-            return str(self.credentials.token)
 
 
 class FCMConsumer(Consumer):
@@ -217,7 +119,7 @@ class FCMConsumer(Consumer):
         self.broadcast = bool(broadcast)
         self.timeout = float(timeout)
         self.celery_task_name = celery_task_name
-        self._keys: dict[str, _Credentials] = {}
+        self._keys: dict[str, Credentials] = {}
         self._keys_lock = threading.Lock()
 
     # -- what is sent ----------------------------------------------------------------
@@ -292,7 +194,7 @@ class FCMConsumer(Consumer):
 
     # -- sending ---------------------------------------------------------------------
 
-    def _credentials(self, config: Mapping[str, Any]) -> _Credentials:
+    def _credentials(self, config: Mapping[str, Any]) -> Credentials:
         path = config.get(CREDENTIALS)
         if not isinstance(path, str | os.PathLike) or not str(path):
             raise ConfigurationError(f"{CREDENTIALS} must be the path of a service account key")
@@ -300,7 +202,7 @@ class FCMConsumer(Consumer):
         with self._keys_lock:
             key = self._keys.get(path)
             if key is None:
-                key = self._keys[path] = _Credentials(path)
+                key = self._keys[path] = Credentials(path)
             return key
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> int:
