@@ -6,6 +6,7 @@ token, and can send GOAWAY with requests in flight."""
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -266,3 +267,19 @@ def test_goaway_with_requests_in_flight_resends_only_the_unprocessed(apns_app, a
     assert all(apns.attempts_of(token) == [200] for token in tokens)
     with app.app_context():
         assert reliability.dead_letters() == []
+
+
+def test_tls_is_verified_and_an_image_wakes_the_service_extension(apns_app, apns, monkeypatch):
+    app, notifications, _, consumer = apns_app
+    register(app, notifications, "alice", "a" * 64)
+    ca_file = os.environ["SSL_CERT_FILE"]
+    monkeypatch.delenv("SSL_CERT_FILE")
+    with app.app_context(), pytest.raises(PushServiceUnavailable, match="CERTIFICATE_VERIFY"):
+        consumer.consume(comment(["alice"]))
+    assert apns.attempts == []
+    monkeypatch.setenv("SSL_CERT_FILE", ca_file)
+    with app.app_context():
+        assert consumer.consume(comment(["alice"], image="https://example.test/p.png")) == 1
+    ((_, _, payload),) = apns.delivered
+    assert payload["aps"]["mutable-content"] == 1
+    assert payload["data"]["image"] == "https://example.test/p.png"

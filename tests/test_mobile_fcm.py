@@ -53,6 +53,7 @@ class FakeFCM:
         self.times: dict[str, list[float]] = {}
         self.errors: list[str] = []
         self.tokens_issued = 0
+        self.issued: set[str] = set()  # access tokens the token endpoint issued
         self.revoked: set[str] = set()  # access tokens answered 401
         self.revoke_all = False  # every access token answered 401
         self.retry_after = "1"
@@ -112,14 +113,15 @@ class FakeFCM:
             with self.lock:
                 self.tokens_issued += 1
                 token = f"access-{self.tokens_issued}"
+                self.issued.add(token)
             return self._answer(
                 handler, 200, {"access_token": token, "expires_in": 3600, "token_type": "Bearer"}
             )
         if handler.path != f"/v1/projects/{PROJECT}/messages:send":
             return self._error(handler, 404, f"unknown path {handler.path}")
         bearer = handler.headers.get("Authorization") or ""
-        if not bearer.startswith("Bearer access-"):
-            return self._error(handler, 401, "missing or bad bearer token")
+        if not bearer.startswith("Bearer ") or bearer[7:] not in self.issued:
+            return self._error(handler, 401, "a bearer token the token endpoint did not issue")
         try:
             message = json.loads(raw)["message"]
             token = message["token"]

@@ -166,6 +166,11 @@ class APNsConsumer(Consumer):
         sound = custom.get("sound")
         if isinstance(sound, str) and sound:
             aps["sound"] = sound
+        image = custom.get("image") or custom.get("icon")
+        if isinstance(image, str) and image.startswith("https://"):
+            # APNs carries no image: the app's notification service extension
+            # (woken by mutable-content) fetches ``data.image`` and attaches it
+            aps["mutable-content"] = 1
         if isinstance(custom.get("badge"), int) and not isinstance(custom["badge"], bool):
             badge = custom["badge"]
         if badge is not None and badge >= 0:
