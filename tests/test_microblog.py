@@ -21,14 +21,25 @@ from .conftest import MICROBLOG, wait_for
 from .smtp_server import SMTPServer
 
 STREAM = "**/notifications/stream/**"
-BADGE_TEXT = "document.getElementById('message_count').textContent"
-BADGE_VISIBILITY = "getComputedStyle(document.getElementById('message_count')).visibility"
+# The inbox widget in the navigation (docs/widget.rst): its parts are in its shadow root,
+# which Playwright's CSS selectors enter.
+WIDGET = "flask-notifications-inbox"
+BADGE = "document.querySelector('flask-notifications-inbox').shadowRoot.querySelector('.badge')"
+BADGE_HIDDEN = f"{BADGE}.hidden"
+LIST_TEXT = (
+    "document.querySelector('flask-notifications-inbox').shadowRoot.querySelector('.list')"
+    ".textContent"
+)
+
+BODIES = (
+    "[...document.querySelector('flask-notifications-inbox').shadowRoot"
+    ".querySelectorAll('.item .body')].map(e => e.textContent).join('|')"
+)
 
 
 def badge_is(count: int) -> str:
     """A JS condition: the badge shows ``count`` (and is hidden at 0)."""
-    visibility = "visible" if count else "hidden"
-    return f"{BADGE_TEXT} === '{count}' && {BADGE_VISIBILITY} === '{visibility}'"
+    return f"{BADGE}.textContent === '{count}' && {BADGE_HIDDEN} === {str(not count).lower()}"
 
 
 # -- in the browser, against the real stack --------------------------------------------------
@@ -73,18 +84,19 @@ def test_live_badge_dropdown_read_and_catch_up(
     alice_context, bob_context = chromium.new_context(), chromium.new_context()
     alice = log_in(alice_context, base, "alice")
     bob = log_in(bob_context, base, "bob")
-    assert bob.evaluate(BADGE_VISIBILITY) == "hidden"
-    assert bob.inner_text("#notification-list") == ""  # closed dropdown: nothing shown
+    assert bob.evaluate(BADGE_HIDDEN) is True
+    assert bob.locator(f"{WIDGET} .panel").is_hidden()  # closed dropdown: nothing shown
 
     # Alice writes: Bob's badge shows 1 without a reload.
     send_message(alice, base, "bob", "Lunch at noon?")
     bob.wait_for_function(badge_is(1), timeout=2000)
 
-    # The dropdown lists it, from the inbox API.
-    bob.click("#notifications summary")
-    bob.wait_for_selector("#notification-list li.unread", timeout=2000)
-    dropdown = bob.inner_text("#notification-list")
+    # The dropdown lists it, from the inbox API; its title links to the Messages page.
+    bob.click(f"{WIDGET} .bell")
+    bob.wait_for_selector(f"{WIDGET} .item.unread", timeout=2000)
+    dropdown = bob.inner_text(f"{WIDGET} .list")
     assert "New message from alice" in dropdown and "Lunch at noon?" in dropdown
+    assert bob.get_attribute(f"{WIDGET} .item a.item-title", "href") == "/messages"
 
     # The worker e-mailed it too.
     wait_for(lambda: microblog_stack.mail.messages, 15)
@@ -92,13 +104,23 @@ def test_live_badge_dropdown_read_and_catch_up(
     assert microblog_stack.mail.envelopes[0][1] == ["bob@example.com"]
     assert mail["Subject"] == "[Microblog] New message from alice"
 
+    # Alice writes again: the open dropdown shows it first, the badge counts 2.
+    send_message(alice, base, "bob", "Or at one?")
+    bob.wait_for_function(badge_is(2), timeout=2000)
+    bob.wait_for_function(f"{BODIES} === 'Or at one?|Lunch at noon?'", timeout=2000)
+    # Bob marks the newest read in the dropdown: the badge and the inbox follow.
+    bob.click(f"{WIDGET} .item:first-child .read")
+    bob.wait_for_function(badge_is(1), timeout=2000)
+    assert unread_rows(microblog_stack.database, "bob") == 1
+
     # Bob reads his messages in another tab: both badges hide.
     messages = bob_context.new_page()
     messages.goto(base + "/messages")
     assert "Lunch at noon?" in messages.inner_text("main")
     assert "From alice" in messages.inner_text("main")
-    assert messages.evaluate(BADGE_VISIBILITY) == "hidden"
+    assert messages.evaluate(BADGE_HIDDEN) is True
     bob.wait_for_function(badge_is(0), timeout=2000)
+    bob.wait_for_function(f"!{LIST_TEXT}.includes('Unread:')", timeout=2000)
     messages.close()
     assert unread_rows(microblog_stack.database, "bob") == 0
 
@@ -110,15 +132,12 @@ def test_live_badge_dropdown_read_and_catch_up(
     send_message(alice, base, "bob", "Are you there?")
     history = RedisPubSub(redis_client).history_key(hub_id_for("Messages"))
     wait_for(lambda: unread_rows(microblog_stack.database, "bob") == 1, 15)
-    wait_for(lambda: redis_client.xlen(history) == 2, 15)
-    assert bob.evaluate(BADGE_VISIBILITY) == "hidden"  # he really missed it
+    wait_for(lambda: redis_client.xlen(history) == 3, 15)
+    assert bob.evaluate(BADGE_HIDDEN) is True  # he really missed it
     bob_context.unroute(STREAM)
     # Reconnection waits for the stream's retry delay (2 s) or the client's backoff.
     bob.wait_for_function(badge_is(1), timeout=15000)
-    bob.wait_for_function(
-        "document.getElementById('notification-list').textContent.includes('Are you there?')",
-        timeout=2000,
-    )
+    bob.wait_for_function(f"{LIST_TEXT}.includes('Are you there?')", timeout=2000)
 
     screenshot = artifacts_dir / "microblog-b.png"
     screenshot.unlink(missing_ok=True)
@@ -245,7 +264,7 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
         wait_for(lambda: microblog.mail_sink.to("carol@example.com"), 15)
 
     page = carol.get("/").get_data(as_text=True)
-    assert 'style="visibility: visible">1</span>' in page
+    assert 'unread="1"></flask-notifications-inbox>' in page  # the widget's first count
     listed = carol.get("/notifications/inbox").get_json()["items"]
     assert listed[0]["title"] == "New message from alice"
     assert listed[0]["body"] == "See you <b>soon</b>" and listed[0]["read"] is False
@@ -255,7 +274,7 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
     assert "See you &lt;b&gt;soon&lt;/b&gt;" in messages  # escaped, stripped
     with microblog.app.app_context():
         assert inbox.unread_count(carol_id) == 0
-    assert 'style="visibility: hidden">0</span>' in carol.get("/").get_data(as_text=True)
+    assert 'unread="0"></flask-notifications-inbox>' in carol.get("/").get_data(as_text=True)
     # Alice's inbox is untouched: the message was for Carol only.
     assert alice.get("/notifications/unread-count").get_json() == {"unread": 0}
 
@@ -265,8 +284,12 @@ def test_each_user_gets_pages_and_mail_in_their_language(microblog, client_for, 
     French, Bob's in English; the inbox keeps the default (English) text.
     Alice switches to French and back."""
     alice, bob, carol = client_for("alice"), client_for("bob"), client_for("carol")
-    assert "Bonjour, carol !" in carol.get("/").get_data(as_text=True)
-    assert "Hi, bob!" in bob.get("/").get_data(as_text=True)
+    carol_page = carol.get("/").get_data(as_text=True)
+    bob_page = bob.get("/").get_data(as_text=True)
+    assert "Bonjour, carol !" in carol_page and "Hi, bob!" in bob_page
+    # The inbox widget's texts too.
+    assert "Tout marquer comme lu" in carol_page and "Mark all read" not in carol_page
+    assert "Mark all read" in bob_page
     sink = microblog.mail_sink
     seen = len(sink.to("carol@example.com")), len(sink.to("bob@example.com"))
     assert alice.post("/send/carol", data={"message": "On se voit demain ?"}).status_code == 302

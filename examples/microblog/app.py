@@ -12,9 +12,11 @@ How a message travels:
    consumers: ``StoreConsumer`` keeps the event in the recipient's inbox (the
    unread count is the inbox's), ``PushConsumer`` publishes it to the
    recipient's open pages, ``FlaskMailConsumer`` e-mails it.
-3. Each page's JavaScript client (``FlaskNotifications.connect``) receives the
-   event and the new unread count over Server-Sent Events, or by polling the
-   inbox API when streaming fails, and updates the badge and the dropdown.
+3. Each page's inbox widget (``{{ notifications_inbox() }}`` in base.html: a
+   bell, its badge and a dropdown of the inbox, on the JavaScript client)
+   receives the new unread count over Server-Sent Events, or polls the inbox
+   API when streaming fails, and updates the badge and the dropdown; its
+   "Mark read" buttons use the inbox API.
 4. Opening the Messages page marks the inbox read, which pushes a count of 0
    to every open page of that user.
 5. Languages: each user picks English or French (``POST /language``). Pages
@@ -114,11 +116,6 @@ class User(UserMixin, db.Model):  # type: ignore[name-defined,misc]
         """
         return check_password_hash(self.password_hash, password)
 
-    def new_messages(self) -> int:
-        """How many unread notifications (here: messages) the user has, from
-        the library's inbox."""
-        return notifications.inbox.unread_count(self.id)
-
 
 class Message(db.Model):  # type: ignore[name-defined,misc]
     """A private message from one user to another."""
@@ -200,7 +197,9 @@ def N_(msgid: str) -> str:  # noqa: N802 - the usual gettext marker
 
 
 def message_event(message: Message) -> Event:
-    """The notification of a new private message (called by ``on_insert``).
+    """The notification of a new private message (called by ``on_insert``);
+    its ``client_action`` makes its title in the inbox widget a link to the
+    Messages page.
 
     The title is a message id with a parameter: each recipient gets it in
     their language. It is empty here: ``send()`` fills it with the English
@@ -221,6 +220,7 @@ def message_event(message: Message) -> Event:
         sender=message.sender_id,
         recipients=[message.recipient_id],
         message_id=message.id,
+        client_action=url_for("messages"),
     )
 
 
@@ -229,6 +229,30 @@ notifications.on_insert(Message, message_event)
 
 
 # -- views -------------------------------------------------------------------------------
+
+
+@app.context_processor
+def navigation() -> dict[str, object]:
+    """What base.html's navigation needs: the inbox widget's texts in the
+    page's language, and the settings page it links to."""
+    return {
+        "settings_url": url_for("settings") if "settings" in app.view_functions else None,
+        "inbox_labels": {
+            "bell": gettext("Notifications"),
+            "heading": gettext("Notifications"),
+            "unread": gettext("{n} unread"),
+            "empty": gettext("No notifications yet."),
+            "loading": gettext("Loading…"),
+            "error": gettext("The notifications could not be loaded."),
+            "loadMore": gettext("Load more"),
+            "markRead": gettext("Mark read"),
+            "markAllRead": gettext("Mark all read"),
+            "preferences": gettext("Notification settings"),
+            "unreadItem": gettext("Unread:"),
+            "othersOne": gettext("{actor} and 1 other"),
+            "othersMany": gettext("{actor} and {n} others"),
+        },
+    }
 
 
 @app.get("/")

@@ -74,7 +74,7 @@ button { font: inherit; cursor: pointer; }
 .item:last-child { border-bottom: 0; }
 .item:hover { background: var(--_hover); }
 .item.unread { background: var(--_unread); }
-.item:focus { outline: 2px solid var(--_accent); outline-offset: -2px; }
+.item:focus-visible { outline: 2px solid var(--_accent); outline-offset: -2px; }
 .dot { flex: none; width: .5em; height: .5em; margin-top: .45em; border-radius: 50%; }
 .unread .dot { background: var(--_accent); }
 .content { flex: 1; min-width: 0; overflow-wrap: anywhere; }
@@ -195,7 +195,12 @@ button { font: inherit; cursor: pointer; }
           this._reloadCount();
           this._changed();
         },
-        onOpen: () => this._reloadCount(), // a change while it was closed sent no count
+        onOpen: () => {
+          // Counts sent while the stream was down are not replayed, nor are events of
+          // types it does not listen to: ask again.
+          this._reloadCount();
+          this._changed();
+        },
       });
       if (this._conn.polling) this._reloadCount();
       document.addEventListener("pointerdown", this._onOutside, true);
@@ -224,17 +229,19 @@ button { font: inherit; cursor: pointer; }
       this._list = $(".list");
       this._status = $(".status");
       this._more = $(".more");
+      this._foot = $(".foot");
+      this._prefs = $(".prefs");
       var labels = this._labels;
       $(".title").textContent = labels.heading;
       $(".mark-all").textContent = labels.markAllRead;
       this._more.textContent = labels.loadMore;
-      var prefs = $(".prefs");
       var url = this.getAttribute("preferences-url");
       if (url) {
-        prefs.href = url;
-        prefs.textContent = labels.preferences;
-        prefs.hidden = false;
+        this._prefs.href = url;
+        this._prefs.textContent = labels.preferences;
+        this._prefs.hidden = false;
       }
+      this._foot.hidden = this._prefs.hidden;
       this._bell.addEventListener("click", () => (this._panel.hidden ? this.open() : this.close()));
       $(".mark-all").addEventListener("click", () => this._markAllRead());
       this._more.addEventListener("click", () => this._loadMore());
@@ -354,6 +361,7 @@ button { font: inherit; cursor: pointer; }
       this._active = Math.min(this._active, Math.max(0, this._items.length - 1));
       this._items.forEach((item, i) => this._list.appendChild(this._itemNode(item, i)));
       this._more.hidden = this._next === null;
+      this._foot.hidden = this._more.hidden && this._prefs.hidden;
       this._showStatus(this._items.length ? "" : this._labels.empty);
       if (hadFocus) {
         var at = this._items.findIndex((item) => String(item.id) === focusedId);
