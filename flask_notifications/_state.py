@@ -49,6 +49,9 @@ class State:
     publisher: Backend | None = None
     #: Translation state (the package's Flask-Babel domain), built on first use.
     i18n: Any = None
+    #: This app's Prometheus metrics (:class:`~flask_notifications.metrics.AppMetrics`),
+    #: or ``None`` when they are off.
+    metrics: Any = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def key(self, *parts: str) -> str:

@@ -12,6 +12,7 @@ from weakref import WeakKeyDictionary
 import redis
 from flask import Flask, current_app, has_app_context
 
+from . import metrics
 from ._config import apply_defaults, load_backend
 from ._redis import blocking_client, own_client
 from ._state import State
@@ -128,8 +129,9 @@ class Notifications(StreamingMixin):
         registry.install()
         bind_flask_app(celery, app, app_key)
 
+        app_metrics = metrics.install(app, app_key)
         self._states[app] = State(
-            self, celery, client, backend_class, prefix, app_key, broker=broker
+            self, celery, client, backend_class, prefix, app_key, broker=broker, metrics=app_metrics
         )
         app.extensions["notifications"] = self
         app.jinja_env.globals["current_notifications"] = current_notifications

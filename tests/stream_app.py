@@ -30,12 +30,44 @@ app.config.update(
     or f"sqlite:///{tempfile.mkdtemp(prefix='stream-app-')}/inbox.sqlite",
     broker_connection_retry_on_startup=True,
 )
+if os.environ.get("METRICS_ENDPOINT"):  # test_metrics.py
+    app.config["NOTIFICATIONS_METRICS_ENDPOINT"] = os.environ["METRICS_ENDPOINT"]
 if os.environ.get("BROKER_URL"):  # a Redis Cluster cannot be the Celery broker
     app.config["CELERY_BROKER_URL"] = os.environ["BROKER_URL"]
 notifications = Notifications(app)
 inbox = notifications.create_hub("Inbox")
 news = notifications.create_hub("News", public=True)
 secret = notifications.create_hub("Secret")
+
+
+celery = notifications.celery
+
+if os.environ.get("METRICS_ENDPOINT"):
+    # test_metrics.py: a hub whose consumers a Celery worker runs.
+    from flask_notifications.consumers import Consumer, PushConsumer
+
+    class Picky(Consumer):
+        """Fails for good on body "dead"; on body "retry", fails once (a Redis counter)."""
+
+        channel = "picky"
+        retry_backoff = 0
+
+        def consume(self, event, *args, **kwargs):
+            if event["body"] == "dead":
+                raise ValueError("picky refuses")
+            key = f"metrics-test:{event['event_id']}"
+            if event["body"] == "retry" and notifications.redis.incr(key) == 1:
+                raise ConnectionError("picky is busy")
+
+    jobs = notifications.create_hub("Jobs")
+    jobs.register_consumer(PushConsumer(notifications.redis, jobs))
+    jobs.register_consumer(Picky())
+
+    @app.post("/jobs")
+    def send_job():
+        body = request.get_json()
+        event = notifications.send(Event(None, "job", "t", body["body"], recipients=["alice"]))
+        return {"event_id": event["event_id"]}
 
 
 @notifications.identity_loader

@@ -96,6 +96,9 @@ def replay_dead_letters() -> int:
                 break
             task.apply_async((item["event"], item["hub_id"], item["app"]), serializer="json")
             count += 1
+    metrics = get_state().metrics
+    if metrics is not None and count:
+        metrics.dead_letters_replayed.inc(count)
     return count
 
 

@@ -96,8 +96,10 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     targets = []
     channels: dict[str, None] = {}  # the channels the delivery log shows as queued
+    taken = []  # the hubs whose filter took it
     for hub in hubs:
         if hub.filter(event):
+            taken.append(hub)
             targets.extend([hub.hub_id, name] for name in hub._names)
             for consumer in hub._consumers.values():
                 if consumer.channel is not None and consumer.wants(event):
@@ -140,6 +142,9 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
     except NotificationsUnavailable:
         records.release_event_id(event_id)  # sending it again must work
         raise
+    if state.metrics is not None:
+        for hub in taken:
+            state.metrics.sent(hub.label)
     event_sent.send(app, event=event, tasks=len(targets))
 
 

@@ -113,7 +113,9 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
     finished: list[tuple[EventHub, Consumer]] = []  # their records sent
     logging_on = delivery_log.enabled()
     logged: list[delivery_log.Entry] = []  # the delivery log, written with the end
+    metrics = state.metrics
     for hub, name, consumer in todo:
+        started = time.perf_counter()
         with delivery_log.collecting(event_id) as run:
             try:
                 with consumer_running(name):
@@ -134,9 +136,14 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
                     _log_give_up(name, hub, event_id, exc)
                     failed.append((hub, name, consumer, exc))
                     outcome = "dead"
+                if metrics is not None:
+                    elapsed = time.perf_counter() - started
+                    metrics.consumer_run(name, "retry" if outcome == "failed" else "dead", elapsed)
                 if logging_on:
                     logged += delivery_log.finish_run(run, consumer, event, outcome, exc)
                 continue
+        if metrics is not None:
+            metrics.consumer_run(name, "ok", time.perf_counter() - started)
         bookkeeping.consumed(name, hub.hub_id, ttl)  # sent now, before the next one runs
         finished.append((hub, consumer))
         if logging_on:
@@ -215,11 +222,14 @@ def run_consumer(task: ConsumerTask, event_json: str, hub_id: str, app_key: str)
         records.finish_pending(task.name, hub_id, app_key, event_id)
         return
     logging_on = delivery_log.enabled()
+    metrics = state.metrics
+    started = time.perf_counter()
     with delivery_log.collecting(event_id) as run:
         try:
             with consumer_running(task.name):
                 consumer(event)
         except Exception as exc:
+            elapsed = time.perf_counter() - started
             retries = task.request.retries
             if isinstance(exc, consumer.retry_for) and retries < consumer.max_retries:
                 countdown = _backoff(consumer, retries)
@@ -237,13 +247,19 @@ def run_consumer(task: ConsumerTask, event_json: str, hub_id: str, app_key: str)
                     _write_log(
                         event_id, delivery_log.finish_run(run, consumer, event, "failed", exc)
                     )
+                if metrics is not None:
+                    metrics.consumer_run(task.name, "retry", elapsed)
                 raise task.retry(
                     exc=exc, countdown=countdown, max_retries=consumer.max_retries
                 ) from exc
             if logging_on:
                 _write_log(event_id, delivery_log.finish_run(run, consumer, event, "dead", exc))
+            if metrics is not None:
+                metrics.consumer_run(task.name, "dead", elapsed)
             _give_up(task.name, consumer, hub, app_key, event_json, event, exc)
             return
+    if metrics is not None:
+        metrics.consumer_run(task.name, "ok", time.perf_counter() - started)
     ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
     entries = delivery_log.finish_run(run, consumer, event, "ok") if logging_on else []
     extra = delivery_log.commands(event_id, entries) if entries else ()

@@ -64,6 +64,10 @@ class Dispatcher:
         #: Whether streams may become direct (gevent, and the setting).
         self.direct = bool(config["NOTIFICATIONS_STREAM_DIRECT"]) and _direct.enabled()
         self.pid = os.getpid()
+        extension = app.extensions.get("notifications")
+        state = extension._states.get(app) if extension is not None else None
+        #: The app's Prometheus metrics, or ``None``.
+        self.metrics = state.metrics if state is not None else None
         self._make_backend = make_backend
         self._hub_ids = hub_ids
         self._event_class = _event_factory()
@@ -149,6 +153,8 @@ class Dispatcher:
                 hub = self._hubs[hub_id] = HubStreams()
             hub.add(stream)
             resubscribe = hub_id not in self._subscribed
+        if self.metrics is not None:
+            self.metrics.open_streams.inc()
         if resubscribe:  # a hub created after the reader started
             self._restart_listener()
         return stream, cursor
@@ -166,6 +172,8 @@ class Dispatcher:
             self.limits.release(stream)
             if not hub.all:
                 del self._hubs[stream.hub_id]
+        if self.metrics is not None:
+            self.metrics.open_streams.dec()
 
     @property
     def stream_count(self) -> int:
@@ -199,6 +207,8 @@ class Dispatcher:
         at once; anything else goes out event by event.
         """
         decoded = decode(batch, self.backend.id_key)
+        if self.metrics is not None:
+            self.metrics.lag([item[2] for item in decoded])
         now = time.monotonic()
         plan: list[tuple[list[Stream], list[tuple[Key, bytes]]] | list[tuple]] = []
         with self._lock:

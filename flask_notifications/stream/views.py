@@ -78,6 +78,8 @@ def stream_response(hub: EventHub) -> Response:
             dispatcher.close(stream)
             return _unavailable(hub, exc)
         last_key = replay.last_key
+        if dispatcher.metrics is not None:
+            dispatcher.metrics.replays.inc()
 
     # No stream_with_context: the request context (and any database session a
     # teardown handler closes) is released when the view returns, not hours later.
