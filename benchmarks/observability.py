@@ -15,7 +15,11 @@ records) and the worker side (each run's records, the counters).
 Four settings, in the same invocation, on the same Redis, ``--rounds``
 times in a rotating order: neither (``NOTIFICATIONS_DELIVERY_LOG = False``,
 no metrics), the delivery log, the metrics (``NOTIFICATIONS_METRICS``, no
-multiprocess directory), both. Each row reports the median of the rounds.
+multiprocess directory), both. Each row reports the medians of the rounds:
+events per second (wall clock: noisy on a shared machine), and the CPU time
+per event of the process that sends and runs the worker, and of the Redis
+server (``INFO cpu``): what the log and the metrics cost, less sensitive to
+other load.
 
 Usage: python benchmarks/observability.py [--events 2000] [--recipients 10] [--rounds 3]
        [--store]
@@ -69,17 +73,25 @@ def child(
         celery = notifications.celery
         with start_worker(celery, pool="solo", perform_ping_check=False, loglevel="WARNING"):
 
-            def burst(count: int) -> float:
-                started = time.perf_counter()
+            def redis_cpu() -> float:
+                info = notifications.redis.info("cpu")
+                return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
+
+            def burst(count: int) -> tuple[float, float, float]:
+                started, cpu, server = time.perf_counter(), time.process_time(), redis_cpu()
                 for _ in range(count):
                     notifications.send(Event(None, "bench", "title", "body", recipients=users))
                 while reliability.pending_count():
                     time.sleep(0.005)
-                return time.perf_counter() - started
+                return (
+                    time.perf_counter() - started,
+                    time.process_time() - cpu,
+                    redis_cpu() - server,
+                )
 
             burst(min(100, events))  # warm-up: connections, statements, scripts
-            seconds = burst(events)
-    print(json.dumps({"seconds": seconds, "events": events}))
+            seconds, cpu, server = burst(events)
+    print(json.dumps({"seconds": seconds, "events": events, "cpu": cpu, "redis_cpu": server}))
 
 
 def main() -> None:
@@ -101,6 +113,8 @@ def main() -> None:
 
     names = list(SETTINGS)
     rates: dict[str, list[float]] = {name: [] for name in names}
+    cpus: dict[str, list[float]] = {name: [] for name in names}  # us per event
+    redis_cpus: dict[str, list[float]] = {name: [] for name in names}
     with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
         client = redis.Redis.from_url(server.url)
         for round_ in range(args.rounds):
@@ -117,6 +131,8 @@ def main() -> None:
                 output = subprocess.run(command, check=True, capture_output=True, text=True)
                 result = json.loads(output.stdout.strip().splitlines()[-1])
                 rates[name].append(result["events"] / result["seconds"])
+                cpus[name].append(result["cpu"] / result["events"] * 1e6)
+                redis_cpus[name].append(result["redis_cpu"] / result["events"] * 1e6)
         client.close()
     consumers = "StoreConsumer + PushConsumer" if args.store else "PushConsumer"
     print(
@@ -124,12 +140,22 @@ def main() -> None:
         f"one solo worker thread; median of {args.rounds} rounds"
     )
     base = statistics.median(rates["neither"])
-    print(f"{'setting':<14} {'events/s':>9} {'vs neither':>11} {'us/event':>9}   rounds")
+    base_cpu = statistics.median(cpus["neither"])
+    base_redis = statistics.median(redis_cpus["neither"])
+    print(
+        f"{'setting':<14} {'events/s':>9} {'vs neither':>11}   "
+        f"{'app CPU us/event':>17} {'(+)':>6}   {'Redis CPU us/event':>19} {'(+)':>6}   "
+        "events/s rounds"
+    )
     for name in names:
         rate = statistics.median(rates[name])
-        extra = (1 / rate - 1 / base) * 1e6
+        cpu, server = statistics.median(cpus[name]), statistics.median(redis_cpus[name])
         shown = ", ".join(f"{r:.0f}" for r in rates[name])
-        print(f"{name:<14} {rate:>9.0f} {rate / base:>10.1%} {extra:>+9.0f}   {shown}")
+        print(
+            f"{name:<14} {rate:>9.0f} {rate / base:>10.1%}   {cpu:>17.0f} {cpu - base_cpu:>+6.0f}"
+            f"   {server:>19.0f} {server - base_redis:>+6.0f}   {shown}"
+        )
+    print("app CPU: the sending and worker process (send + consumers); medians of the rounds")
 
 
 if __name__ == "__main__":
