@@ -224,3 +224,38 @@ def test_recording_api_checks_its_input(make_app):
     assert records[("email", "u|1")]["error"] == "RuntimeError: boom"
     assert set(records[("email", "u|1")]["times"]) == {"suppressed", "failed"}
     assert records[("sms", "2")]["status"] == "sent"
+
+
+def test_on_a_redis_cluster(make_app, cluster_url, redis_url, worker):
+    """Each event's log lives in its bucket's slot, beside its other records:
+    the claim script and the end-of-event transaction write it there."""
+    app = make_app(NOTIFICATIONS_REDIS_URL=cluster_url, CELERY_BROKER_URL=redis_url)
+    notifications = Notifications(app)
+    hub = notifications.create_hub("Work")
+    hub.register_consumer(Flaky(failures=1))
+    hub.register_consumer(Broken())
+    with app.app_context(), worker(app):
+        events = [
+            notifications.send(Event(None, "job", f"n{i}", "b", recipients=["dana", 7]))
+            for i in range(6)
+        ]
+        client = notifications.redis
+        nodes = {client.get_node_from_key(delivery_log.log_key(e["event_id"])).name for e in events}
+        assert len(nodes) > 1  # spread over the shards
+        for event in events:
+            found = by_key(
+                settle(
+                    notifications,
+                    event["event_id"],
+                    4,
+                    lambda r: r["status"] in ("delivered", "dead"),
+                )  # fmt: skip
+            )
+            assert {k: r["status"] for k, r in found.items()} == {
+                ("flaky", "dana"): "delivered",
+                ("flaky", "7"): "delivered",
+                ("broken", "dana"): "dead",
+                ("broken", "7"): "dead",
+            }
+        first = by_key(notifications.deliveries(events[0]["event_id"]))[("flaky", "dana")]
+        assert list(first["times"]) == ["queued", "failed", "delivered"]  # the first run failed
