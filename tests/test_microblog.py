@@ -270,8 +270,18 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
     assert listed[0]["body"] == "See you <b>soon</b>" and listed[0]["read"] is False
     assert microblog.mail_sink.envelopes[-1][1] == ["carol@example.com"]
 
+    event_id = listed[0]["event_id"]
+    with microblog.app.app_context():  # the e-mail's record follows the mail by a moment
+        wait_for(
+            lambda: all(
+                r["status"] != "queued" for r in microblog.notifications.deliveries(event_id)
+            ),
+            15,
+        )
     messages = carol.get("/messages").get_data(as_text=True)
     assert "See you &lt;b&gt;soon&lt;/b&gt;" in messages  # escaped, stripped
+    # The delivery log, under the message (the page marked the inbox read first).
+    assert "email: delivered · inbox: read · stream: sent" in messages
     with microblog.app.app_context():
         assert inbox.unread_count(carol_id) == 0
     assert 'unread="0"></flask-notifications-inbox>' in carol.get("/").get_data(as_text=True)

@@ -24,6 +24,10 @@ How a message travels:
    message id with parameters (``i18n``), so each recipient's e-mail comes in
    their language (``@notifications.locale_resolver``), from the French
    catalog in ``translations/`` (see README.md for the pybabel commands).
+6. Operations: the Messages page shows, under each message, what the
+   delivery log recorded for it (inbox, stream, e-mail); with
+   ``prometheus_client`` installed (the ``metrics`` extra), ``/metrics``
+   serves the Prometheus metrics.
 
 Run it from this directory, with a Redis on ``REDIS_URL`` (default
 ``redis://localhost:6379/0``)::
@@ -36,6 +40,7 @@ or everything at once from the repository root: ``./run-demo.sh``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
@@ -79,6 +84,10 @@ app.config.update(
     MAIL_SERVER=os.environ.get("MAIL_SERVER", "localhost"),
     MAIL_PORT=int(os.environ.get("MAIL_PORT", "8025")),
     MAIL_DEFAULT_SENDER="microblog@example.com",
+    # The Prometheus metrics, when the metrics extra is installed.
+    NOTIFICATIONS_METRICS_ENDPOINT=(
+        "/metrics" if importlib.util.find_spec("prometheus_client") else None
+    ),
 )
 
 
@@ -340,7 +349,29 @@ def messages() -> ResponseReturnValue:
         .order_by(Message.timestamp.desc(), Message.id.desc()),
         per_page=10,
     )
-    return render_template("messages.html", page=page)
+    return render_template("messages.html", page=page, deliveries=deliveries_of(page.items))
+
+
+def deliveries_of(shown: list[Message]) -> dict[int, list[tuple[str, str]]]:
+    """``message id -> [(channel, status), ...]``: what the delivery log
+    recorded of each message's notification for the current user (the
+    inbox gives each message's event id)."""
+    wanted = {message.id for message in shown}
+    recent = notifications.inbox.list(current_user.id, page=1, per_page=100).items
+    events = {
+        item["data"].get("message_id"): item["event_id"]
+        for item in recent
+        if item["event_type"] == "message" and item["data"].get("message_id") in wanted
+    }
+    me = str(current_user.id)
+    return {
+        message_id: [
+            (record["channel"], record["status"])
+            for record in notifications.deliveries(event_id)
+            if record["recipient"] == me
+        ]
+        for message_id, event_id in events.items()
+    }
 
 
 # -- start-up ------------------------------------------------------------------------------
