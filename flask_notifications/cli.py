@@ -24,8 +24,10 @@ def hubs() -> None:
         visibility = "public" if hub.public else "private"
         click.echo(f"{hub.label}  ({hub.hub_id}, {visibility})")
         click.echo(f"  filter: {hub.filter!r}")
+        escalations = hub.escalations
         for name in hub.consumers:
-            click.echo(f"  consumer: {name}")
+            after = escalations.get(name)
+            click.echo(f"  consumer: {name}" + (f"  (if unread after {after})" if after else ""))
 
 
 @cli.command("dead-letters")

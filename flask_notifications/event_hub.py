@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from werkzeug.local import LocalProxy
 
 from ._state import get_state
 from .consumers.consumer import Consumer, FunctionConsumer
+from .consumers.store_consumer import StoreConsumer
 from .delivery.registry import ensure_task
+from .errors import ConfigurationError
 from .event_filter import EventFilter
 from .filters.always import Always
 
@@ -75,8 +78,11 @@ class EventHub:
         #: The hub's filter; set it with :meth:`filter_by`.
         self.filter: EventFilter = Always()
         self._consumers: dict[str, Consumer] = {}
-        # Read by send() without a lock; replaced whole on every change.
+        self._unread_after: dict[str, timedelta] = {}
+        # Read by send() without a lock; replaced whole on every change: the
+        # consumers enqueued at once, and those run if unread (name, seconds).
         self._names: tuple[str, ...] = ()
+        self._escalating: tuple[tuple[str, float], ...] = ()
 
     def filter_by(self, event_filter: EventFilter) -> EventHub:
         """Replace the hub's filter.
@@ -92,14 +98,28 @@ class EventHub:
 
     @overload
     def register_consumer(
-        self, consumer: None = None, *, celery_task_name: str | None = None
+        self,
+        consumer: None = None,
+        *,
+        celery_task_name: str | None = None,
+        if_unread_after: timedelta | None = None,
     ) -> Callable[[C], C]: ...
 
     @overload
-    def register_consumer(self, consumer: C, *, celery_task_name: str | None = None) -> C: ...
+    def register_consumer(
+        self,
+        consumer: C,
+        *,
+        celery_task_name: str | None = None,
+        if_unread_after: timedelta | None = None,
+    ) -> C: ...
 
     def register_consumer(
-        self, consumer: Any = None, *, celery_task_name: str | None = None
+        self,
+        consumer: Any = None,
+        *,
+        celery_task_name: str | None = None,
+        if_unread_after: timedelta | None = None,
     ) -> Any:
         """Register a consumer; usable three ways::
 
@@ -114,6 +134,13 @@ class EventHub:
         Registering the same consumer (or function) again, or a consumer equal
         to a registered one (same class, same configuration), does nothing.
 
+        With ``if_unread_after``, the consumer runs later, and only for the
+        recipients who have not read the event's stored notification by then
+        (the event narrowed to them); nobody unread, it does not run. The
+        hub must store to the inbox (a
+        :class:`~flask_notifications.consumers.StoreConsumer` registered
+        first). Broadcasts are not escalated. See :doc:`/workflows`.
+
         :param consumer: a :class:`~flask_notifications.consumers.consumer.Consumer`
             or a function taking the event; omitted when used as
             ``@register_consumer(...)``.
@@ -122,17 +149,27 @@ class EventHub:
             worker, which imports the application, registers the same name.
             Defaults to the function's or the consumer class's dotted path, with
             ``-2``, ``-3``... appended for further consumers of one class.
+        :param if_unread_after: run the consumer this long after the event
+            was sent, for its recipients who have not read it (a positive
+            :class:`~datetime.timedelta`).
         :returns: what was registered (the function itself for functions), or a
             decorator when ``consumer`` is omitted.
         :raises ValueError: if ``celery_task_name`` is already used on this hub
             by another consumer.
+        :raises ConfigurationError: with ``if_unread_after``, if the hub does
+            not store to the inbox, the delay is not positive, or the consumer
+            is a StoreConsumer.
         """
         if consumer is None:
 
             def decorator(func: C) -> C:
-                return self.register_consumer(func, celery_task_name=celery_task_name)
+                return self.register_consumer(
+                    func, celery_task_name=celery_task_name, if_unread_after=if_unread_after
+                )
 
             return decorator
+        if if_unread_after is not None:
+            self._check_escalation(consumer, if_unread_after)
         if self.is_registered(consumer):
             return consumer
         if isinstance(consumer, Consumer):
@@ -146,8 +183,35 @@ class EventHub:
         name = self._task_name(wrapped, celery_task_name)
         ensure_task(name)
         self._consumers[name] = wrapped
-        self._names = tuple(self._consumers)
+        if if_unread_after is not None:
+            self._unread_after[name] = if_unread_after
+        self._update_names()
         return consumer
+
+    def _check_escalation(self, consumer: Any, after: Any) -> None:
+        if not isinstance(after, timedelta):
+            raise TypeError(f"if_unread_after must be a timedelta, not {type(after).__name__}")
+        if after <= timedelta(0):
+            raise ConfigurationError(f"if_unread_after must be positive, not {after}")
+        if isinstance(consumer, StoreConsumer):
+            raise ConfigurationError("a StoreConsumer cannot be escalated: it is the inbox")
+        if not any(isinstance(c, StoreConsumer) for c in self._consumers.values()):
+            raise ConfigurationError(
+                f"if_unread_after needs a hub that stores to the inbox: register a "
+                f"StoreConsumer on hub {self.label!r} before the escalated consumer"
+            )
+
+    def _update_names(self) -> None:
+        # Read by send() without a lock: replaced whole.
+        self._names = tuple(n for n in self._consumers if n not in self._unread_after)
+        self._escalating = tuple(
+            (n, after.total_seconds()) for n, after in self._unread_after.items()
+        )
+
+    @property
+    def escalations(self) -> dict[str, timedelta]:
+        """The consumers registered with ``if_unread_after``: task name -> delay."""
+        return dict(self._unread_after)
 
     def _task_name(self, consumer: Consumer, explicit: str | None) -> str:
         name = explicit if explicit is not None else consumer.celery_task_name
@@ -194,12 +258,22 @@ class EventHub:
 
         :param consumer: a consumer instance, a registered function or a task name.
         :returns: whether it was registered.
+        :raises ConfigurationError: for the hub's last StoreConsumer while
+            consumers escalate unread events (deregister those first).
         """
         name = self._name_of(consumer)
         if name is None:
             return False
+        removed = self._consumers[name]
+        stores = [c for c in self._consumers.values() if isinstance(c, StoreConsumer)]
+        if self._unread_after and stores == [removed]:
+            raise ConfigurationError(
+                f"hub {self.label!r} escalates unread events to "
+                f"{', '.join(self._unread_after)}: deregister those before its StoreConsumer"
+            )
         del self._consumers[name]
-        self._names = tuple(self._consumers)
+        self._unread_after.pop(name, None)
+        self._update_names()
         return True
 
     def get_consumer(self, celery_task_name: str) -> Consumer | None:
@@ -230,7 +304,11 @@ class EventHub:
 
 
 def register_consumer(
-    hub: EventHub | str, consumer: Any = None, *, celery_task_name: str | None = None
+    hub: EventHub | str,
+    consumer: Any = None,
+    *,
+    celery_task_name: str | None = None,
+    if_unread_after: timedelta | None = None,
 ) -> Any:
     """Module-level form of :meth:`EventHub.register_consumer`::
 
@@ -242,6 +320,7 @@ def register_consumer(
         application context).
     :param consumer: as in :meth:`EventHub.register_consumer`.
     :param celery_task_name: as in :meth:`EventHub.register_consumer`.
+    :param if_unread_after: as in :meth:`EventHub.register_consumer`.
     """
     if isinstance(hub, str):
         hub = current_notifications.create_hub(hub)
@@ -249,7 +328,9 @@ def register_consumer(
         raise TypeError(
             f"register_consumer() takes an EventHub or a label, not {type(hub).__name__}"
         )
-    return hub.register_consumer(consumer, celery_task_name=celery_task_name)
+    return hub.register_consumer(
+        consumer, celery_task_name=celery_task_name, if_unread_after=if_unread_after
+    )
 
 
 def _get_current_notifications() -> Notifications:

@@ -18,12 +18,13 @@ from typing import TYPE_CHECKING, Any
 import redis
 from flask import current_app
 from kombu.exceptions import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from ..errors import NotificationsUnavailable
 from ..event import Event
 from ..i18n import prepare as prepare_message
 from ..signals import event_filtered, event_sent
-from ..workflows import scheduled
+from ..workflows import escalation, scheduled
 from . import log as delivery_log
 from . import records
 from .tasks import EVENT_TASK, args_repr, celery_expiry
@@ -97,13 +98,21 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
     targets = []
     channels: dict[str, None] = {}  # the channels the delivery log shows as queued
     taken = []  # the hubs whose filter took it
+    later: list[tuple[str, str, float]] = []  # consumers run if unread after a delay
     for hub in hubs:
         if hub.filter(event):
             taken.append(hub)
             targets.extend([hub.hub_id, name] for name in hub._names)
-            for consumer in hub._consumers.values():
+            for name in hub._names:
+                consumer = hub._consumers[name]
                 if consumer.channel is not None and consumer.wants(event):
                     channels[consumer.channel] = None
+            if hub._escalating and event["recipients"]:  # broadcasts are not escalated
+                later.extend(
+                    (hub.hub_id, name, after)
+                    for name, after in hub._escalating
+                    if hub._consumers[name].wants(event)
+                )
         else:
             event_filtered.send(app, event=event, hub=hub)
     if not targets:
@@ -131,6 +140,7 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
     ):
         logger.info("event %s was already sent; ignored", event_id)
         return
+    keys = _escalations(event, payload, later) if later else []
     expires = celery_expiry(event)
     shown = args_repr(event_id, args[1], app_key)
     try:
@@ -141,11 +151,66 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
         )
     except NotificationsUnavailable:
         records.release_event_id(event_id)  # sending it again must work
+        escalation.forget(keys)
         raise
     if state.metrics is not None:
         for hub in taken:
             state.metrics.sent(hub.label)
     event_sent.send(app, event=event, tasks=len(targets))
+
+
+def _escalations(event: Event, payload: str, later: list[tuple[str, str, float]]) -> list[str]:
+    """Add the timers of the consumers that run if the event stays unread
+    (after the event id was claimed: an event sent twice adds none)."""
+    try:
+        return escalation.schedule(event, payload, later)
+    except SQLAlchemyError as exc:
+        records.release_event_id(event["event_id"])  # nothing enqueued: sending again works
+        raise NotificationsUnavailable(
+            f"event {event['event_id']} was not sent: the inbox database is unavailable ({exc})"
+        ) from exc
+
+
+def enqueue_consumer(state: State, event: Event, hub_id: str, name: str) -> bool:
+    """Run one consumer of a hub on ``event`` through the delivery worker
+    (records, retries, dead letters), once: an escalation's run.
+
+    :param state: the current app's state.
+    :param event: the event as the consumer gets it (its recipients narrowed).
+    :param hub_id: the hub.
+    :param name: the consumer's task name.
+    :returns: ``False`` if this consumer's later run of the event was enqueued before.
+    :raises NotificationsUnavailable: if Redis or the broker stayed down.
+    """
+    config = current_app.config
+    deadline = time.monotonic() + config["NOTIFICATIONS_SEND_TIMEOUT"]
+    event_id, app_key = event["event_id"], state.app_key
+    payload = event.to_json()
+    due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
+    ttl = config["NOTIFICATIONS_DEDUP_TTL"]
+    if not _retrying(
+        lambda: records.claim_escalation(name, hub_id, app_key, payload, ttl, due),
+        deadline,
+        event_id,
+    ):
+        return False
+    task = state.celery.tasks[name]
+    shown = args_repr(event_id, hub_id, app_key)
+    try:
+        _retrying(
+            lambda: task.apply_async(
+                (payload, hub_id, app_key),
+                expires=celery_expiry(event),
+                serializer="json",
+                argsrepr=shown,
+            ),
+            deadline,
+            event_id,
+        )
+    except NotificationsUnavailable:
+        records.release_escalation(name, hub_id, app_key, event_id)
+        raise
+    return True
 
 
 def _queued(event: Event, channels: dict[str, None]) -> tuple[str, int, list[str]]:

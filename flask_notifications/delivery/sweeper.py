@@ -60,7 +60,17 @@ def redeliver_pending(delay: float, limit: int = 1000) -> int:
             members = client.zrangebyscore(pending, 0, now, start=0, num=limit - count)
             for member in members:
                 task_name, target, app_key, event_id = json.loads(member)
-                event_json = client.get(records.pending_event_key(event_id))
+                # A consumer's later run (an escalation) has the event as it
+                # got it; else the event as sent.
+                later = (
+                    records.escalation_key(task_name, target, event_id)
+                    if isinstance(target, str)
+                    else records.pending_event_key(event_id)
+                )
+                event_json = next(
+                    (x for x in client.mget(later, records.pending_event_key(event_id)) if x),
+                    None,
+                )
                 if event_json is None:  # older than the dedup TTL: give it up
                     client.zrem(pending, member)
                     continue
