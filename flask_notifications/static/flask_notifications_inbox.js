@@ -314,11 +314,16 @@ button { font: inherit; cursor: pointer; }
       li.appendChild(element("span", "dot")).setAttribute("aria-hidden", "true");
       var content = li.appendChild(element("div", "content"));
       if (!item.read) content.appendChild(element("span", "sr-only", labels.unreadItem));
+      // A grouped item (count, actors newest first, actor_count distinct actors);
+      // without actor_count, the events' count stands for the actors'.
       var count = Number(item.count) || 1;
       var actors = Array.isArray(item.actors) ? item.actors : [];
+      var people = Number(item.actor_count) || Math.max(count, actors.length);
       if (actors.length && count > 1) {
-        var others = Math.max(count, actors.length) - 1;
-        var text = fill(others === 1 ? labels.othersOne : labels.othersMany, { actor: actors[0], n: others });
+        var others = Math.max(people, actors.length) - 1;
+        var text = others
+          ? fill(others === 1 ? labels.othersOne : labels.othersMany, { actor: actors[0], n: others })
+          : String(actors[0]);
         content.appendChild(element("span", "actors", text)).setAttribute("part", "actors");
       }
       var url = safeUrl(item.client_action);
