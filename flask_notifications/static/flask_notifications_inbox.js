@@ -488,7 +488,13 @@ button { font: inherit; cursor: pointer; }
     }
 
     _loadMore() {
-      if (this._next === null || this._loading) return;
+      if (this._loading) {
+        // A refresh is under way: load more after it (it may change the next page).
+        var after = () => this._loadMore();
+        this._loading.then(after, after);
+        return;
+      }
+      if (this._next === null) return;
       var before = this._items.length;
       var version = this._version;
       var retry = false;
