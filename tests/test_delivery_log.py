@@ -259,3 +259,27 @@ def test_on_a_redis_cluster(make_app, cluster_url, redis_url, worker):
             }
         first = by_key(notifications.deliveries(events[0]["event_id"]))[("flaky", "dana")]
         assert list(first["times"]) == ["queued", "failed", "delivered"]  # the first run failed
+
+
+def test_an_event_that_expired_in_the_queue_is_suppressed(make_app, worker):
+    from datetime import UTC, datetime, timedelta
+
+    app = make_app()
+    notifications = Notifications(app)
+    hub = notifications.create_hub("Work")
+    flaky = Flaky(failures=0)
+    hub.register_consumer(flaky)
+    hub.register_consumer(Broken())
+    with app.app_context():
+        soon = datetime.now(UTC) + timedelta(seconds=1)
+        event = Event(None, "job", "t", "b", recipients=["dana"], expiration_datetime=soon)
+        notifications.send(event)
+        assert {r["status"] for r in notifications.deliveries(event["event_id"])} == {"queued"}
+        wait_for(event.is_expired, 5)
+        with worker(app):  # Celery discards the expired message
+            found = settle(notifications, event["event_id"], 2)
+    assert {(r["channel"], r["status"], r["error"]) for r in found} == {
+        ("flaky", "suppressed", "expired before delivery"),
+        ("broken", "suppressed", "expired before delivery"),
+    }
+    assert flaky._runs == []

@@ -16,8 +16,8 @@ Statuses (:data:`STATUSES`):
 - ``failed``: the consumer failed and will be retried (``error`` says why);
 - ``dead``: the consumer failed for good and left a dead letter (``error``);
 - ``suppressed``: not sent on purpose: an opt-out (preferences), a throttle,
-  or nowhere to send it (no e-mail address, subscription or device;
-  ``error`` then says which).
+  nowhere to send it (no e-mail address, subscription or device), or the
+  event expired in the queue; ``error`` says which.
 
 Each record keeps the time of each status it went through (the last time,
 for a status it reached twice) and the last error, cleaned with
@@ -254,7 +254,7 @@ def collecting(event_id: str) -> Iterator[_Run]:
 
 
 def finish_run(
-    run: _Run,
+    run: _Run | None,
     consumer: Consumer,
     event: Event,
     outcome: str,
@@ -272,17 +272,21 @@ def finish_run(
     :attr:`~flask_notifications.consumers.Consumer.channel`, or that the
     event's ``channels`` leave out, adds nothing.
 
-    :param run: what the run collected.
+    :param run: what the run collected (``None``: nothing, it did not run).
     :param consumer: the consumer.
     :param event: the event.
-    :param outcome: ``"ok"``, ``"failed"`` or ``"dead"``.
+    :param outcome: ``"ok"``, ``"failed"``, ``"dead"``, or ``"expired"`` (the
+        event expired before the consumer ran: ``suppressed``, ``expired``).
     :param error: the exception, for ``"failed"`` and ``"dead"``.
     """
-    entries = {key: value for key, value in run.entries.items()}
+    entries = dict(run.entries) if run is not None else {}
     channel = consumer.channel
     if channel is not None and consumer.wants(event):
         recipients = [str(r) for r in event["recipients"]] or [BROADCAST]
-        if outcome == "ok":
+        if outcome == "expired":
+            for recipient in recipients:
+                entries[(channel, recipient)] = ("suppressed", "expired before delivery")
+        elif outcome == "ok":
             status = consumer.delivery_status
             if status is not None:
                 reason = _UNREACHED if status == "suppressed" else None

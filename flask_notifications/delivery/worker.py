@@ -84,6 +84,8 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
     if event.is_expired():
         logger.info("event %s expired before its consumers ran; skipped", event_id)
         records.finish_pending(task.name, targets, app_key, event_id)
+        found, own = _find(state.extension, targets, event_id)
+        _log_expired(event, [consumer for _, _, consumer in (*found, *own)])
         return
     config = current_app.config
     found, own = _find(state.extension, targets, event_id)
@@ -216,6 +218,7 @@ def run_consumer(task: ConsumerTask, event_json: str, hub_id: str, app_key: str)
     if event.is_expired():
         logger.info("event %s expired before %r ran; skipped", event_id, task.name)
         records.finish_pending(task.name, hub_id, app_key, event_id)
+        _log_expired(event, [consumer])
         return
     if records.is_done(task.name, hub_id, event_id):
         logger.info("event %s already consumed by %r; redelivery skipped", event_id, task.name)
@@ -265,6 +268,32 @@ def run_consumer(task: ConsumerTask, event_json: str, hub_id: str, app_key: str)
     extra = delivery_log.commands(event_id, entries) if entries else ()
     records.mark_done(task.name, hub_id, app_key, event_id, ttl, extra)
     event_consumed.send(current_app._get_current_object(), event=event, hub=hub, consumer=consumer)
+
+
+def _log_expired_message(task_name: str, event_json: str, target: Any) -> None:
+    """The delivery log of a task Celery discarded for having expired."""
+    if not delivery_log.enabled():
+        return
+    event = Event.from_json(event_json)
+    extension = get_state().extension
+    if isinstance(target, str):  # a consumer's own task
+        hub = extension.get_hub_by_id(target)
+        consumer = hub.get_consumer(task_name) if hub is not None else None
+        consumers = [consumer] if consumer is not None else []
+    else:  # the event task
+        found, own = _find(extension, target, event["event_id"])
+        consumers = [consumer for _, _, consumer in (*found, *own)]
+    _log_expired(event, consumers)
+
+
+def _log_expired(event: Event, consumers: list[Consumer]) -> None:
+    """Record the recipients of consumers an expired event skipped as ``suppressed``."""
+    if not delivery_log.enabled():
+        return
+    entries: list[delivery_log.Entry] = []
+    for consumer in consumers:
+        entries += delivery_log.finish_run(None, consumer, event, "expired")
+    _write_log(event["event_id"], entries)
 
 
 def _write_log(event_id: str, entries: list[delivery_log.Entry]) -> None:
@@ -348,5 +377,6 @@ def forget_expired(
     try:
         with flask_app_for(sender.app, app_key).app_context():
             records.finish_pending(sender.name, args[1], app_key or get_state().app_key, event_id)
+            _log_expired_message(sender.name, args[0], args[1])
     except Exception:  # noqa: BLE001 - Redis down: the sweeper finds it, the task skips it
         logger.debug("could not drop the outbox record of an expired task", exc_info=True)
