@@ -81,6 +81,7 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_APNS_ENDPOINT": None,
     # None: Flask-Babel's BABEL_DEFAULT_LOCALE, else "en" (see i18n.default_locale).
     "NOTIFICATIONS_DEFAULT_LOCALE": None,
+    "NOTIFICATIONS_GROUP_ACTORS": 3,
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {
@@ -111,6 +112,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "NOTIFICATIONS_MOBILE_MAX_DEVICES": (int, 1),
     "NOTIFICATIONS_STREAMS_PER_USER": (int, 1),
     "NOTIFICATIONS_STREAMS_PER_ADDRESS": (int, 1),
+    "NOTIFICATIONS_GROUP_ACTORS": (int, 1),
 }
 
 

@@ -63,7 +63,13 @@ class Event(dict[str, Any]):
     :param tags: free-form labels, see :class:`~flask_notifications.filters.WithTag`.
     :param expiration_datetime: after this moment the event is never consumed.
         A naive datetime is read as local time, like ``datetime.now()``.
-    :param custom_fields: any further JSON-serialisable fields, kept as they are.
+    :param custom_fields: any further JSON-serialisable fields, kept as they are,
+        except ``group``: an optional string (at most 256 characters, no
+        control characters) naming the group the event belongs to, e.g.
+        ``"post:42:comments"``. The inbox keeps one unread item per recipient
+        and group (see :doc:`/workflows`), and the mobile consumers make it
+        the collapse key. It stays a custom field (not in
+        :data:`RESERVED_FIELDS`): events without it are unchanged.
     :raises InvalidEventError: when a field has the wrong type or value; the
         message and the exception's ``field`` attribute name the field.
     """
@@ -93,8 +99,8 @@ class Event(dict[str, Any]):
             tags=tags,
             expiration_datetime=expiration_datetime,
         )
+        self.update(custom_fields)  # after the reserved fields: the same order as before
         self.validate()
-        self.update(custom_fields)
 
     # -- validation ----------------------------------------------------------
 
@@ -124,6 +130,9 @@ class Event(dict[str, Any]):
         self["recipients"] = _id_list("recipients", self.get("recipients"))
         self["tags"] = _str_list("tags", self.get("tags"))
         self["expiration_datetime"] = _datetime_or_none(self.get("expiration_datetime"))
+        group = self.get("group")
+        if group is not None:
+            self["group"] = _group(group)
         return self
 
     # -- convenience ---------------------------------------------------------
@@ -249,6 +258,12 @@ def _identifier(field: str, value: object) -> str:
         # Ids reach mail headers (Message-ID), log lines and SSE fields.
         raise InvalidEventError(field, "must not contain control characters (CR, LF, NUL...)")
     return text
+
+
+def _group(value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidEventError("group", f"must be a string, not {_type_name(value)}")
+    return _identifier("group", value)
 
 
 def _timestamp(value: object) -> float:

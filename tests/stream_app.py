@@ -102,18 +102,22 @@ PAGE = """<!doctype html>
 {{ notifications_script() }}
 <span id="badge" style="visibility: hidden">0</span>
 <ul id="events"></ul>
+<ul id="items"></ul>
 <script>
   window.received = [];
+  window.groups = [];
   document.addEventListener("DOMContentLoaded", function () {
     var params = new URLSearchParams(location.search);
     window.conn = FlaskNotifications.connect({
       hub: params.get("hub") || "Inbox",
-      types: ["message"],
+      types: ["message", "comment"],
+      list: params.has("list") ? "#items" : null,
       forcePolling: params.has("forcePolling"),
       maxFailures: Number(params.get("maxFailures") || 5),
       pollInterval: 200,
-      onEvent: function (event, type) {
+      onEvent: function (event, type, group) {
         window.received.push(event);
+        window.groups.push(group);
         var li = document.createElement("li");
         li.textContent = type + ": " + event.title;
         document.getElementById("events").appendChild(li);

@@ -114,3 +114,75 @@ def test_js_client_falls_back_to_polling_when_the_stream_keeps_failing(chromium,
     page.wait_for_selector("#events li")
     assert page.inner_text("#events") == "message: via polling"
     context.close()
+
+
+def test_js_client_shows_a_groups_events_as_one_item(
+    chromium, stream_base, make_app, worker, tmp_path, artifacts_dir
+):
+    """Two comments on one post, through a real worker (StoreConsumer, then
+    PushConsumer): the page's list shows one item, updated in place, count 2."""
+    from flask_notifications import Notifications
+    from flask_notifications.consumers import PushConsumer, StoreConsumer
+
+    app = make_app(NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'inbox.sqlite'}")
+    notifications = Notifications(app)
+    hub = notifications.create_hub("Inbox")  # the hub the page streams
+    hub.register_consumer(StoreConsumer())
+    hub.register_consumer(PushConsumer(notifications.redis, hub))
+    context, page = _alice_page(chromium, stream_base, "?list=1")
+    page.wait_for_function("window.readyEvents === 1")
+
+    def comment(title, sender):
+        return Event(
+            None, "comment", title, "b", sender=sender, recipients=["alice"],
+            group="post:42:comments",
+        )  # fmt: skip
+
+    with worker(app), app.app_context():
+        notifications.inbox.create_tables()
+        notifications.send(comment("bob commented", "bob"))
+        page.wait_for_function("window.received.length === 1")
+        notifications.send(comment("carol commented", "carol"))
+        page.wait_for_function("window.received.length === 2")
+    items = page.eval_on_selector_all("#items li", "els => els.map(e => e.textContent)")
+    assert items == ["carol commented (2)"]
+    assert page.evaluate("window.groups") == ["post:42:comments", "post:42:comments"]
+    second = page.evaluate("window.received[1]")
+    assert second["count"] == 2 and second["actors"] == ["carol", "bob"]
+    assert second["actor_count"] == 2 and second["group"] == "post:42:comments"
+    assert page.eval_on_selector("#items li", "el => el.dataset.group") == "post:42:comments"
+    page.screenshot(path=str(artifacts_dir / "browser-grouped-item.png"))
+    context.close()
+
+
+def test_js_client_groups_plain_events_and_polled_items(chromium, stream_base, redis_client):
+    """Without an inbox item (a hub without StoreConsumer) the client counts a
+    group's events itself; polled group items come with the inbox's count."""
+    context, page = _alice_page(chromium, stream_base, "?list=1")
+    page.wait_for_function("window.readyEvents === 1")
+    publisher = RedisPubSub(redis_client)
+    for title in ("one", "two", "three"):
+        event = Event(None, "comment", title, "b", recipients=["alice"], group="g:1")
+        publisher.publish(hub_id_for("Inbox"), event.to_json())
+    page.wait_for_function("window.received.length === 3")
+    items = page.eval_on_selector_all("#items li", "els => els.map(e => e.textContent)")
+    assert items == ["three (3)"]
+    context.close()
+
+    context, page = _alice_page(chromium, stream_base, "?list=1&forcePolling=1")
+    import json
+    import urllib.request
+
+    for title in ("first", "second"):
+        event = Event(None, "comment", title, "b", sender="bob", recipients=["alice"], group="g:2")
+        body = json.dumps({"data": json.loads(event.to_json())}).encode()
+        request = urllib.request.Request(
+            stream_base + "/test-poll", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request) as response:
+            response.read()
+    page.wait_for_function(
+        "Array.from(document.querySelectorAll('#items li')).some(e => e.textContent === 'second (2)')"
+    )
+    assert page.eval_on_selector_all("#items li", "els => els.length") == 1
+    context.close()

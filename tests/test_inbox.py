@@ -139,7 +139,11 @@ def test_since_is_strictly_newer_and_oldest_first(inbox_app):
     items = inbox.since("alice", first["timestamp"])
     assert [i["data"]["title"] for i in items] == ["late", "third"]
     assert items[0]["timestamp"] > first["timestamp"] and items[0]["data"]["timestamp"] == 10.0
-    assert set(items[0]) == {"id", "name", "data", "timestamp"} and items[0]["name"] == "message"
+    assert (
+        set(items[0])
+        == {"id", "name", "data", "timestamp", "group", "count", "actors", "actor_count"}
+        and items[0]["name"] == "message"
+    )
     assert inbox.since("alice", items[-1]["timestamp"]) == []
     assert [i["data"]["title"] for i in inbox.since("alice", 0, limit=2)] == ["first", "late"]
 

@@ -16,6 +16,21 @@ from .store_consumer import StoreConsumer
 _CHUNK = 1000
 
 
+def stores_beside(consumer: Any) -> list[StoreConsumer]:
+    """The :class:`StoreConsumer` objects of the hubs ``consumer`` is registered on.
+
+    :param consumer: a registered consumer.
+    """
+    extension = get_state().extension
+    return [
+        store
+        for hub in extension.hubs
+        if any(c is consumer for c in hub._consumers.values())
+        for store in hub._consumers.values()
+        if isinstance(store, StoreConsumer)
+    ]
+
+
 def unread_badges(consumer: Any, event: Event, users: list[str]) -> dict[str, int]:
     """``{user: badge}`` for ``users``, or ``{}`` when no hub ``consumer`` is
     on stores to the inbox (no :class:`StoreConsumer` beside it).
@@ -31,13 +46,7 @@ def unread_badges(consumer: Any, event: Event, users: list[str]) -> dict[str, in
     if not users or not event["recipients"]:
         return {}
     extension = get_state().extension
-    stores = [
-        store
-        for hub in extension._hubs.values()
-        if any(c is consumer for c in hub._consumers.values())
-        for store in hub._consumers.values()
-        if isinstance(store, StoreConsumer)
-    ]
+    stores = stores_beside(consumer)
     if not stores or not any(s.wants(event) for s in stores):
         return {}
     wanted = list(dict.fromkeys(users))

@@ -9,8 +9,10 @@ from flask import Flask, current_app
 
 from .._state import get_state, has_state
 from ..event import Event
+from ..inbox.groups import publish_group_items
 from ..pubsub.backend import Backend
 from ..pubsub.redis_pubsub import RedisPubSub
+from ._badge import stores_beside
 from ._recipients import allowed_recipients
 from .consumer import Consumer
 
@@ -24,6 +26,13 @@ class PushConsumer(Consumer):
     """Publishes each event's JSON on the backend channel of a hub; every
     subscriber of that channel (see :meth:`Backend.listen
     <flask_notifications.pubsub.backend.Backend.listen>`) receives it.
+
+    An event with a ``group``, on a hub with a
+    :class:`~flask_notifications.consumers.StoreConsumer` (registered before
+    this consumer, so that it has stored the event), is published as each
+    recipient's updated inbox item instead: the stored event with ``group``,
+    ``count``, ``actors``, ``actor_count`` and ``notification_id``, so that a
+    client replaces the item it shows (see :doc:`/workflows`, Grouping).
 
     Given a Redis client, it publishes through the application's configured
     backend class (``NOTIFICATIONS_BACKEND``), so publishers and subscribers
@@ -73,10 +82,15 @@ class PushConsumer(Consumer):
 
     def consume(self, event: Event, *args: Any, **kwargs: Any) -> None:
         recipients = event["recipients"]
+        backend = self.backend_for_current_app()
         if recipients:
             allowed = allowed_recipients(event, self.channel)
             if not allowed:
                 return  # everyone opted out: an empty list would mean "broadcast"
+            if event.get("group") is not None and has_state() and stores_beside(self):
+                allowed = publish_group_items(backend, self.hub_id, event, allowed)
+                if not allowed:
+                    return
             if len(allowed) != len(recipients):
                 event = Event.from_dict(dict(event, recipients=allowed))
-        self.backend_for_current_app().publish(self.hub_id, event.to_json())
+        backend.publish(self.hub_id, event.to_json())

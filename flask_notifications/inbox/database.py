@@ -8,11 +8,13 @@ import time
 from typing import TYPE_CHECKING
 
 from flask import Flask, current_app
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from .._state import get_state
-from .models import metadata
+from ..errors import ConfigurationError
+from .models import GROUP_COLUMNS, GROUP_INDEX, metadata
+from .models import notifications as notifications_table
 
 if TYPE_CHECKING:
     from .._state import State
@@ -72,5 +74,41 @@ def get_engine(state: State | None = None) -> Engine:
             if engine is None:
                 engine = _make_engine(current_app._get_current_object())  # type: ignore[attr-defined]
                 _create_tables(engine)
+                state.inbox_schema_error = _schema_error(engine)
                 state.engine = engine
     return engine
+
+
+def inbox_engine(state: State | None = None) -> Engine:
+    """:func:`get_engine`, for the inbox's notifications table: raises when
+    that table predates the columns of grouping (``create_all`` adds no
+    column to an existing table).
+
+    :param state: the app's state (looked up when omitted).
+    :raises ConfigurationError: naming the missing columns and the migration.
+    """
+    state = state or get_state()
+    engine = get_engine(state)
+    if state.inbox_schema_error is not None:
+        raise ConfigurationError(state.inbox_schema_error)
+    return engine
+
+
+def _schema_error(engine: Engine) -> str | None:
+    """Why the notifications table cannot be used (columns or index missing), or ``None``."""
+    inspector = inspect(engine)
+    name = notifications_table.name
+    present = {c["name"] for c in inspector.get_columns(name)}
+    missing = [c for c in GROUP_COLUMNS if c not in present]
+    indexes = {i["name"] for i in inspector.get_indexes(name)}
+    if not missing and GROUP_INDEX in indexes:
+        return None
+    what = f"the columns {', '.join(missing)}" if missing else f"the index {GROUP_INDEX}"
+    if missing and GROUP_INDEX not in indexes:
+        what += f" and the index {GROUP_INDEX}"
+    return (
+        f"the inbox table {name!r} lacks {what}, added by Flask-Notifications 0.3 "
+        "for grouped notifications: create_all() does not change an existing table. "
+        "Migrate it (an Alembic revision, or the SQL in the documentation: "
+        "docs/inbox.rst, 'Upgrading an existing inbox')"
+    )

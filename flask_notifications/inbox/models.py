@@ -24,6 +24,13 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+#: The unique partial index that keeps one unread item per (recipient, group).
+GROUP_INDEX = "ux_flask_notifications_unread_group"
+#: Its predicate (also the upsert's ``index_where``).
+GROUP_WHERE = text("read_at IS NULL AND group_key IS NOT NULL")
+#: The columns grouping added to :data:`notifications` (checked on first use).
+GROUP_COLUMNS = ("group_key", "count", "actors", "actor_count")
+
 #: One row per recipient of a stored notification.
 notifications = Table(
     "flask_notifications",
@@ -42,6 +49,13 @@ notifications = Table(
     Column("client_action", String(256), nullable=True),
     Column("timestamp", Float, nullable=False),
     Column("read_at", Float, nullable=True),
+    # Grouping (see inbox.groups): the event's group, how many events the
+    # item stands for, the last few distinct senders (newest first) and how
+    # many distinct senders in all. Added in 0.3: see docs/inbox.rst, Upgrading.
+    Column("group_key", String(256), nullable=True),
+    Column("count", Integer, nullable=False, server_default=text("1")),
+    Column("actors", JSON, nullable=True),
+    Column("actor_count", Integer, nullable=False, server_default=text("0")),
     # "since" and newest-first pages of one user
     Index("ix_flask_notifications_recipient_ts", "recipient", "timestamp", "id"),
     # unread counts: only unread rows are indexed
@@ -54,8 +68,25 @@ notifications = Table(
     ),
     # replace-by-name
     Index("ix_flask_notifications_recipient_name", "recipient", "name"),
+    # one unread item per (recipient, group): the upsert's conflict target
+    Index(
+        GROUP_INDEX,
+        "recipient",
+        "group_key",
+        unique=True,
+        sqlite_where=GROUP_WHERE,
+        postgresql_where=GROUP_WHERE,
+    ),
     # ids are never reused (SQLite would reuse the highest one after a delete)
     sqlite_autoincrement=True,
+)
+
+#: The distinct senders of each grouped item (for its ``actor_count``).
+group_actors = Table(
+    "flask_notification_group_actors",
+    metadata,
+    Column("notification_id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("actor", String(256), primary_key=True),
 )
 
 #: Opt-outs: a user does not want ``event_type`` (``"*"``: any) on ``channel``.

@@ -15,7 +15,8 @@ from sqlalchemy import and_, delete, func, insert, select, update
 from ..delivery import log as delivery_log
 from ..errors import InvalidQueryError
 from ..event import Event
-from .database import get_engine
+from .database import inbox_engine as get_engine
+from .groups import store_grouped
 from .models import notifications as table
 
 if TYPE_CHECKING:
@@ -70,18 +71,23 @@ def user_id(value: object) -> str:
 
 
 def _item(row: Any) -> dict[str, Any]:
+    row = row._mapping  # a Row is a tuple: row.count would be tuple.count
     return {
-        "id": row.id,
-        "event_id": row.event_id,
-        "event_type": row.event_type,
-        "name": row.name,
-        "title": row.title,
-        "body": row.body,
-        "data": row.data,
-        "icon": row.icon,
-        "client_action": row.client_action,
-        "timestamp": row.timestamp,
-        "read": row.read_at is not None,
+        "id": row["id"],
+        "event_id": row["event_id"],
+        "event_type": row["event_type"],
+        "name": row["name"],
+        "title": row["title"],
+        "body": row["body"],
+        "data": row["data"],
+        "icon": row["icon"],
+        "client_action": row["client_action"],
+        "timestamp": row["timestamp"],
+        "read": row["read_at"] is not None,
+        "group": row["group_key"],
+        "count": row["count"],
+        "actors": row["actors"] or [],
+        "actor_count": row["actor_count"],
     }
 
 
@@ -157,7 +163,9 @@ class Inbox:
         return new_id
 
     def store(self, event: Event, recipients: Iterable[str | int] | None = None) -> int:
-        """Store ``event`` once per recipient, in one bulk insert.
+        """Store ``event`` once per recipient, in one bulk insert; an event
+        with a ``group`` updates each recipient's unread item of that group
+        instead, when there is one (see :doc:`/workflows`, Grouping).
 
         Its timestamp is the time it is stored. Its name is the event type and
         its data the event as that user's
@@ -167,7 +175,7 @@ class Inbox:
 
         :param event: the event.
         :param recipients: who gets it; the event's recipients by default.
-        :returns: how many rows were stored.
+        :returns: how many rows were stored or updated.
         """
         users = [user_id(r) for r in (event["recipients"] if recipients is None else recipients)]
         if not users:
@@ -186,12 +194,17 @@ class Inbox:
             "timestamp": time.time(),
             "read_at": None,
         }
-        rows = [
-            dict(common, recipient=u, data=dict(data, recipients=[u])) for u in dict.fromkeys(users)
-        ]
-        with get_engine().begin() as conn:
+        unique = list(dict.fromkeys(users))
+        engine = get_engine()
+        if event.get("group") is not None:
+            with engine.begin() as conn:
+                changed = store_grouped(conn, event, unique, common, data)
+            self.push_counts(changed)
+            return len(unique)
+        rows = [dict(common, recipient=u, data=dict(data, recipients=[u])) for u in unique]
+        with engine.begin() as conn:
             conn.execute(insert(table), rows)  # executemany: batched by SQLAlchemy
-        self.push_counts([row["recipient"] for row in rows])
+        self.push_counts(unique)
         return len(rows)
 
     def mark_read(self, user: str | int, notification_id: int) -> bool:
@@ -317,8 +330,10 @@ class Inbox:
         return Page([_item(r) for r in rows], page, per_page, total)
 
     def since(self, user: str | int, ts: float, limit: int | None = None) -> list[dict[str, Any]]:
-        """The user's notifications stored strictly after ``ts``, oldest first,
-        in the tutorial's form ``{id, name, data, timestamp}``.
+        """The user's notifications stored (or, for a group's item, updated)
+        strictly after ``ts``, oldest first, in the tutorial's form ``{id,
+        name, data, timestamp}`` plus ``group``, ``count``, ``actors`` and
+        ``actor_count``.
 
         :param user: the user.
         :param ts: epoch seconds.
@@ -329,14 +344,32 @@ class Inbox:
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
             raise InvalidQueryError(f"since must be a finite number, not {ts!r}")
         query = (
-            select(table.c.id, table.c.name, table.c.data, table.c.timestamp)
+            select(
+                table.c.id,
+                table.c.name,
+                table.c.data,
+                table.c.timestamp,
+                table.c.group_key,
+                table.c.count,
+                table.c.actors,
+                table.c.actor_count,
+            )  # fmt: skip
             .where(table.c.recipient == recipient, table.c.timestamp > ts)
             .order_by(table.c.timestamp, table.c.id)
             .limit(limit)
         )
         with get_engine().connect() as conn:
             return [
-                {"id": r.id, "name": r.name, "data": r.data, "timestamp": r.timestamp}
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "data": r.data,
+                    "timestamp": r.timestamp,
+                    "group": r.group_key,
+                    "count": r[5],
+                    "actors": r.actors or [],
+                    "actor_count": r.actor_count,
+                }  # fmt: skip
                 for r in conn.execute(query)
             ]
 

@@ -4,7 +4,12 @@
  *   var conn = FlaskNotifications.connect({
  *     hub: "Messages",                       // the hub label
  *     types: ["message"],                    // event types to receive (SSE event names)
- *     onEvent: function (event, type) {},    // each event (the event JSON, parsed)
+ *     onEvent: function (event, type, group) {},  // each event (the event JSON, parsed);
+ *                                            // group: its group key, or null
+ *     list: "#notifications",                // optional: a <ul> the client keeps, newest
+ *                                            // first; a group's item is updated in place
+ *     renderItem: function (event, li) {},   // optional: fill a list item (default: the
+ *                                            // title and, from 2 on, "(count)")
  *     onCount: function (n) {},              // "unread_count" events
  *     onReset: function () {},               // events were missed: reload your state
  *     onOpen: function () {},                // the stream (re)opened: counts are not
@@ -20,6 +25,11 @@
  * Streams with EventSource; after a failed (re)connection it opens a new
  * EventSource with ?lastEventId= so nothing is missed. When EventSource is
  * missing, or keeps failing, it polls <prefix>?since=<timestamp> instead.
+ *
+ * Grouped events (an event "group" field): on a hub that stores to the inbox,
+ * the stream carries the recipient's updated inbox item (the newest event with
+ * "count", "actors", "actor_count" and "notification_id"); elsewhere the
+ * event itself, and the client counts the group's events since the page opened.
  */
 (function (global) {
   "use strict";
@@ -99,6 +109,39 @@
     var since = opts.since || Date.now() / 1000;
     var seen = {};
     var seenOrder = [];
+    var counts = {}; // group key -> events counted here (events without a count)
+    var list = typeof opts.list === "string" ? document.querySelector(opts.list) : opts.list;
+    var renderItem = opts.renderItem || defaultRender;
+
+    function defaultRender(event, li) {
+      var count = Number(event.count) || 1;
+      li.textContent = event.title + (count > 1 ? " (" + count + ")" : "");
+    }
+
+    // The list item an event updates: its group's, unless that item was
+    // another inbox item (read since: the group's next event starts a new one).
+    function itemFor(event) {
+      if (event.group == null) return null;
+      for (var el = list.firstElementChild; el; el = el.nextElementSibling) {
+        if (el.dataset.group !== String(event.group)) continue;
+        var shown = el.dataset.notificationId;
+        if (!shown || event.notification_id == null || shown === String(event.notification_id)) {
+          return el;
+        }
+      }
+      return null;
+    }
+
+    function show(event) {
+      var li = itemFor(event);
+      if (!li) {
+        li = document.createElement("li");
+        list.insertBefore(li, list.firstChild);
+      }
+      if (event.group != null) li.dataset.group = String(event.group);
+      if (event.notification_id != null) li.dataset.notificationId = String(event.notification_id);
+      renderItem(event, li);
+    }
 
     function deliver(type, raw, id) {
       var data;
@@ -115,9 +158,15 @@
       }
       if (type === "unread_count") {
         onCount(countOf(data));
-      } else {
-        onEvent(data, type);
+        return;
       }
+      var group = data && data.group != null ? String(data.group) : null;
+      if (group !== null && data.count == null) {
+        counts[group] = (counts[group] || 0) + 1;
+        data.count = counts[group];
+      }
+      if (list && data) show(data);
+      onEvent(data, type, group);
     }
 
     function listen(type) {
@@ -177,7 +226,16 @@
           for (var i = 0; i < items.length; i++) {
             var item = items[i];
             if (item.timestamp > since) since = item.timestamp;
-            deliver(item.name, JSON.stringify(item.data), null);
+            var data = item.data;
+            if (item.group != null && data && typeof data === "object") {
+              // A group's inbox item, as the stream would carry it.
+              data.group = item.group;
+              data.count = item.count;
+              data.actors = item.actors;
+              data.actor_count = item.actor_count;
+              data.notification_id = item.id;
+            }
+            deliver(item.name, JSON.stringify(data), null);
           }
         }
         timer = setTimeout(poll, pollInterval);
