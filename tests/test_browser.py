@@ -182,7 +182,8 @@ def test_js_client_groups_plain_events_and_polled_items(chromium, stream_base, r
         with urllib.request.urlopen(request) as response:
             response.read()
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('#items li')).some(e => e.textContent === 'second (2)')"
+        "Array.from(document.querySelectorAll('#items li'))"
+        ".some(e => e.textContent === 'second (2)')"
     )
     assert page.eval_on_selector_all("#items li", "els => els.length") == 1
     context.close()
