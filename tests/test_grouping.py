@@ -241,3 +241,17 @@ MIGRATION = [
     "CREATE UNIQUE INDEX ux_flask_notifications_unread_group ON flask_notifications "
     "(recipient, group_key) WHERE read_at IS NULL AND group_key IS NOT NULL",
 ]
+
+
+def test_the_mobile_badge_counts_a_groups_item_once(group_app):
+    from flask_notifications.consumers._badge import unread_badges
+
+    app, notifications = group_app
+    hub = notifications.get_hub("Posts")
+    hub.register_consumer(lambda event: None, celery_task_name="tests.grouping.push")
+    consumer = hub.get_consumer("tests.grouping.push")
+    notifications.inbox.store(comment("bob commented", "bob"))
+    # The group's item takes the next comment in: the badge stays at 1.
+    assert unread_badges(consumer, comment("carol commented", "carol"), ["alice"]) == {"alice": 1}
+    other = comment("on another post", "carol", group="post:7:comments")
+    assert unread_badges(consumer, other, ["alice"]) == {"alice": 2}

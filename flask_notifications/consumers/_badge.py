@@ -9,7 +9,8 @@ from sqlalchemy import select
 
 from .._state import get_state
 from ..event import Event
-from ..inbox.database import get_engine
+from ..inbox.database import inbox_engine as get_engine
+from ..inbox.groups import unread_group_items
 from ..inbox.models import notifications as table
 from .store_consumer import StoreConsumer
 
@@ -37,7 +38,9 @@ def unread_badges(consumer: Any, event: Event, users: list[str]) -> dict[str, in
 
     The badge is the user's unread count, plus one when the hub's
     :class:`StoreConsumer` will store this event for the user but has not
-    yet (it runs in another task): the badge the user sees once it has.
+    yet (it runs in another task): the badge the user sees once it has. An
+    event of a group the user has an unread item of adds nothing (it updates
+    that item).
 
     :param consumer: the consumer sending the pushes.
     :param event: the event.
@@ -59,6 +62,8 @@ def unread_badges(consumer: Any, event: Event, users: list[str]) -> dict[str, in
                 table.c.recipient.in_(wanted[i : i + _CHUNK]),
             )
             stored.update(conn.execute(query).scalars())
+        if event.get("group") is not None:  # an unread item of the group takes it in
+            stored.update(unread_group_items(conn, wanted, event["group"]))
     inboxed = set(str(r) for r in event["recipients"])
     if current_app.config.get("NOTIFICATIONS_PREFERENCES") is not False:
         inboxed = set(extension.preferences.allowed(list(inboxed), event["event_type"], "inbox"))

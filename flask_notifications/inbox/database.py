@@ -107,8 +107,8 @@ def _schema_error(engine: Engine) -> str | None:
     if missing and GROUP_INDEX not in indexes:
         what += f" and the index {GROUP_INDEX}"
     return (
-        f"the inbox table {name!r} lacks {what}, added by Flask-Notifications 0.3 "
-        "for grouped notifications: create_all() does not change an existing table. "
+        f"the inbox table {name!r} lacks {what}, added for grouped notifications: "
+        "create_all() does not change an existing table. "
         "Migrate it (an Alembic revision, or the SQL in the documentation: "
         "docs/inbox.rst, 'Upgrading an existing inbox')"
     )

@@ -51,7 +51,8 @@ notifications = Table(
     Column("read_at", Float, nullable=True),
     # Grouping (see inbox.groups): the event's group, how many events the
     # item stands for, the last few distinct senders (newest first) and how
-    # many distinct senders in all. Added in 0.3: see docs/inbox.rst, Upgrading.
+    # many distinct senders in all. Added with grouping: see docs/inbox.rst,
+    # "Upgrading an existing inbox".
     Column("group_key", String(256), nullable=True),
     Column("count", Integer, nullable=False, server_default=text("1")),
     Column("actors", JSON, nullable=True),
