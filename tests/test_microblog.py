@@ -329,3 +329,73 @@ def test_each_user_gets_pages_and_mail_in_their_language(microblog, client_for, 
     finally:
         alice.post("/language", data={"locale": "en"})
     assert "Hi, alice!" in alice.get("/").get_data(as_text=True)
+
+
+# -- comments grouped per post (issue 16) ---------------------------------------------------
+
+
+def user_id(microblog, username):
+    with microblog.app.app_context():
+        return microblog.db.session.scalar(
+            microblog.select(microblog.User.id).filter_by(username=username)
+        )
+
+
+def test_comments_are_one_inbox_item_per_post(microblog, client_for, redis_client, worker):
+    inbox = microblog.notifications.inbox
+    alice_id = user_id(microblog, "alice")
+    with microblog.app.app_context():
+        inbox.mark_all_read(alice_id)
+    alice, bob, carol = client_for("alice"), client_for("bob"), client_for("carol")
+    response = alice.post("/posts", data={"body": "Hello, world"})
+    assert response.status_code == 302
+    post = response.headers["Location"]
+    assert alice.post(post + "/comments", data={"body": "my own"}).status_code == 302
+    assert queued(redis_client) == 0  # the author's own comment notifies nobody
+    for client, text in ((bob, "Nice"), (carol, "+1"), (bob, "Again")):
+        assert client.post(post + "/comments", data={"body": text}).status_code == 302
+    assert alice.post(post + "/comments", data={"body": " "}).status_code == 400
+    assert alice.get("/posts/999999").status_code == 404
+    with microblog.app.app_context(), worker(microblog.app):
+        wait_for(
+            lambda: inbox.list(alice_id).items and inbox.list(alice_id).items[0]["count"] == 3, 15
+        )
+    (item,) = alice.get("/notifications/inbox?unread=1").get_json()["items"]
+    bob_id, carol_id = user_id(microblog, "bob"), user_id(microblog, "carol")
+    assert item["group"] == f"post:{post.rsplit('/', 1)[1]}:comments"
+    assert item["actors"] == [str(bob_id), str(carol_id)] and item["actor_count"] == 2
+    assert item["title"] == "bob commented on your post" and item["body"] == "Again"
+    page = alice.get(post).get_data(as_text=True)
+    assert "Nice" in page and "+1" in page and "Again" in page
+
+
+@pytest.mark.subprocess
+def test_comments_update_one_live_item(chromium, microblog_stack, artifacts_dir):
+    base = microblog_stack.base
+    alice_context, bob_context = chromium.new_context(), chromium.new_context()
+    alice = log_in(alice_context, base, "alice")
+    alice.goto(base + "/")
+    alice.fill("form[action='/posts'] textarea", "My first post")
+    alice.click("button:has-text('Post')")
+    alice.wait_for_selector("text=No comments yet.")
+    post = alice.url
+    with alice.expect_response(lambda r: "/notifications/stream/Activity" in r.url):
+        alice.goto(base + "/")
+    bob = log_in(bob_context, base, "bob")
+    carol_context = chromium.new_context()
+    carol = log_in(carol_context, base, "carol")
+    for page, text in ((bob, "Nice post"), (carol, "Agreed")):
+        page.goto(post)
+        page.fill("textarea[name=body]", text)
+        page.click("button:has-text('Comment')")
+        page.wait_for_selector(f"text={text}")
+    alice.wait_for_function(
+        "document.querySelector('#activity-list li') && document.querySelector"
+        "('#activity-list li').textContent === 'carol and 1 other commented on your post (2)'",
+        timeout=15000,
+    )
+    assert alice.eval_on_selector_all("#activity-list li", "els => els.length") == 1
+    alice.wait_for_function(badge_is(1), timeout=5000)  # one unread item for the post
+    alice.screenshot(path=str(artifacts_dir / "microblog-grouped-comments.png"))
+    for context in (alice_context, bob_context, carol_context):
+        context.close()

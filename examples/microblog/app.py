@@ -139,6 +139,31 @@ class Message(db.Model):  # type: ignore[name-defined,misc]
     recipient: Mapped[User] = relationship(foreign_keys=[recipient_id])
 
 
+class Post(db.Model):  # type: ignore[name-defined,misc]
+    """A public post; others comment on it."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
+    body: Mapped[str] = mapped_column(String(MAX_MESSAGE))
+    timestamp: Mapped[datetime] = mapped_column(index=True, default=lambda: datetime.now(UTC))
+
+    author: Mapped[User] = relationship()
+    comments: Mapped[list[Comment]] = relationship(back_populates="post", order_by="Comment.id")
+
+
+class Comment(db.Model):  # type: ignore[name-defined,misc]
+    """A comment on a post: its author is notified, one inbox item per post."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey(Post.id), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey(User.id))
+    body: Mapped[str] = mapped_column(String(MAX_MESSAGE))
+    timestamp: Mapped[datetime] = mapped_column(default=lambda: datetime.now(UTC))
+
+    post: Mapped[Post] = relationship(back_populates="comments")
+    author: Mapped[User] = relationship()
+
+
 @login_manager.user_loader
 def load_user(user_id: str) -> User | None:
     """Flask-Login's loader: the user of the session, if they still exist.
@@ -236,6 +261,37 @@ def message_event(message: Message) -> Event:
 # Sent after the commit, through notifications.send(): the hubs and the worker.
 notifications.on_insert(Message, message_event)
 
+# -- comments, grouped per post ------------------------------------------------------------
+# One inbox item per post and reader: "bob and 2 others commented on your
+# post (5)", updated in place on the author's open pages.
+activity_hub = notifications.create_hub("Activity")
+activity_hub.filter_by(WithEventType("comment"))
+activity_hub.register_consumer(StoreConsumer())  # first: the stream sends the stored item
+activity_hub.register_consumer(PushConsumer(redis, activity_hub.hub_id))
+
+
+def comment_event(comment: Comment) -> Event | None:
+    """The notification of a comment, for the post's author (none for their own).
+
+    :param comment: the comment, flushed but not yet committed.
+    """
+    post = comment.post
+    if comment.author_id == post.author_id:
+        return None
+    return Event(
+        None,
+        "comment",
+        f"{comment.author.username} commented on your post",
+        comment.body,
+        sender=comment.author_id,
+        recipients=[post.author_id],
+        group=f"post:{post.id}:comments",
+        post_id=post.id,
+    )
+
+
+notifications.on_insert(Comment, comment_event)
+
 
 # -- views -------------------------------------------------------------------------------
 
@@ -264,14 +320,72 @@ def navigation() -> dict[str, object]:
     }
 
 
+@app.template_global()
+def usernames() -> dict[str, str]:
+    """User id (a string, as in events) -> username, for the pages' script
+    to name a group's ``actors`` (a demo has few users)."""
+    return {str(u.id): u.username for u in db.session.scalars(select(User))}
+
+
 @app.get("/")
 @login_required
 def index() -> ResponseReturnValue:
-    """The other users, each with a link to send them a message."""
+    """The other users, each with a link to send them a message, and the newest posts."""
     users = db.session.scalars(
         select(User).where(User.id != current_user.id).order_by(User.username)
     ).all()
-    return render_template("index.html", users=users, languages=LANGUAGES)
+    posts = db.session.scalars(select(Post).order_by(Post.id.desc()).limit(20)).all()
+    return render_template(
+        "index.html", users=users, languages=LANGUAGES, posts=posts, max_message=MAX_MESSAGE
+    )
+
+
+def _text_field(name: str) -> str | None:
+    """The form field ``name``, stripped, or ``None`` when empty or too long."""
+    text = request.form.get(name, "").strip()
+    return text if 0 < len(text) <= MAX_MESSAGE else None
+
+
+@app.post("/posts")
+@login_required
+def new_post() -> ResponseReturnValue:
+    """Publish a post."""
+    body = _text_field("body")
+    if body is None:
+        flash(f"A post has 1 to {MAX_MESSAGE} characters.")
+        return redirect(url_for("index")), 303
+    post = Post(author=current_user, body=body)
+    db.session.add(post)
+    db.session.commit()
+    return redirect(url_for("show_post", post_id=post.id))
+
+
+@app.get("/posts/<int:post_id>")
+@login_required
+def show_post(post_id: int) -> ResponseReturnValue:
+    """A post, its comments and a form to comment.
+
+    :param post_id: the post's id; 404 when there is none.
+    """
+    post = db.get_or_404(Post, post_id)
+    return render_template("post.html", post=post, max_message=MAX_MESSAGE)
+
+
+@app.post("/posts/<int:post_id>/comments")
+@login_required
+def comment(post_id: int) -> ResponseReturnValue:
+    """Comment on a post: its author gets a notification grouped per post.
+
+    :param post_id: the post's id; 404 when there is none.
+    """
+    post = db.get_or_404(Post, post_id)
+    body = _text_field("body")
+    if body is None:
+        flash(f"A comment has 1 to {MAX_MESSAGE} characters.")
+        return render_template("post.html", post=post, max_message=MAX_MESSAGE), 400
+    db.session.add(Comment(post=post, author=current_user, body=body))
+    db.session.commit()  # on_insert sends the "comment" event now
+    return redirect(url_for("show_post", post_id=post.id))
 
 
 @app.route("/login", methods=["GET", "POST"])
