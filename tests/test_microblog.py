@@ -384,18 +384,24 @@ def test_comments_update_one_live_item(chromium, microblog_stack, artifacts_dir)
     bob = log_in(bob_context, base, "bob")
     carol_context = chromium.new_context()
     carol = log_in(carol_context, base, "carol")
-    for page, text in ((bob, "Nice post"), (carol, "Agreed")):
+    for page, text in ((bob, "Nice post"), (carol, "Agreed"), (bob, "Indeed")):
         page.goto(post)
         page.fill("textarea[name=body]", text)
         page.click("button:has-text('Comment')")
         page.wait_for_selector(f"text={text}")
+    # Three comments by two people: one item, updated in place.
     alice.wait_for_function(
         "document.querySelector('#activity-list li') && document.querySelector"
-        "('#activity-list li').textContent === 'carol and 1 other commented on your post (2)'",
+        "('#activity-list li').textContent === 'bob and 1 other commented on your post (3)'",
         timeout=15000,
     )
     assert alice.eval_on_selector_all("#activity-list li", "els => els.length") == 1
     alice.wait_for_function(badge_is(1), timeout=5000)  # one unread item for the post
+    # The inbox widget's dropdown shows the item with its distinct actors and count.
+    alice.click(f"{WIDGET} .bell")
+    alice.wait_for_function(f"{LIST_TEXT}.includes('bob commented on your post')", timeout=5000)
+    text = alice.evaluate(LIST_TEXT)
+    assert " and 1 other" in text and "Indeed" in text
     alice.screenshot(path=str(artifacts_dir / "microblog-grouped-comments.png"))
     for context in (alice_context, bob_context, carol_context):
         context.close()
