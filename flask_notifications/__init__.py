@@ -6,6 +6,7 @@ Public names: ``Notifications``, ``Event``, ``EventHub``, ``EventFilter``,
 
 from .errors import (
     ConfigurationError,
+    CriticalCategoryError,
     EventTooLargeError,
     InvalidEventError,
     InvalidMessageError,
@@ -29,6 +30,7 @@ __version__ = "0.2.0.dev0"
 
 __all__ = [
     "ConfigurationError",
+    "CriticalCategoryError",
     "Event",
     "EventFilter",
     "EventHub",

@@ -15,8 +15,8 @@ from typing import Any
 
 from werkzeug.utils import ImportStringError, import_string
 
-from .errors import ConfigurationError
-from .event import DEFAULT_MAX_EVENT_BYTES
+from .errors import ConfigurationError, InvalidEventError
+from .event import DEFAULT_MAX_EVENT_BYTES, check_category
 from .pubsub.backend import Backend
 from .pubsub.redis_pubsub import DEFAULT_HISTORY_MAXLEN
 
@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "NOTIFICATIONS_INBOX_MAX_PER_PAGE": 100,
     "NOTIFICATIONS_INBOX_HUB": None,
     "NOTIFICATIONS_PREFERENCES": None,
+    "NOTIFICATIONS_CRITICAL_CATEGORIES": ("security",),
+    "NOTIFICATIONS_CATEGORIES": None,
     "NOTIFICATIONS_DEDUP_TTL": 24 * 3600,
     "NOTIFICATIONS_SEND_TIMEOUT": 5,
     "NOTIFICATIONS_REDELIVER_AFTER": 600,
@@ -150,6 +152,13 @@ def apply_defaults(config: MutableMapping[str, Any]) -> None:
     check_numbers(config)
     check_prefix(config["NOTIFICATIONS_REDIS_PREFIX"])
     check_locale(config)
+    config["NOTIFICATIONS_CRITICAL_CATEGORIES"] = check_categories(
+        "NOTIFICATIONS_CRITICAL_CATEGORIES", config["NOTIFICATIONS_CRITICAL_CATEGORIES"]
+    )
+    if config["NOTIFICATIONS_CATEGORIES"] is not None:
+        config["NOTIFICATIONS_CATEGORIES"] = check_categories(
+            "NOTIFICATIONS_CATEGORIES", config["NOTIFICATIONS_CATEGORIES"]
+        )
     replicas = config["NOTIFICATIONS_REDIS_WAIT_REPLICAS"]
     if replicas is not None and (
         isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 0
@@ -191,6 +200,22 @@ def check_locale(config: MutableMapping[str, Any]) -> None:
             f"not {value!r}"
         )
     config["NOTIFICATIONS_DEFAULT_LOCALE"] = locale
+
+
+def check_categories(key: str, value: object) -> tuple[str, ...]:
+    """Check a list of category names (``NOTIFICATIONS_CRITICAL_CATEGORIES``,
+    ``NOTIFICATIONS_CATEGORIES``) and return it as a tuple.
+
+    :param key: the setting's name, for the error.
+    :param value: the setting.
+    :raises ConfigurationError: for a string, a non-iterable or a bad name.
+    """
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple | set | frozenset):
+        raise ConfigurationError(f"{key} must be a list of category names, not {value!r}")
+    try:
+        return tuple(check_category(item, key) for item in value)
+    except InvalidEventError as exc:
+        raise ConfigurationError(str(exc).removeprefix("invalid event: ")) from None
 
 
 def check_numbers(config: Mapping[str, Any]) -> None:

@@ -1,4 +1,5 @@
-"""The extension's blueprint: streams, the inbox API, Web Push, mobile devices and the JS client.
+"""The extension's blueprint: streams, the inbox API, preferences, Web Push, mobile devices and
+the JS client.
 
 :func:`make_blueprint` builds a new blueprint for each app in
 :meth:`Notifications.init_app <flask_notifications.Notifications.init_app>`,
@@ -20,6 +21,7 @@ from .errors import InvalidQueryError
 def make_blueprint() -> Blueprint:
     """A new ``notifications`` blueprint with every route of the extension."""
     from .delivery import views as delivery_views
+    from .inbox import preference_views
     from .inbox import views as inbox_views
     from .mobile import views as mobile_views
     from .stream import views as stream_views
@@ -28,7 +30,14 @@ def make_blueprint() -> Blueprint:
     blueprint = Blueprint(
         "notifications", __name__, static_folder="static", static_url_path="/static"
     )
-    for views in (stream_views, inbox_views, delivery_views, webpush_views, mobile_views):
+    for views in (
+        stream_views,
+        inbox_views,
+        preference_views,
+        delivery_views,
+        webpush_views,
+        mobile_views,
+    ):
         views.register(blueprint)
     return blueprint
 

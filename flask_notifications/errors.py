@@ -50,6 +50,11 @@ class InvalidScheduleError(NotificationsError, ValueError):
     or a value of the wrong type."""
 
 
+class CriticalCategoryError(InvalidQueryError):
+    """A category listed in ``NOTIFICATIONS_CRITICAL_CATEGORIES`` cannot be
+    turned off (the HTTP API answers it with 400)."""
+
+
 class NotificationsUnavailable(NotificationsError, ConnectionError):
     """Redis or the Celery broker did not answer within ``NOTIFICATIONS_SEND_TIMEOUT``:
     the event was not (or not completely) enqueued. Sending it again is safe."""

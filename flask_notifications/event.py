@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import time
 import uuid
 from collections.abc import Iterable, Mapping
@@ -34,6 +35,11 @@ RESERVED_FIELDS = (
     "tags",
     "expiration_datetime",
 )
+#: The optional field naming an event's category (``"comments"``,
+#: ``"security"``...): not reserved (an event without it has no such key), but
+#: validated when present, by :func:`category_of`.
+CATEGORY_FIELD = "category"
+_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 _REQUIRED_JSON_FIELDS = ("event_type", "title", "body")
 _MAX_ID_LENGTH = 256
 
@@ -133,6 +139,7 @@ class Event(dict[str, Any]):
         group = self.get("group")
         if group is not None:
             self["group"] = _group(group)
+        category_of(self)
         return self
 
     # -- convenience ---------------------------------------------------------
@@ -240,6 +247,35 @@ class Event(dict[str, Any]):
 
 
 # -- field helpers ------------------------------------------------------------
+
+
+def check_category(value: object, field: str = CATEGORY_FIELD) -> str:
+    """``value`` if it is a category name: 1 to 64 ASCII letters, digits,
+    ``_``, ``.`` or ``-``, starting with a letter or digit.
+
+    :param value: the candidate.
+    :param field: the name the error gives it.
+    :raises InvalidEventError: for anything else.
+    """
+    if isinstance(value, str) and _CATEGORY.match(value):
+        return value
+    shown = repr(value)[:60]
+    raise InvalidEventError(
+        field,
+        "must be 1-64 ASCII letters, digits, '_', '.' or '-', starting with a letter "
+        f"or digit, not {shown}",
+    )
+
+
+def category_of(event: Mapping[str, Any]) -> str | None:
+    """The event's category, or ``None`` when it has none (no ``category``
+    field, or ``None``).
+
+    :param event: the event.
+    :raises InvalidEventError: when the field is not a category name.
+    """
+    value = event.get(CATEGORY_FIELD)
+    return None if value is None else check_category(value)
 
 
 def _type_name(value: object) -> str:

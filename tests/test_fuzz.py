@@ -25,6 +25,8 @@ ROUTES = [
     ("/notifications/unread-count", "GET"),
     ("/notifications/<notification_id>/read", "POST"),
     ("/notifications/read-all", "POST"),
+    ("/notifications/preferences", "GET"),
+    ("/notifications/preferences", "PUT"),
     ("/notifications/service-worker.js", "GET"),
     ("/notifications/push-subscriptions/key", "GET"),
     ("/notifications/push-subscriptions", "POST"),
@@ -50,6 +52,20 @@ bodies = st.one_of(
     st.sampled_from([b"[" * 100_000, b'{"a":' * 50_000, b"x" * 200_000]),  # recursion, size
     st.integers(1, 2000).map(lambda n: b'{"endpoint": "' + b"x" * n * 50 + b'"}'),
     st.just(b'{"endpoint": "https://push.example.test/x", "keys": {"p256dh": "a", "auth": "b"}}'),
+    # preferences: real channels and keys with hostile values
+    st.fixed_dictionaries(
+        {
+            "channels": st.dictionaries(
+                st.sampled_from(["email", "inbox", "stream", "webpush", "mobile", "sms"]) | texts,
+                st.dictionaries(
+                    st.sampled_from(["enabled", "categories", "event_types", "digest"]) | texts,
+                    json_values | st.dictionaries(texts | st.just("security"), json_values),
+                    max_size=3,
+                ),
+                max_size=3,
+            )
+        }
+    ).map(lambda v: json.dumps(v).encode()),
 )
 identities = st.sampled_from([None, "alice", "", " ", "42", "é\u202e"])
 last_ids = st.one_of(
@@ -152,7 +168,7 @@ def test_no_route_answers_5xx(
 
 EVENT_FIELDS = [
     "event_id", "event_type", "title", "body", "timestamp", "sender", "recipients",
-    "expiration_datetime", "tags", "priority", "data", "url", "icon",
+    "expiration_datetime", "tags", "priority", "data", "url", "icon", "category",
 ]  # fmt: skip
 
 

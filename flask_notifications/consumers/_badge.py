@@ -66,7 +66,7 @@ def unread_badges(consumer: Any, event: Event, users: list[str]) -> dict[str, in
             stored.update(unread_group_items(conn, wanted, event["group"]))
     inboxed = set(str(r) for r in event["recipients"])
     if current_app.config.get("NOTIFICATIONS_PREFERENCES") is not False:
-        inboxed = set(extension.preferences.allowed(list(inboxed), event["event_type"], "inbox"))
+        inboxed = set(extension.preferences.allowed_for(list(inboxed), event, "inbox"))
     return {
         user: counts.get(user, 0) + (1 if user in inboxed and user not in stored else 0)
         for user in wanted

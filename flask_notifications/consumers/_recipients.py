@@ -57,9 +57,11 @@ def preferences_on(app: Flask) -> bool:
 
 
 def allowed_recipients(event: Event, channel: str, force: bool = False) -> list[str]:
-    """The event's recipients (as strings) who did not opt out of its type on
-    ``channel``; every recipient when preferences are off. The others are
-    recorded ``suppressed`` in the delivery log.
+    """The event's recipients (as strings) whose preferences accept it on
+    ``channel`` (:meth:`Preferences.allowed
+    <flask_notifications.inbox.Preferences.allowed>`: channel, category and
+    event-type switches); every recipient when preferences are off. The
+    others are recorded ``suppressed`` in the delivery log.
 
     :param event: the event.
     :param channel: ``"email"``, ``"webpush"``, ...
@@ -74,7 +76,7 @@ def allowed_recipients(event: Event, channel: str, force: bool = False) -> list[
     extension = current_app.extensions.get("notifications")
     if extension is None:
         return recipients
-    allowed = extension.preferences.allowed(recipients, event["event_type"], channel)
+    allowed = extension.preferences.allowed_for(recipients, event, channel)
     if len(allowed) != len(recipients):
         kept = set(allowed)
         delivery_log.record_many(
@@ -109,6 +111,6 @@ def mobile_devices(
         devices = store.all()
         if devices and preferences_on(current_app):
             users = list(dict.fromkeys(d.recipient for d in devices))
-            allowed = set(extension.preferences.allowed(users, event["event_type"], channel))
+            allowed = set(extension.preferences.allowed_for(users, event, channel))
             devices = [d for d in devices if d.recipient in allowed]
     return [d for d in devices if d.platform in platforms]

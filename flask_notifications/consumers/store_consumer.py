@@ -15,8 +15,9 @@ from .consumer import Consumer
 
 class StoreConsumer(Consumer):
     """Stores each event in the inbox, one row per recipient (one bulk insert),
-    skipping users who opted out of the event type on the ``inbox`` channel
-    (unless ``NOTIFICATIONS_PREFERENCES`` is ``False``).
+    skipping users whose preferences refuse it on the ``inbox`` channel
+    (channel, category or event type; unless ``NOTIFICATIONS_PREFERENCES`` is
+    ``False``).
     Broadcast events (no recipients) are not stored.
 
     The hubs a StoreConsumer is registered on also carry the ``unread_count``

@@ -242,9 +242,7 @@ class WebPushConsumer(Consumer):
         subscriptions = store.all()
         if subscriptions and preferences_on(current_app):
             users = list(dict.fromkeys(s.recipient for s in subscriptions))
-            allowed = set(
-                get_state().extension.preferences.allowed(users, event["event_type"], self.channel)
-            )
+            allowed = set(get_state().extension.preferences.allowed_for(users, event, self.channel))
             subscriptions = [s for s in subscriptions if s.recipient in allowed]
         return subscriptions
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from .._state import get_state
@@ -112,3 +113,34 @@ def _schema_error(engine: Engine) -> str | None:
         "Migrate it (an Alembic revision, or the SQL in the documentation: "
         "docs/inbox.rst, 'Upgrading an existing inbox')"
     )
+
+
+def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> int:
+    """Insert ``rows`` into ``table``, skipping those whose unique key is
+    already there (``ON CONFLICT DO NOTHING`` on SQLite and PostgreSQL; on
+    other databases, one row at a time in a savepoint).
+
+    A plain insert that fails on a duplicate would abort the whole
+    transaction on PostgreSQL, and SQLite's driver mishandles savepoints.
+
+    :param conn: a connection in a transaction.
+    :param table: the table.
+    :param rows: the rows.
+    :returns: how many were inserted (where the driver tells).
+    """
+    if not rows:
+        return 0
+    name = conn.dialect.name
+    if name in ("sqlite", "postgresql"):
+        module = sqlite if name == "sqlite" else postgresql
+        result = conn.execute(module.insert(table).on_conflict_do_nothing(), rows)
+        return max(result.rowcount, 0)
+    count = 0
+    for row in rows:
+        try:
+            with conn.begin_nested():
+                conn.execute(table.insert(), row)
+            count += 1
+        except IntegrityError:
+            pass
+    return count
