@@ -8,6 +8,7 @@ client for the routes.
 from __future__ import annotations
 
 import importlib.util
+import re
 import sqlite3
 import sys
 
@@ -196,7 +197,7 @@ def message_count(microblog):
         return microblog.db.session.query(microblog.Message).count()
 
 
-@pytest.mark.parametrize("path", ["/", "/messages", "/send/bob"])
+@pytest.mark.parametrize("path", ["/", "/messages", "/send/bob", "/settings"])
 def test_pages_require_login(microblog, redis_url, path):
     response = microblog.app.test_client().get(path)
     assert response.status_code == 302
@@ -405,3 +406,48 @@ def test_comments_update_one_live_item(chromium, microblog_stack, artifacts_dir)
     alice.screenshot(path=str(artifacts_dir / "microblog-grouped-comments.png"))
     for context in (alice_context, bob_context, carol_context):
         context.close()
+
+
+def test_settings_turn_a_category_off_per_channel_and_lock_critical_ones(
+    microblog, client_for, redis_client, worker
+):
+    bob_id, carol_id = user_id(microblog, "bob"), user_id(microblog, "carol")
+    prefs, inbox = microblog.notifications.preferences, microblog.notifications.inbox
+    bob = client_for("bob")
+    page = bob.get("/settings").get_data(as_text=True)
+    assert 'name="email:messages"' in page and 'name="email:*"' in page
+    # The critical category is shown, checked and locked (no name: never posted).
+    assert page.count('data-critical="security"') == 3
+    assert 'name="email:security"' not in page
+
+    form = {"inbox:*": "on", "inbox:messages": "on", "stream:*": "on",
+            "stream:messages": "on", "email:*": "on"}  # fmt: skip
+    response = bob.post("/settings", data=form)
+    assert response.status_code == 302
+    try:
+        got = bob.get("/notifications/preferences").get_json()  # the HTTP API, same switches
+        assert got["channels"]["email"]["categories"] == {"messages": False, "security": True}
+        assert got["channels"]["inbox"]["categories"]["messages"] is True
+        page = bob.get("/settings").get_data(as_text=True)
+        assert not re.search(r'name="email:messages"[^>]*checked', page)
+        assert re.search(r'name="inbox:messages"[^>]*checked', page)
+        off = {"channels": {"email": {"categories": {"security": False}}}}
+        answer = bob.put("/notifications/preferences", json=off)
+        assert answer.status_code == 400 and "critical" in answer.get_json()["error"]
+
+        with microblog.app.app_context():
+            inbox.mark_all_read(bob_id)
+            inbox.mark_all_read(carol_id)
+        alice = client_for("alice")
+        assert alice.post("/send/bob", data={"message": "no mail for this"}).status_code == 302
+        with microblog.app.app_context(), worker(microblog.app):
+            wait_for(lambda: inbox.unread_count(bob_id) == 1, 15)
+            # Carol's mail is sent after Bob's e-mail task has run (one worker, in order).
+            before = len(microblog.mail_sink.to("carol@example.com"))
+            alice.post("/send/carol", data={"message": "a mail for this"})
+            wait_for(lambda: len(microblog.mail_sink.to("carol@example.com")) > before, 15)
+        sent = [m for m in microblog.mail_sink.messages if "no mail for this" in m.as_string()]
+        assert sent == []
+    finally:
+        with microblog.app.app_context():
+            prefs.set(bob_id, "email", "messages", enabled=True)

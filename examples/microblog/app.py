@@ -88,6 +88,9 @@ app.config.update(
     NOTIFICATIONS_METRICS_ENDPOINT=(
         "/metrics" if importlib.util.find_spec("prometheus_client") else None
     ),
+    # The categories users can turn off per channel on the Settings page;
+    # "security" (NOTIFICATIONS_CRITICAL_CATEGORIES' default) is always on.
+    NOTIFICATIONS_CATEGORIES=("messages",),
 )
 
 
@@ -255,6 +258,7 @@ def message_event(message: Message) -> Event:
         recipients=[message.recipient_id],
         message_id=message.id,
         client_action=url_for("messages"),
+        category="messages",  # users can turn it off per channel (Settings)
     )
 
 
@@ -486,6 +490,47 @@ def deliveries_of(shown: list[Message]) -> dict[int, list[tuple[str, str]]]:
         ]
         for message_id, event_id in events.items()
     }
+
+
+# -- notification settings -------------------------------------------------------------------
+
+#: The channels the Settings page shows, with their labels.
+SETTINGS_CHANNELS = {"inbox": "In the app", "stream": "Live", "email": "By e-mail"}
+#: Labels of the categories (others show their name).
+CATEGORY_LABELS = {"messages": "Private messages", "security": "Security notices"}
+
+
+@app.route("/settings", methods=["GET", "POST"])
+@login_required
+def settings() -> ResponseReturnValue:
+    """Which notifications the user gets on which channel: one switch per
+    channel and per channel and category, on the library's preferences
+    (``notifications.preferences``, also ``GET``/``PUT /notifications/preferences``).
+    Critical categories are shown locked on."""
+    prefs = notifications.preferences
+    if request.method == "POST":
+        current = prefs.get(current_user.id)
+        critical = set(current["critical_categories"])
+        changes = {
+            channel: {
+                "enabled": f"{channel}:*" in request.form,
+                "categories": {
+                    category: f"{channel}:{category}" in request.form
+                    for category in current["categories"]
+                    if category not in critical
+                },
+            }
+            for channel in SETTINGS_CHANNELS
+        }
+        prefs.update(current_user.id, {"channels": changes})
+        flash("Your notification settings have been saved.")
+        return redirect(url_for("settings"))
+    return render_template(
+        "settings.html",
+        preferences=prefs.get(current_user.id),
+        channels=SETTINGS_CHANNELS,
+        labels=CATEGORY_LABELS,
+    )
 
 
 # -- start-up ------------------------------------------------------------------------------
