@@ -25,6 +25,7 @@ ROUTES = [
     ("/notifications/unread-count", "GET"),
     ("/notifications/<notification_id>/read", "POST"),
     ("/notifications/read-all", "POST"),
+    ("/notifications/<event_id>/deliveries", "GET"),
     ("/notifications/preferences", "GET"),
     ("/notifications/preferences", "PUT"),
     ("/notifications/service-worker.js", "GET"),
