@@ -419,6 +419,8 @@ def test_settings_turn_a_category_off_per_channel_and_lock_critical_ones(
     # The critical category is shown, checked and locked (no name: never posted).
     assert page.count('data-critical="security"') == 3
     assert 'name="email:security"' not in page
+    french = client_for("carol").get("/settings").get_data(as_text=True)  # carol reads French
+    assert "Avis de sécurité" in french and "(toujours activé)" in french
 
     form = {"inbox:*": "on", "inbox:messages": "on", "stream:*": "on",
             "stream:messages": "on", "email:*": "on"}  # fmt: skip

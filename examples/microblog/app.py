@@ -45,7 +45,16 @@ import os
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from flask import Flask, abort, flash, redirect, render_template, request, url_for
+from flask import (
+    Flask,
+    abort,
+    flash,
+    has_request_context,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 from flask_babel import Babel, gettext, refresh
 from flask_login import (
@@ -305,7 +314,8 @@ def navigation() -> dict[str, object]:
     """What base.html's navigation needs: the inbox widget's texts in the
     page's language, and the settings page it links to."""
     return {
-        "settings_url": url_for("settings") if "settings" in app.view_functions else None,
+        # Templates also render in the worker (the e-mails), outside any request.
+        "settings_url": url_for("settings") if has_request_context() else None,
         "inbox_labels": {
             "bell": gettext("Notifications"),
             "heading": gettext("Notifications"),
@@ -495,9 +505,9 @@ def deliveries_of(shown: list[Message]) -> dict[int, list[tuple[str, str]]]:
 # -- notification settings -------------------------------------------------------------------
 
 #: The channels the Settings page shows, with their labels.
-SETTINGS_CHANNELS = {"inbox": "In the app", "stream": "Live", "email": "By e-mail"}
+SETTINGS_CHANNELS = {"inbox": N_("In the app"), "stream": N_("Live"), "email": N_("By e-mail")}
 #: Labels of the categories (others show their name).
-CATEGORY_LABELS = {"messages": "Private messages", "security": "Security notices"}
+CATEGORY_LABELS = {"messages": N_("Private messages"), "security": N_("Security notices")}
 
 
 @app.route("/settings", methods=["GET", "POST"])
@@ -523,13 +533,13 @@ def settings() -> ResponseReturnValue:
             for channel in SETTINGS_CHANNELS
         }
         prefs.update(current_user.id, {"channels": changes})
-        flash("Your notification settings have been saved.")
+        flash(gettext("Your notification settings have been saved."))
         return redirect(url_for("settings"))
     return render_template(
         "settings.html",
         preferences=prefs.get(current_user.id),
-        channels=SETTINGS_CHANNELS,
-        labels=CATEGORY_LABELS,
+        channels={channel: gettext(label) for channel, label in SETTINGS_CHANNELS.items()},
+        labels={category: gettext(label) for category, label in CATEGORY_LABELS.items()},
     )
 
 
