@@ -188,10 +188,17 @@ class WidgetStack:
                 event = Event(None, "message", title, f"body of {title}", recipients=[user])
                 self.module.notifications.inbox.store(event)
 
-    def send(self, user: str, title: str) -> None:
+    def send(self, user: str, title: str, **fields) -> None:
         """Send an event through the hub: the worker stores it and pushes the count."""
         with self.module.app.app_context():
-            self.module.notifications.send(Event(None, "message", title, "live", recipients=[user]))
+            event = Event(None, "message", title, "live", recipients=[user], **fields)
+            self.module.notifications.send(event)
+
+    def store_event(self, user: str, title: str, **fields) -> None:
+        """Store one event for ``user`` straight into the inbox (set-up)."""
+        with self.module.app.app_context():
+            event = Event(None, "message", title, "b", recipients=[user], **fields)
+            self.module.notifications.inbox.store(event)
 
     def unread(self, user: str) -> int:
         with self.module.app.app_context():
@@ -403,6 +410,45 @@ def test_live_update_from_a_second_browser(chromium, widget_stack):
     page.wait_for_function(f"{SHADOW}.querySelectorAll('.item.unread').length === 0", timeout=5000)
     alice_context.close()
     bob_context.close()
+
+
+ACTORS = f"[...{SHADOW}.querySelectorAll('.item')].map(li => li.textContent)"
+
+
+def test_a_grouped_item_is_one_item_updated_in_place(chromium, widget_stack, artifacts_dir):
+    """Grouping (docs/workflows.rst): one inbox item per group, with count and
+    actors; the widget shows it as one and replaces it when the group grows."""
+    user = _user()
+    widget_stack.store_event(user, "plain one")
+    for sender in ("bob", "carol", "bob"):
+        widget_stack.store_event(user, f"{sender} commented", group="post:1", sender=sender)
+    context, page = _open(chromium, widget_stack, user)
+    assert page.evaluate(BADGE) == "2"  # the group is one unread item
+    page.click("flask-notifications-inbox .bell")
+    page.wait_for_function(f"{TITLES}.length === 2")
+    assert _titles(page) == ["bob commented", "plain one"]
+    grouped = page.locator("flask-notifications-inbox .item").first
+    assert grouped.locator(".actors").inner_text() == "bob and 1 other"  # two distinct people
+    assert grouped.locator(".count").inner_text() == "3"  # three comments
+    assert page.locator("flask-notifications-inbox .item").nth(1).locator(".actors").count() == 0
+
+    # A new comment, through the worker, while the dropdown is open: the same
+    # item, updated in place, still first; no second item for the group.
+    widget_stack.send(user, "dave commented", group="post:1", sender="dave")
+    page.wait_for_function(f"{ACTORS}[0].includes('dave and 2 others')", timeout=15000)
+    assert _titles(page) == ["dave commented", "plain one"]
+    assert grouped.locator(".count").inner_text() == "4"
+    assert page.evaluate(BADGE) == "2"
+    page.screenshot(path=str(artifacts_dir / "widget-grouped.png"))
+
+    # Read, the group starts again: a new comment is a new item of its own.
+    page.click("flask-notifications-inbox .item:first-child .read")
+    page.wait_for_function(f"{BADGE} === '1'")
+    widget_stack.send(user, "erin commented", group="post:1", sender="erin")
+    page.wait_for_function(f"{TITLES}.length === 3", timeout=15000)
+    assert _titles(page) == ["erin commented", "dave commented", "plain one"]
+    assert page.locator("flask-notifications-inbox .item").first.locator(".actors").count() == 0
+    context.close()
 
 
 NO_EVENTSOURCE = "delete window.EventSource;"

@@ -102,7 +102,7 @@ button { font: inherit; cursor: pointer; }
     '<ul class="list" part="list" role="list" aria-labelledby="heading"></ul>' +
     '<p class="status" part="status" role="status"></p>' +
     '<div class="foot" part="footer"><button type="button" class="link more" part="load-more" hidden></button>' +
-    '<a class="prefs" part="preferences" hidden></a></div></div>';
+    '<a class="link prefs" part="preferences" hidden></a></div></div>';
 
   function fill(text, values) {
     return text.replace(/\{(\w+)\}/g, function (all, name) {
@@ -327,10 +327,11 @@ button { font: inherit; cursor: pointer; }
         content.appendChild(element("span", "actors", text)).setAttribute("part", "actors");
       }
       var url = safeUrl(item.client_action);
-      var title = content.appendChild(element(url ? "a" : "span", "item-title", item.title || item.name));
+      var line = content.appendChild(element("span", "title-line"));
+      var title = line.appendChild(element(url ? "a" : "span", "item-title", item.title || item.name));
       if (url) title.href = url;
       if (count > 1) {
-        var badge = content.appendChild(element("span", "count", String(count)));
+        var badge = line.appendChild(element("span", "count", String(count)));
         badge.setAttribute("part", "count");
         badge.setAttribute("aria-label", "(" + count + ")");
       }
