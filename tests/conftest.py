@@ -488,6 +488,9 @@ class MicroblogStack:
             "MICROBLOG_DATABASE": str(database),
             "MAIL_SERVER": "127.0.0.1",
             "MAIL_PORT": str(mail.port),
+            # E-mail what stays unread 1 s (2 minutes in the demo).
+            "MICROBLOG_EMAIL_UNREAD_AFTER": "1",
+            "MICROBLOG_REMIND_AFTER": "1",
         }
         self.web: subprocess.Popen[bytes] | None = None
         #: The Celery worker subprocess, once started.

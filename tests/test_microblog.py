@@ -17,6 +17,7 @@ from celery import Celery
 
 from flask_notifications.event_hub import hub_id_for
 from flask_notifications.pubsub.redis_pubsub import RedisPubSub
+from flask_notifications.workflows import timers
 
 from .conftest import MICROBLOG, wait_for
 from .smtp_server import SMTPServer
@@ -164,6 +165,10 @@ def microblog(redis_server, tmp_path_factory):
         patch.setenv("MICROBLOG_DATABASE", str(database))
         patch.setenv("MAIL_SERVER", "127.0.0.1")
         patch.setenv("MAIL_PORT", str(mail.port))
+        # E-mail only what stays unread 3 s (2 minutes in the demo); remind after 1 s.
+        patch.setenv("MICROBLOG_EMAIL_UNREAD_AFTER", "3")
+        patch.setenv("MICROBLOG_REMIND_AFTER", "1")
+        patch.syspath_prepend(str(MICROBLOG))  # app.py imports reminders.py beside it
         spec = importlib.util.spec_from_file_location("microblog_app", MICROBLOG / "app.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules["microblog_app"] = module
@@ -247,7 +252,7 @@ def test_an_empty_or_long_message_is_400(microblog, client_for, redis_client, te
 
 
 def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
-    microblog, client_for, redis_client, worker
+    microblog, client_for, redis_client, worker, timer_sweeper
 ):
     inbox = microblog.notifications.inbox
     with microblog.app.app_context():
@@ -260,7 +265,7 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
     response = alice.post("/send/carol", data={"message": "  See you <b>soon</b>  "})
     assert response.status_code == 302
     assert queued(redis_client) == 1  # one event task for the hub's consumers
-    with microblog.app.app_context(), worker(microblog.app):
+    with microblog.app.app_context(), worker(microblog.app), timer_sweeper(microblog.app):
         wait_for(lambda: inbox.unread_count(carol_id) == 1, 15)
         wait_for(lambda: microblog.mail_sink.to("carol@example.com"), 15)
 
@@ -290,7 +295,9 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
     assert alice.get("/notifications/unread-count").get_json() == {"unread": 0}
 
 
-def test_each_user_gets_pages_and_mail_in_their_language(microblog, client_for, worker):
+def test_each_user_gets_pages_and_mail_in_their_language(
+    microblog, client_for, worker, timer_sweeper
+):
     """Carol's account is French: her pages and her notification e-mail are in
     French, Bob's in English; the inbox keeps the default (English) text.
     Alice switches to French and back."""
@@ -305,7 +312,7 @@ def test_each_user_gets_pages_and_mail_in_their_language(microblog, client_for, 
     seen = len(sink.to("carol@example.com")), len(sink.to("bob@example.com"))
     assert alice.post("/send/carol", data={"message": "On se voit demain ?"}).status_code == 302
     assert alice.post("/send/bob", data={"message": "See you tomorrow?"}).status_code == 302
-    with microblog.app.app_context(), worker(microblog.app):
+    with microblog.app.app_context(), worker(microblog.app), timer_sweeper(microblog.app):
         wait_for(
             lambda: (
                 (len(sink.to("carol@example.com")), len(sink.to("bob@example.com")))
@@ -453,3 +460,80 @@ def test_settings_turn_a_category_off_per_channel_and_lock_critical_ones(
     finally:
         with microblog.app.app_context():
             prefs.set(bob_id, "email", "messages", enabled=True)
+
+
+# -- workflows: e-mail only what stays unread, "remind me" ------------------------------------
+
+
+def last_message_to(microblog, username):
+    with microblog.app.app_context():
+        return microblog.db.session.scalar(
+            microblog.select(microblog.Message.id)
+            .filter_by(recipient_id=user_id(microblog, username))
+            .order_by(microblog.Message.id.desc())
+        )
+
+
+def test_only_a_message_left_unread_is_emailed(microblog, client_for, worker, timer_sweeper):
+    inbox, sink = microblog.notifications.inbox, microblog.mail_sink
+    alice, bob = client_for("alice"), client_for("bob")
+    bob_id = user_id(microblog, "bob")
+    seen = len(sink.to("bob@example.com")), len(sink.to("carol@example.com"))
+
+    def in_app(call):  # requests go outside it: Flask-Login keeps the user in g
+        with microblog.app.app_context():
+            return call()
+
+    in_app(lambda: inbox.mark_all_read(bob_id))
+    with worker(microblog.app), timer_sweeper(microblog.app):
+        assert alice.post("/send/bob", data={"message": "Read me"}).status_code == 302
+        assert alice.post("/send/carol", data={"message": "Or not"}).status_code == 302
+        wait_for(lambda: in_app(lambda: inbox.unread_count(bob_id)) == 1, 15)
+        assert bob.get("/messages").status_code == 200  # Bob reads in time
+        wait_for(lambda: len(sink.to("carol@example.com")) == seen[1] + 1, 15)
+        # Bob's escalation was due first: it ran and sent nothing.
+        wait_for(lambda: in_app(timers.pending) == [], 5)
+    assert len(sink.to("bob@example.com")) == seen[0]
+
+
+def test_remind_me_schedules_a_reminder_and_cancel_cancels_it(
+    microblog, client_for, worker, timer_sweeper
+):
+    inbox, sink = microblog.notifications.inbox, microblog.mail_sink
+    alice, bob = client_for("alice"), client_for("bob")
+    bob_id = user_id(microblog, "bob")
+
+    def in_app(call):  # requests go outside it: Flask-Login keeps the user in g
+        with microblog.app.app_context():
+            return call()
+
+    def reminders():
+        items = in_app(lambda: inbox.list(bob_id).items)
+        return [i for i in items if i["event_type"] == "reminder"]
+
+    with worker(microblog.app), timer_sweeper(microblog.app):
+        in_app(lambda: inbox.mark_all_read(bob_id))
+        assert alice.post("/send/bob", data={"message": "Call me back"}).status_code == 302
+        kept = last_message_to(microblog, "bob")
+        assert alice.post("/send/bob", data={"message": "Never mind"}).status_code == 302
+        dropped = last_message_to(microblog, "bob")
+        wait_for(lambda: in_app(lambda: inbox.unread_count(bob_id)) == 2, 15)
+        bob.get("/messages")  # read in time: no e-mail for these two
+        mails = len(sink.to("bob@example.com"))
+        page = bob.post(f"/messages/{dropped}/remind", follow_redirects=True)
+        assert "We will remind you of this message in 1 second." in page.get_data(as_text=True)
+        bob.post(f"/messages/{kept}/remind")
+        bob.post(f"/messages/{kept}/remind")  # twice: one reminder
+        page = bob.post(f"/messages/{dropped}/remind/cancel", follow_redirects=True)
+        assert "Reminder cancelled." in page.get_data(as_text=True)
+        assert alice.post(f"/messages/{kept}/remind").status_code == 404  # not her message
+        assert bob.post("/messages/999999/remind").status_code == 404
+        wait_for(reminders, 15)
+        wait_for(lambda: in_app(timers.pending) == [], 10)  # the e-mail escalations too
+    (reminder,) = reminders()
+    assert reminder["title"] == "Reminder: message from alice"
+    assert reminder["body"] == "Call me back" and reminder["read"] is False
+    assert len(sink.to("bob@example.com")) == mails  # read messages and reminders: no e-mail
+    page = bob.post(f"/messages/{kept}/remind/cancel", follow_redirects=True)
+    assert "No pending reminder for this message (already sent?)." in page.get_data(as_text=True)
+    assert "Remind me" in bob.get("/messages").get_data(as_text=True)

@@ -11,7 +11,9 @@ How a message travels:
 2. The ``Messages`` hub takes ``"message"`` events; a Celery worker runs its
    consumers: ``StoreConsumer`` keeps the event in the recipient's inbox (the
    unread count is the inbox's), ``PushConsumer`` publishes it to the
-   recipient's open pages, ``FlaskMailConsumer`` e-mails it.
+   recipient's open pages, and ``FlaskMailConsumer`` e-mails it only if it
+   is still unread ``MICROBLOG_EMAIL_UNREAD_AFTER`` seconds later (2 minutes;
+   ``if_unread_after``, a durable timer the workers sweep).
 3. Each page's inbox widget (``{{ notifications_inbox() }}`` in base.html: a
    bell, its badge and a dropdown of the inbox, on the JavaScript client)
    receives the new unread count over Server-Sent Events, or polls the inbox
@@ -24,7 +26,9 @@ How a message travels:
    message id with parameters (``i18n``), so each recipient's e-mail comes in
    their language (``@notifications.locale_resolver``), from the French
    catalog in ``translations/`` (see README.md for the pybabel commands).
-6. Operations: the Messages page shows, under each message, what the
+6. "Remind me" on the Messages page schedules a reminder notification for
+   later (``send(event, delay=...)``; see reminders.py).
+7. Operations: the Messages page shows, under each message, what the
    delivery log recorded for it (inbox, stream, e-mail); with
    ``prometheus_client`` installed (the ``metrics`` extra), ``/metrics``
    serves the Prometheus metrics.
@@ -42,7 +46,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from flask import (
@@ -66,6 +70,7 @@ from flask_login import (
     logout_user,
 )
 from flask_sqlalchemy import SQLAlchemy
+from reminders import install as install_reminders
 from sqlalchemy import ForeignKey, String, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -93,6 +98,10 @@ app.config.update(
     MAIL_SERVER=os.environ.get("MAIL_SERVER", "localhost"),
     MAIL_PORT=int(os.environ.get("MAIL_PORT", "8025")),
     MAIL_DEFAULT_SENDER="microblog@example.com",
+    # A message is e-mailed only if still unread this many seconds after it was
+    # sent; "Remind me" reminds this many seconds later.
+    MICROBLOG_EMAIL_UNREAD_AFTER=float(os.environ.get("MICROBLOG_EMAIL_UNREAD_AFTER", "120")),
+    MICROBLOG_REMIND_AFTER=float(os.environ.get("MICROBLOG_REMIND_AFTER", "600")),
     # The Prometheus metrics, when the metrics extra is installed.
     NOTIFICATIONS_METRICS_ENDPOINT=(
         "/metrics" if importlib.util.find_spec("prometheus_client") else None
@@ -204,16 +213,20 @@ redis = app.extensions["notifications"].redis
 # The web process and the worker both import this module, so both build the
 # same hub (its id derives from the label) with the same consumers.
 messages_hub = notifications.create_hub("Messages")
-messages_hub.filter_by(WithEventType("message"))
+messages_hub.filter_by(WithEventType("message", "reminder"))
 messages_hub.register_consumer(StoreConsumer())  # the inbox: unread counts, dropdown
 messages_hub.register_consumer(PushConsumer(redis, messages_hub.hub_id))  # open pages
 
 # -- e-mail ------------------------------------------------------------------------------
-# Each message is also e-mailed to its recipient, by the worker, through
-# Flask-Mail (MAIL_SERVER, MAIL_PORT and MAIL_DEFAULT_SENDER above). When no
+# A message still unread MICROBLOG_EMAIL_UNREAD_AFTER seconds after it was sent
+# is e-mailed to its recipient, by a worker, through Flask-Mail (MAIL_SERVER,
+# MAIL_PORT and MAIL_DEFAULT_SENDER above); one read in time is not. When no
 # SMTP server listens, this consumer fails and retries later; pages, the
 # inbox and the badge are not affected.
-messages_hub.register_consumer(FlaskMailConsumer.from_app(app, subject_prefix="[Microblog] "))
+messages_hub.register_consumer(
+    FlaskMailConsumer.from_app(app, subject_prefix="[Microblog] "),
+    if_unread_after=timedelta(seconds=app.config["MICROBLOG_EMAIL_UNREAD_AFTER"]),
+)
 
 
 @notifications.email_resolver
@@ -273,6 +286,7 @@ def message_event(message: Message) -> Event:
 
 # Sent after the commit, through notifications.send(): the hubs and the worker.
 notifications.on_insert(Message, message_event)
+install_reminders(app, notifications, db, Message)  # "Remind me" (reminders.py)
 
 # -- comments, grouped per post ------------------------------------------------------------
 # One inbox item per post and reader: "bob and 2 others commented on your
