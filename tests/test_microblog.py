@@ -99,6 +99,7 @@ def test_live_badge_dropdown_read_and_catch_up(
     dropdown = bob.inner_text(f"{WIDGET} .list")
     assert "New message from alice" in dropdown and "Lunch at noon?" in dropdown
     assert bob.get_attribute(f"{WIDGET} .item a.item-title", "href") == "/messages"
+    assert bob.get_attribute(f"{WIDGET} a.prefs", "href") == "/settings"  # the settings page
 
     # The worker e-mailed it too.
     wait_for(lambda: microblog_stack.mail.messages, 15)
