@@ -228,3 +228,17 @@ def test_a_timer_of_an_unknown_kind_fails_like_a_handler_error(timer_app):
     with timer_app.app_context():
         (row,) = timers.pending()
         assert row["attempts"] == 1
+
+
+def test_a_worker_creates_no_database_for_an_app_without_one(make_app, tmp_path):
+    app = make_app()  # no NOTIFICATIONS_DATABASE_URI, no Flask-SQLAlchemy
+    Notifications(app)
+    default = tmp_path / "instance" / "notifications.sqlite"
+    assert timers.sweep(app) == app.config["NOTIFICATIONS_TIMER_POLL"]
+    assert not default.exists()
+    with app.app_context():
+        timers.add("tests.record", "first", time.time() - 1, {"n": 7})  # creates it
+    assert default.exists()
+    timers.sweep(app)
+    assert RUNS == [("tests.record", {"n": 7})]
+    get_state(app).engine.dispose()

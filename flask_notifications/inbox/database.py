@@ -34,6 +34,23 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
         cursor.close()
 
 
+def _default_path(app: Flask) -> str:
+    return os.path.join(app.instance_path, "notifications.sqlite")
+
+
+def exists(app: Flask) -> bool:
+    """Whether ``app``'s inbox database may hold data without being created
+    now: one is configured (``NOTIFICATIONS_DATABASE_URI``, Flask-SQLAlchemy),
+    or the default SQLite file exists. Workers' sweepers look at nothing else,
+    so a worker never creates a database file for an app that uses none.
+
+    :param app: the Flask app.
+    """
+    if app.config.get("NOTIFICATIONS_DATABASE_URI") or "sqlalchemy" in app.extensions:
+        return True
+    return os.path.exists(_default_path(app))
+
+
 def _make_engine(app: Flask) -> Engine:
     uri = app.config.get("NOTIFICATIONS_DATABASE_URI")
     if not uri:
@@ -41,7 +58,7 @@ def _make_engine(app: Flask) -> Engine:
         if db is not None:  # the app's Flask-SQLAlchemy database
             return db.engine  # type: ignore[no-any-return]
         os.makedirs(app.instance_path, exist_ok=True)
-        uri = "sqlite:///" + os.path.join(app.instance_path, "notifications.sqlite")
+        uri = "sqlite:///" + _default_path(app)
     engine = create_engine(uri, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)

@@ -46,6 +46,7 @@ from sqlalchemy import and_, delete, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .._state import get_state
+from ..inbox.database import exists as database_exists
 from ..inbox.database import get_engine
 from ..inbox.models import timers as table
 
@@ -207,7 +208,9 @@ def pending(kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
 def sweep(app: Flask) -> float:
     """Run the due timers of ``app``; called by every worker's sweeper.
 
-    When nothing is due this is one indexed query.
+    When nothing is due this is one indexed query. An app whose inbox
+    database does not exist yet (no database configured, no default SQLite
+    file) has no timer: nothing is created for it.
 
     :param app: the Flask app whose timers to run.
     :returns: seconds until the next timer is due (or until a lease held by
@@ -217,6 +220,8 @@ def sweep(app: Flask) -> float:
     with app.app_context():
         config = app.config
         poll = float(config["NOTIFICATIONS_TIMER_POLL"])
+        if get_state().engine is None and not database_exists(app):
+            return poll  # no database yet, so no timer: create none
         engine = get_engine()
         now = time.time()
         with engine.connect() as conn:
