@@ -84,6 +84,7 @@ DEFAULTS: dict[str, Any] = {
     # None: Flask-Babel's BABEL_DEFAULT_LOCALE, else "en" (see i18n.default_locale).
     "NOTIFICATIONS_DEFAULT_LOCALE": None,
     "NOTIFICATIONS_GROUP_ACTORS": 3,
+    "NOTIFICATIONS_THROTTLE_SUMMARY_EVENTS": 50,
 }
 # key -> (type, smallest value)
 _NUMBERS: dict[str, tuple[type, float]] = {
@@ -115,6 +116,7 @@ _NUMBERS: dict[str, tuple[type, float]] = {
     "NOTIFICATIONS_STREAMS_PER_USER": (int, 1),
     "NOTIFICATIONS_STREAMS_PER_ADDRESS": (int, 1),
     "NOTIFICATIONS_GROUP_ACTORS": (int, 1),
+    "NOTIFICATIONS_THROTTLE_SUMMARY_EVENTS": (int, 1),
 }
 
 

@@ -55,6 +55,11 @@ class CriticalCategoryError(InvalidQueryError):
     turned off (the HTTP API answers it with 400)."""
 
 
+class InvalidThrottleError(NotificationsError, ValueError):
+    """A bad ``limit`` or ``per`` given to :meth:`EventHub.throttle()
+    <flask_notifications.event_hub.EventHub.throttle>`."""
+
+
 class NotificationsUnavailable(NotificationsError, ConnectionError):
     """Redis or the Celery broker did not answer within ``NOTIFICATIONS_SEND_TIMEOUT``:
     the event was not (or not completely) enqueued. Sending it again is safe."""

@@ -20,6 +20,7 @@ from .delivery.registry import ensure_task
 from .errors import ConfigurationError
 from .event_filter import EventFilter
 from .filters.always import Always
+from .workflows.throttle import Throttle
 
 if TYPE_CHECKING:
     from celery import Celery
@@ -83,6 +84,34 @@ class EventHub:
         # consumers enqueued at once, and those run if unread (name, seconds).
         self._names: tuple[str, ...] = ()
         self._escalating: tuple[tuple[str, float], ...] = ()
+        # Read by the workers: see throttle().
+        self._throttle: Throttle | None = None
+
+    def throttle(self, limit: int = 5, per: timedelta = timedelta(minutes=1)) -> EventHub:
+        """Deliver at most ``limit`` of this hub's events per ``per`` to each
+        recipient; hold the others and deliver them as one summary event
+        (``event_type`` ``"summary"``) when the recipient's window ends.
+
+        The hub's :class:`~flask_notifications.consumers.StoreConsumer` still
+        stores every event; every other consumer gets each event narrowed to
+        the recipients the throttle lets through. Broadcasts (no recipients)
+        and summaries are not throttled. Set it where the workers see it
+        (where the hub is built, in the module the worker imports). See
+        :doc:`/workflows`, Throttle.
+
+        :param limit: deliveries per window and recipient, at least 1.
+        :param per: the window (a :class:`~datetime.timedelta` of at least one second).
+        :returns: the hub, so calls can be chained.
+        :raises InvalidThrottleError: for a bad ``limit`` or ``per`` (a
+            :class:`ValueError`).
+        """
+        self._throttle = Throttle.check(limit, per)
+        return self
+
+    @property
+    def throttling(self) -> Throttle | None:
+        """The hub's throttle (``limit``, ``per`` in seconds), or ``None``."""
+        return self._throttle
 
     def filter_by(self, event_filter: EventFilter) -> EventHub:
         """Replace the hub's filter.

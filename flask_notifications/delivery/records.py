@@ -147,6 +147,16 @@ def pending_member(task_name: str, target: str | Any, app_key: str, event_id: st
     return json.dumps([task_name, target, app_key, event_id], separators=(",", ":"))
 
 
+def cached_script(client: Any, name: str, source: str) -> Any:
+    """The Lua script ``source`` registered on ``client`` once, as ``name``.
+
+    :param client: a Redis client.
+    :param name: the attribute that caches it on the client.
+    :param source: the script.
+    """
+    return _script(client, name, source)
+
+
 def _script(client: Any, name: str, source: str) -> Any:
     script = client.__dict__.get(name)
     if script is None:  # registered once per client

@@ -213,6 +213,50 @@ def enqueue_consumer(state: State, event: Event, hub_id: str, name: str) -> bool
     return True
 
 
+def enqueue_targets(state: State, event: Event, targets: list[list[str]]) -> bool:
+    """Enqueue ``event`` for exactly ``targets`` (``[hub id, consumer task
+    name]`` pairs), bypassing the hubs' filters, once: its id is claimed as
+    :meth:`~flask_notifications.Notifications.send` claims it (a throttle's
+    summary; see :mod:`flask_notifications.workflows.throttle`).
+
+    :param state: the current app's state.
+    :param event: the event, validated.
+    :param targets: the consumers to run.
+    :returns: ``False`` if the event id was sent before (nothing enqueued).
+    :raises NotificationsUnavailable: if Redis or the broker stayed down.
+    """
+    config = current_app.config
+    deadline = time.monotonic() + config["NOTIFICATIONS_SEND_TIMEOUT"]
+    event_id, app_key = event["event_id"], state.app_key
+    payload = event.to_json()
+    tasks = state.celery.tasks
+    if len(targets) == 1:
+        ((hub_id, name),) = targets
+        task, args = tasks[name], (payload, hub_id, app_key)
+    else:
+        task, args = tasks[EVENT_TASK], (payload, targets, app_key)
+    due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
+    ttl = config["NOTIFICATIONS_DEDUP_TTL"]
+    outbox = [(task.name, args[1], app_key)]
+    if not _retrying(
+        lambda: records.claim_and_record(event_id, ttl, outbox, payload, due), deadline, event_id
+    ):
+        return False
+    shown = args_repr(event_id, args[1], app_key)
+    try:
+        _retrying(
+            lambda: task.apply_async(
+                args, expires=celery_expiry(event), serializer="json", argsrepr=shown
+            ),
+            deadline,
+            event_id,
+        )
+    except NotificationsUnavailable:
+        records.release_event_id(event_id)
+        raise
+    return True
+
+
 def _queued(event: Event, channels: dict[str, None]) -> tuple[str, int, list[str]]:
     """The delivery log's ``queued`` records of ``event`` on ``channels``, for
     :func:`~flask_notifications.delivery.records.claim_and_record`."""

@@ -31,6 +31,7 @@ from flask import current_app
 from .._state import get_state, has_state
 from ..event import Event
 from ..signals import consumer_failed, event_consumed
+from ..workflows import throttle
 from . import dead_letters, records
 from . import log as delivery_log
 from .apps import flask_app_for
@@ -121,7 +122,9 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
         with delivery_log.collecting(event_id) as run:
             try:
                 with consumer_running(name):
-                    consumer(event)
+                    narrowed = throttle.narrow(hub, consumer, event)
+                    if narrowed is not None:  # None: held for every recipient
+                        consumer(narrowed)
             except BaseException as exc:
                 if not isinstance(exc, Exception):  # the worker stops: the event comes back
                     bookkeeping.abandon()
@@ -230,7 +233,9 @@ def run_consumer(task: ConsumerTask, event_json: str, hub_id: str, app_key: str)
     with delivery_log.collecting(event_id) as run:
         try:
             with consumer_running(task.name):
-                consumer(event)
+                narrowed = throttle.narrow(hub, consumer, event)
+                if narrowed is not None:  # None: held for every recipient
+                    consumer(narrowed)
         except Exception as exc:
             elapsed = time.perf_counter() - started
             retries = task.request.retries

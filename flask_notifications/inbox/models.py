@@ -179,3 +179,24 @@ timers = Table(
     Index("ix_flask_notification_timers_due_at", "due_at"),
     sqlite_autoincrement=True,
 )
+
+#: Events a hub's throttle held for a recipient, kept until the summary of
+#: their window is sent; see :mod:`flask_notifications.workflows.throttle`.
+throttled = Table(
+    "flask_notification_throttled",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("hub_id", String(64), nullable=False),
+    Column("recipient", String(256), nullable=False),
+    Column("event_id", String(256), nullable=False),
+    Column("event_type", String(128), nullable=False),
+    Column("title", Text, nullable=False),
+    # When the window the event was held in ends (epoch seconds): its summary's time.
+    Column("window_end", Float, nullable=False),
+    Column("held_at", Float, nullable=False),
+    Index("ux_flask_notification_throttled_event", "hub_id", "recipient", "event_id", unique=True),
+    Index("ix_flask_notification_throttled_window", "hub_id", "recipient", "window_end"),
+    sqlite_autoincrement=True,
+)
