@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import ipaddress
 import ssl
@@ -63,6 +64,10 @@ class _Handler:
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, options: Any
     ) -> str:  # noqa: E501, N802
+        with self.server.lock:
+            self.server.rcpt_seen.append(address)
+        while address in self.server.stall:  # the client waits for the answer
+            await asyncio.sleep(0.02)
         answer = self.server.answer_for(address)
         if answer is not None:
             return answer
@@ -93,6 +98,10 @@ class SMTPServer:
         self.lock = threading.Lock()
         #: address -> SMTP answers to give to RCPT, consumed in order.
         self.refuse: dict[str, list[str]] = {}
+        #: Addresses whose RCPT gets no answer while they are in this set.
+        self.stall: set[str] = set()
+        #: Every address a client gave to RCPT, in order.
+        self.rcpt_seen: list[str] = []
         self.cafile: Path | None = None
         kwargs: dict[str, Any] = {}
         if tls is not None:

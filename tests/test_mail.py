@@ -274,13 +274,13 @@ def test_a_permanent_refusal_names_the_address_and_others_still_get_it(make_app,
     assert not isinstance(MailRejected("x"), consumer.retry_for)
 
 
-def test_digest_sends_one_mail_listing_the_window(make_app, smtp_server, worker):
+def test_digest_sends_one_mail_listing_the_window(make_app, smtp_server, worker, timer_sweeper):
     server = smtp_server()
     app, notifications = email_app(make_app, server)
     consumer = FlaskEmailConsumer.from_app(app, sender="a@x.org", digest=1.5)
-    # Registered under a name of the hub's: the digest task must still find it.
+    # Registered under a name of the hub's: the digest's timer must still find it.
     notifications.create_hub("Digest").register_consumer(consumer, celery_task_name="t.digest")
-    with app.app_context(), worker(app):
+    with app.app_context(), worker(app), timer_sweeper(app):
         for title in ("First", "Second", "Third"):
             notifications.send(message(title=title, recipients=["alice"]))
         notifications.send(message(title="For Bob", recipients=["bob"]))

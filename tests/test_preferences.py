@@ -111,6 +111,7 @@ def test_set_and_get(prefs_app):
         "enabled": True,
         "categories": {"security": True, "comments": False},
         "event_types": {},
+        "digest": None,  # only the channels with digests have the key
     }
     assert got["channels"]["webpush"]["enabled"] is False
     assert got["channels"]["inbox"] == {

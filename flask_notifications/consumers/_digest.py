@@ -1,37 +1,65 @@
-"""E-mail digests: collect a recipient's events for a window, then send one
-mail listing them (a task scheduled when the first event arrives)."""
+"""E-mail digests: events held in the inbox database, sent as one mail by a
+durable timer.
+
+One mechanism serves both kinds of digest:
+
+- a consumer's ``digest=`` window: the first event held for an address
+  schedules its digest ``window`` seconds later;
+- a user's digest (:meth:`Preferences.set_digest
+  <flask_notifications.inbox.Preferences.set_digest>`): the next due time of
+  the user's schedule, on the user's clock.
+
+Held events are rows of ``flask_notification_digest_items`` (one per
+consumer, address and event; a retried consumer run holds nothing twice).
+The first of an address schedules a timer of kind ``"digest"``
+(:mod:`flask_notifications.workflows.timers`, swept by every worker); when
+it is due, :meth:`DigestMixin.send_digest` sends one mail listing every held
+event of that address, then deletes them. The mail is sent once: its
+once-only record is keyed by the events it lists, so a worker killed after
+sending and before deleting sends nothing again when the timer runs again.
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
-from flask import current_app
+from sqlalchemy import delete, select
 
-from .._redis import is_redis
 from .._state import get_state
+from ..delivery import log as delivery_log
 from ..delivery.tasks import AppTask
-from ..errors import ConfigurationError, MailServerUnavailable
+from ..errors import MailServerUnavailable
 from ..event import Event
 from ..i18n import in_locale, locales_for, localize, ngettext
+from ..inbox.database import get_engine, insert_ignore
+from ..inbox.digests import DigestSchedule
+from ..inbox.models import digest_items as items
+from ..workflows import timers
 from ._mail import Email, digest_of, render
 
 if TYPE_CHECKING:
+    from ..extension import Notifications
     from ._email import EmailConsumer
 
 logger = logging.getLogger("flask_notifications")
 
-#: The task that sends a digest once its window has passed.
+#: The kind of the digests' timers.
+KIND = "digest"
+#: The Celery task of the digests before 0.2's timers; still registered, so
+#: that a message queued by an older version is handled.
 DIGEST_TASK = "flask_notifications.mail_digest"
+#: At most this many events in one digest mail; more go in the next one, at once.
+MAX_EVENTS = 500
 
 
 class DigestMixin:
     """The digest half of :class:`~flask_notifications.consumers.EmailConsumer`."""
 
     digest: float | None
+    channel: str
     subject_prefix: str
     digest_template_text: str
     digest_template_html: str
@@ -40,87 +68,199 @@ class DigestMixin:
 
         def _message_id(self, local: str) -> str: ...
 
-        def deliver(self, mails: list[Email], batch: str, name: str | None = None) -> int: ...
+        def deliver(
+            self,
+            mails: list[Email],
+            batch: str,
+            name: str | None = None,
+            users: dict[str, str] | None = None,
+        ) -> int: ...
 
         def task_name(self) -> str: ...
 
-    def _collect(self, event: Event, user: str | None, address: str, name: str) -> None:
-        client = get_state().redis
-        if not is_redis(client):
-            raise ConfigurationError("digests need the library's Redis client")
-        assert self.digest is not None
-        key = get_state().key("digest", name, address)
-        ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
-        pipe = client.pipeline(transaction=True)
-        pipe.rpush(key, json.dumps([user, event.to_json()]))
-        pipe.expire(key, ttl)
-        pipe.execute()
-        self._schedule(client, address, name)
+    def hold(
+        self,
+        event: Event,
+        user: str | None,
+        address: str,
+        due_at: float,
+        schedule: DigestSchedule | None = None,
+    ) -> None:
+        """Hold ``event`` for the digest of ``address``, due at ``due_at``
+        unless a digest of that address is already scheduled.
 
-    def _schedule(self, client: Any, address: str, name: str) -> None:
-        """Enqueue the digest of ``address`` unless one is already due."""
-        assert self.digest is not None
-        state = get_state()
-        flag = state.key("digest_scheduled", name, address)
-        # The flag expires, so a lost digest task is scheduled again by the
-        # next event rather than blocking the address for good.
-        if client.set(flag, 1, nx=True, ex=int(self.digest * 3) + 60):
-            state.celery.tasks[DIGEST_TASK].apply_async(
-                (state.app_key, name, address),
-                countdown=self.digest,
-                serializer="json",
-            )
+        :param event: the event.
+        :param user: the recipient's user id, or ``None`` for a fixed address.
+        :param address: the address.
+        :param due_at: when the digest goes out (epoch seconds) if this is the
+            first event held for the address.
+        :param schedule: the user's digest schedule that gave ``due_at``, or
+            ``None`` for the consumer's window.
+        """
+        name = self.task_name()
+        row = {
+            "consumer": name,
+            "address": address,
+            "recipient": user or "",
+            "channel": self.channel,
+            "event_id": event["event_id"],
+            "event": event.to_json(),
+            "created_at": time.time(),
+        }
+        mine = (items.c.consumer == name, items.c.address == address)
+        with get_engine().begin() as conn:
+            insert_ignore(conn, items, [row])
+        with get_engine().connect() as conn:
+            held = conn.execute(
+                select(items.c.id, items.c.event_id).where(*mine).order_by(items.c.id).limit(2)
+            ).all()
+        # Inserted, then looked: the first held event schedules the digest. A
+        # digest sending meanwhile sees this event after deleting its own, and
+        # schedules the next one itself (see send_digest).
+        if held and held[0].event_id == event["event_id"]:
+            _schedule(name, address, due_at, user, schedule)
 
     def send_digest(self, address: str, name: str | None = None) -> int:
-        """Send one mail with the events collected for ``address`` (run by the
-        digest task when the window has passed).
+        """Send one mail listing the events held for ``address``, then delete
+        them (run by the digest's timer). Events held meanwhile get a digest
+        of their own, scheduled here.
 
         :param address: the recipient's address.
         :param name: the task name the consumer is registered under.
-        :returns: how many events it listed.
+        :returns: how many events it listed (0: nothing was held).
         """
         name = name or self.task_name()
-        state = get_state()
-        client = state.redis
-        key = state.key("digest", name, address)
-        raw = client.lrange(key, 0, -1)
-        if raw:
-            items = [json.loads(r) for r in raw]
-            user = items[0][0]
-            with in_locale(locales_for([user])[user]):  # the recipient's language
-                events = [localize(Event.from_json(e)) for _, e in items]
-                batch = "digest." + digest_of(",".join(e["event_id"] for e in events))
-                context = {"events": events, "user": user, "address": address}
-                if len(events) == 1:
-                    subject = events[0]["title"] or events[0]["event_type"]
-                else:
-                    subject = ngettext(
-                        "%(num)d new notification", "%(num)d new notifications", len(events)
-                    )
-                mail = Email(
-                    to=address,
-                    subject=self.subject_prefix + subject,
-                    text=render(self.digest_template_text, **context),
-                    html=render(self.digest_template_html, **context),
-                    message_id=self._message_id(f"{batch}.{digest_of(address)}"),
-                    date=time.time(),
-                    headers={"Auto-Submitted": "auto-generated"},
-                    key=digest_of(address),
-                )
-            self.deliver([mail], batch, name)
-            client.ltrim(key, len(raw), -1)  # keep what arrived meanwhile
-        client.delete(state.key("digest_scheduled", name, address))
-        if client.llen(key):
-            self._schedule(client, address, name)
-        return len(raw)
+        mine = (items.c.consumer == name, items.c.address == address)
+        engine = get_engine()
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(items.c.id, items.c.recipient, items.c.event)
+                .where(*mine)
+                .order_by(items.c.id)
+                .limit(MAX_EVENTS)
+            ).all()
+        if not rows:
+            return 0
+        user = rows[0].recipient or None
+        with in_locale(locales_for([user])[user]):  # the recipient's language
+            events = [localize(Event.from_json(r.event)) for r in rows]
+            batch = "digest." + digest_of(",".join(e["event_id"] for e in events))
+            mail = self._digest_mail(events, user, address, batch)
+        self.deliver([mail], batch, name)  # once: keyed by the events it lists
+        for event in events:
+            delivery_log.record(event["event_id"], user or address, self.channel, "delivered")
+        with engine.begin() as conn:
+            conn.execute(delete(items).where(items.c.id.in_([r.id for r in rows])))
+        with engine.connect() as conn:
+            left = conn.execute(select(items.c.id).where(*mine).limit(1)).first()
+        if left is not None:
+            due_at, schedule = self._due(user, time.time(), len(rows) >= MAX_EVENTS)
+            _schedule(name, address, due_at, user, schedule)
+        return len(rows)
+
+    def _digest_mail(
+        self, events: list[Event], user: str | None, address: str, batch: str
+    ) -> Email:
+        context = {"events": events, "user": user, "address": address}
+        if len(events) == 1:
+            subject = events[0]["title"] or events[0]["event_type"]
+        else:
+            subject = ngettext("%(num)d new notification", "%(num)d new notifications", len(events))
+        return Email(
+            to=address,
+            subject=self.subject_prefix + subject,
+            text=render(self.digest_template_text, **context),
+            html=render(self.digest_template_html, **context),
+            message_id=self._message_id(f"{batch}.{digest_of(address)}"),
+            date=time.time(),
+            headers={"Auto-Submitted": "auto-generated"},
+            key=digest_of(address),
+        )
+
+    def _due(
+        self, user: str | None, now: float, at_once: bool = False
+    ) -> tuple[float, DigestSchedule | None]:
+        """When the next digest of ``user`` goes out: at the next due time of
+        the user's schedule, else after the consumer's window, else now."""
+        if at_once:
+            return now, None
+        if user is not None:
+            schedule = get_state().extension.preferences.digests([user], self.channel).get(user)
+            if schedule is not None:
+                return schedule.next_after(now), schedule
+        return (now + self.digest if self.digest is not None else now), None
+
+
+def _schedule(
+    name: str,
+    address: str,
+    due_at: float,
+    user: str | None = None,
+    schedule: DigestSchedule | None = None,
+) -> None:
+    """Add the timer of a digest; one per consumer, address and due second.
+    The payload carries the user's schedule, so that a timer left from a
+    schedule the user has changed since sends nothing (see :func:`run_digest`)."""
+    key = timers.make_key(KIND, name, digest_of(address), f"{due_at:.0f}")
+    payload = {"consumer": name, "address": address, "user": user, "schedule": None}
+    if schedule is not None:
+        payload["schedule"] = schedule.to_dict()
+    timers.add(KIND, key, due_at, payload)
+
+
+def flush(user: str, channel: str) -> int:
+    """Send at once what is held for ``user`` on ``channel`` (their digest
+    was changed or turned off): one timer due now per held address.
+
+    :param user: the user id.
+    :param channel: the channel.
+    :returns: how many digests were scheduled.
+    """
+    with get_engine().connect() as conn:
+        pairs = conn.execute(
+            select(items.c.consumer, items.c.address)
+            .where(items.c.recipient == user, items.c.channel == channel)
+            .distinct()
+        ).all()
+    now = time.time()
+    for name, address in pairs:
+        _schedule(name, address, now)
+    return len(pairs)
 
 
 def _find_consumer(task_name: str) -> EmailConsumer | None:
     for hub in get_state().extension.hubs:
         consumer = hub.get_consumer(task_name)
         if isinstance(consumer, DigestMixin):
-            return consumer
+            return consumer  # type: ignore[return-value]
     return None
+
+
+@timers.handler(KIND)
+def run_digest(extension: Notifications, payload: dict[str, Any]) -> None:
+    """The ``"digest"`` timers' handler: send the digest of ``payload``'s
+    consumer and address. Idempotent (see :meth:`DigestMixin.send_digest`);
+    a failure (the SMTP server down) raises, and the timer is retried.
+
+    A timer scheduled for a user's digest whose schedule has changed since
+    is stale and sends nothing: the change sent what was held at once
+    (:func:`flush`), and what was held afterwards has a timer of the new
+    schedule.
+
+    :param extension: the app's extension.
+    :param payload: ``{"consumer": task name, "address": ..., "user": ...,
+        "schedule": the user's schedule or None}``.
+    """
+    consumer = _find_consumer(payload["consumer"])
+    schedule, user = payload.get("schedule"), payload.get("user")
+    if schedule is not None and consumer is not None and user is not None:
+        current = extension.preferences.digests([user], consumer.channel).get(user)
+        if current is None or current.to_dict() != schedule:
+            logger.info("digest timer of %s for an older schedule: nothing to do", user)
+            return
+    if consumer is None:
+        raise LookupError(f"no e-mail consumer {payload['consumer']!r} in this process")
+    consumer.send_digest(payload["address"], payload["consumer"])
 
 
 def _digest_task(task: Any, app_key: str | None, task_name: str, address: str) -> int:

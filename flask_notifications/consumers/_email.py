@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import smtplib
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -24,8 +25,10 @@ from .._state import get_state
 from ..delivery import log as delivery_log
 from ..delivery import records
 from ..errors import ConfigurationError, MailRejected, MailServerUnavailable
-from ..event import Event
+from ..event import Event, category_of
 from ..i18n import by_locale, in_locale, localize
+from ..inbox.digests import DigestSchedule
+from ..inbox.preferences import is_critical
 from ._digest import DigestMixin
 from ._mail import (
     Email,
@@ -37,7 +40,7 @@ from ._mail import (
     smtp_reason,
     temporary,
 )
-from ._recipients import allowed_recipients
+from ._recipients import allowed_recipients, preferences_on
 from .consumer import Consumer
 
 logger = logging.getLogger("flask_notifications")
@@ -188,21 +191,50 @@ class EmailConsumer(DigestMixin, Consumer):
         pairs = self.addresses(event)
         if not pairs:
             return 0
-        if self.digest is not None:
-            if not _has_extension():
-                raise ConfigurationError("digests need Notifications registered on the app")
-            name = self.task_name()
-            for user, address in pairs:
-                self._collect(event, user, address, name)
-            # Waiting for the digest (its sending is not in the delivery log).
+        held = self._held(event, pairs)
+        if held:
+            for user, address, due_at, schedule in held:
+                self.hold(event, user, address, due_at, schedule)
+            # Waiting for the digest: "delivered" once it is sent.
             delivery_log.record_many(
                 event["event_id"],
-                [(user or address, self.channel, "queued", None) for user, address in pairs],
+                [(user or address, self.channel, "queued", None) for user, address, *_ in held],
             )
-            return len(pairs)
+            kept = {(user, address) for user, address, *_ in held}
+            pairs = [pair for pair in pairs if pair not in kept]
+            if not pairs:
+                return len(held)
         mails = self.build_all(event, pairs)  # grouped by locale: not in the order of pairs
         users = {digest_of(address): user or address for user, address in pairs}
         return self.deliver(mails, event["event_id"], users=users)
+
+    def _held(
+        self, event: Event, pairs: list[tuple[str | None, str]]
+    ) -> list[tuple[str | None, str, float, DigestSchedule | None]]:
+        """``(user, address, due time, schedule)`` of the recipients whose mail waits
+        for a digest: the user's own digest (:meth:`Preferences.set_digest
+        <flask_notifications.inbox.Preferences.set_digest>`), else the
+        consumer's ``digest=`` window. An event of a critical category waits
+        for none."""
+        if is_critical(category_of(event)):
+            return []
+        users = [user for user, _ in pairs if user is not None]
+        schedules = {}
+        if users and _has_extension() and preferences_on(current_app):
+            schedules = get_state().extension.preferences.digests(users, self.channel)
+        if not schedules and self.digest is None:
+            return []
+        if not _has_extension():
+            raise ConfigurationError("digests need Notifications registered on the app")
+        now = time.time()
+        held = []
+        for user, address in pairs:
+            schedule = schedules.get(user) if user is not None else None
+            if schedule is not None:
+                held.append((user, address, schedule.next_after(now), schedule))
+            elif self.digest is not None:
+                held.append((user, address, now + self.digest, None))
+        return held
 
     def build_all(self, event: Event, pairs: list[tuple[str | None, str]]) -> list[Email]:
         """The messages of ``event``, each in its recipient's locale (see

@@ -109,6 +109,43 @@ category_preferences = Table(
     Column("category", String(64), primary_key=True),
 )
 
+#: Digests on the user's clock: one row per (user, channel) with a digest set
+#: (see :meth:`Preferences.set_digest <flask_notifications.inbox.Preferences.set_digest>`).
+digest_settings = Table(
+    "flask_notification_digest_settings",
+    metadata,
+    Column("recipient", String(256), primary_key=True),
+    Column("channel", String(32), primary_key=True),
+    Column("frequency", String(16), nullable=False),
+    Column("hour", Integer, nullable=False),
+    Column("weekday", Integer, nullable=False),
+    Column("timezone", String(64), nullable=False),
+)
+
+#: Events held for a digest (an e-mail consumer's ``digest=`` window, or a
+#: user's digest), one row per (consumer, address, event); deleted once the
+#: digest listing them is sent. ``recipient`` is the user id, or ``""`` for a
+#: fixed address.
+digest_items = Table(
+    "flask_notification_digest_items",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("consumer", String(256), nullable=False),
+    Column("address", String(320), nullable=False),
+    Column("recipient", String(256), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("event_id", String(256), nullable=False),
+    Column("event", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Index(
+        "ux_flask_notification_digest_items_event", "consumer", "address", "event_id", unique=True
+    ),
+    Index("ix_flask_notification_digest_items_recipient", "recipient", "channel"),
+    sqlite_autoincrement=True,
+)
+
 #: Web Push subscriptions: one row per browser (``PushSubscription.toJSON()``),
 #: unique by endpoint; see :class:`~flask_notifications.webpush.PushSubscriptions`.
 push_subscriptions = Table(

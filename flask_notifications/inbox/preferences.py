@@ -16,11 +16,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, delete, func, select, union
+from sqlalchemy import select, union
 
 from ..errors import CriticalCategoryError, InvalidEventError, InvalidQueryError
 from ..event import category_of, check_category
-from .database import get_engine, insert_ignore
+from . import digests
+from ._switches import boolean, mapping, only, set_category, set_type
+from .database import get_engine
+from .digests import DIGEST_CHANNELS, DigestSchedule, check_schedule
 from .models import category_preferences as categories_table
 from .models import preferences as table
 from .store import user_id
@@ -101,7 +104,7 @@ class Preferences:
         """
         _check(event_type, channel)
         with get_engine().begin() as conn:
-            _set_type(conn, user_id(user), event_type, channel, False)
+            set_type(conn, user_id(user), event_type, channel, False)
 
     def opt_in(self, user: str | int, event_type: str, channel: str) -> None:
         """Undo :meth:`opt_out`.
@@ -112,7 +115,7 @@ class Preferences:
         """
         _check(event_type, channel)
         with get_engine().begin() as conn:
-            _set_type(conn, user_id(user), event_type, channel, True)
+            set_type(conn, user_id(user), event_type, channel, True)
 
     def opted_out(self, user: str | int) -> list[tuple[str, str]]:
         """The user's event-type opt-outs as ``(event_type, channel)`` pairs
@@ -156,7 +159,9 @@ class Preferences:
                 "email": {
                   "enabled": true,                       # the channel switch
                   "categories": {"comments": false, "security": true},
-                  "event_types": {"newsletter": false}   # opt-outs by event type
+                  "event_types": {"newsletter": false},  # opt-outs by event type
+                  "digest": {"frequency": "daily", "hour": 8, "weekday": 0,
+                             "timezone": "Europe/Paris"}  # or null
                 },
                 "inbox": {...}, "stream": {...}, "webpush": {...}, "mobile": {...}
               },
@@ -167,6 +172,7 @@ class Preferences:
         Every channel of :data:`CHANNELS` is present. ``categories`` (at the
         top and in each channel) lists ``NOTIFICATIONS_CATEGORIES`` (when
         set), the critical categories and any category the user turned off.
+        ``digest`` is only in the channels that have digests (``email``).
 
         :param user: the user.
         """
@@ -180,6 +186,7 @@ class Preferences:
                     categories_table.c.recipient == uid
                 )
             ).all()
+            schedules = {c: digests.load(conn, [uid], c).get(uid) for c in DIGEST_CHANNELS}
         critical = critical_categories()
         known = list(current_app.config.get("NOTIFICATIONS_CATEGORIES") or ())
         known += [c for c in critical if c not in known]
@@ -194,6 +201,9 @@ class Preferences:
                     t: False for t, c in sorted(types) if c == channel and t != ANY_TYPE
                 },
             }
+            if channel in schedules:
+                schedule = schedules[channel]
+                channels[channel]["digest"] = schedule.to_dict() if schedule else None
         return {
             "channels": channels,
             "categories": known,
@@ -206,8 +216,10 @@ class Preferences:
 
         ``changes`` has the shape of :meth:`get`'s result, every part
         optional: ``{"channels": {"email": {"enabled": false, "categories":
-        {"comments": false}, "event_types": {"newsletter": true}}}}``. Only
-        the switches it names change. The read-only ``categories`` and
+        {"comments": false}, "event_types": {"newsletter": true}}}}``; the
+        ``email`` channel also takes ``"digest"`` (an object with
+        ``frequency``, ``hour``, ``weekday``, ``timezone``, or ``null``: see
+        :meth:`set_digest`). Only the switches it names change. The read-only ``categories`` and
         ``critical_categories`` keys are accepted and ignored, so a client
         may send back what it read.
 
@@ -218,13 +230,70 @@ class Preferences:
         """
         uid = user_id(user)
         operations = _operations(changes)
+        changed = []
         with get_engine().begin() as conn:
-            for kind, channel, name, enabled in operations:
+            for kind, channel, name, value in operations:
                 if kind == "type":
-                    _set_type(conn, uid, name, channel, enabled)
-                else:
-                    _set_category(conn, uid, name, channel, enabled)
+                    set_type(conn, uid, name, channel, value)
+                elif kind == "category":
+                    set_category(conn, uid, name, channel, value, MAX_CATEGORY_SWITCHES)
+                elif digests.store(conn, uid, channel, value):
+                    changed.append(channel)
+        if changed:
+            from ..consumers._digest import flush
+
+            for channel in changed:
+                flush(uid, channel)  # what was held goes out now
         return self.get(uid)
+
+    # -- digests ---------------------------------------------------------------------
+
+    def set_digest(
+        self,
+        user: str | int,
+        channel: str,
+        frequency: str | None,
+        *,
+        hour: int = 8,
+        weekday: int = 0,
+        timezone: str = "UTC",
+    ) -> None:
+        """Hold ``user``'s notifications of ``channel`` for a digest on the
+        user's clock, or (``frequency=None``) send them at once again.
+
+        While a digest is set, the channel's consumers hold the user's events
+        (except those of a critical category) and send them in one message at
+        the next due time (:func:`~flask_notifications.inbox.digests.next_digest_at`).
+        Changing or removing the digest sends what was held at once.
+
+        :param user: the user.
+        :param channel: a channel of :data:`~flask_notifications.inbox.digests.DIGEST_CHANNELS`.
+        :param frequency: ``"hourly"``, ``"daily"``, ``"weekly"`` or ``None``.
+        :param hour: the local hour, 0-23 (daily and weekly).
+        :param weekday: 0 (Monday) to 6 (Sunday) (weekly).
+        :param timezone: an IANA time zone name, e.g. ``"Europe/Paris"``.
+        :raises InvalidQueryError: a channel without digests, a bad frequency,
+            hour, weekday or time zone.
+        """
+        check_channel(channel)
+        if channel not in DIGEST_CHANNELS:
+            raise InvalidQueryError(
+                f"digests exist for the {', '.join(DIGEST_CHANNELS)} channel only, not {channel!r}"
+            )
+        digest = None
+        if frequency is not None:
+            digest = {"frequency": frequency, "hour": hour, "weekday": weekday}
+            digest["timezone"] = timezone  # type: ignore[assignment]
+        self.update(user, {"channels": {channel: {"digest": digest}}})
+
+    def digests(self, users: Iterable[str | int], channel: str) -> dict[str, DigestSchedule]:
+        """``{user: schedule}`` for those of ``users`` with a digest on ``channel``.
+
+        :param users: the users.
+        :param channel: the channel.
+        """
+        with get_engine().connect() as conn:
+            return digests.load(conn, [user_id(u) for u in users], channel)
 
     # -- the rule --------------------------------------------------------------------
 
@@ -292,44 +361,40 @@ def _switch(category: str | None, enabled: object) -> dict[str, Any]:
     return {"categories": {category: enabled}}
 
 
-def _bool(value: object, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise InvalidQueryError(f"{where} must be true or false, not {repr(value)[:60]}")
-    return value
+def _digest(value: object, where: str) -> DigestSchedule | None:
+    if value is None:
+        return None
+    value = mapping(value, f"{where}.digest")
+    only(value, ("frequency", "hour", "weekday", "timezone"), f"{where}.digest")
+    return check_schedule(
+        value.get("frequency"),
+        value.get("hour", 8),
+        value.get("weekday", 0),
+        value.get("timezone", "UTC"),
+    )
 
 
-def _mapping(value: object, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise InvalidQueryError(f"{where} must be a JSON object, not {type(value).__name__}")
-    return value
-
-
-def _only(value: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    unknown = [k for k in value if k not in allowed]
-    if unknown:
-        raise InvalidQueryError(
-            f"{where}: unknown key {repr(unknown[0])[:60]} (expected {', '.join(allowed)})"
-        )
-
-
-def _operations(changes: object) -> list[tuple[str, str, str, bool]]:
-    """Check a partial update; return ``(kind, channel, name, enabled)``
-    operations, ``kind`` being ``"type"`` or ``"category"``."""
-    changes = _mapping(changes, "the preferences")
-    _only(changes, ("channels", "categories", "critical_categories"), "the preferences")
+def _operations(changes: object) -> list[tuple[str, str, Any, Any]]:
+    """Check a partial update; return ``(kind, channel, name, value)``
+    operations, ``kind`` being ``"type"``, ``"category"`` or ``"digest"``."""
+    changes = mapping(changes, "the preferences")
+    only(changes, ("channels", "categories", "critical_categories"), "the preferences")
     known = current_app.config.get("NOTIFICATIONS_CATEGORIES")
-    operations: list[tuple[str, str, str, bool]] = []
-    for channel, parts in _mapping(changes.get("channels", {}), "channels").items():
+    operations: list[tuple[str, str, Any, Any]] = []
+    for channel, parts in mapping(changes.get("channels", {}), "channels").items():
         check_channel(channel)
         where = f"channels.{channel}"
-        parts = _mapping(parts, where)
-        _only(parts, ("enabled", "categories", "event_types"), where)
+        parts = mapping(parts, where)
+        keys = ("enabled", "categories", "event_types")
+        only(parts, keys + ("digest",) if channel in DIGEST_CHANNELS else keys, where)
+        if "digest" in parts:
+            operations.append(("digest", channel, None, _digest(parts["digest"], where)))
         if "enabled" in parts:
-            enabled = _bool(parts["enabled"], f"{where}.enabled")
+            enabled = boolean(parts["enabled"], f"{where}.enabled")
             operations.append(("type", channel, ANY_TYPE, enabled))
-        for category, value in _mapping(parts.get("categories", {}), f"{where}.categories").items():
+        for category, value in mapping(parts.get("categories", {}), f"{where}.categories").items():
             category = _category(category)
-            enabled = _bool(value, f"{where}.categories.{category}")
+            enabled = boolean(value, f"{where}.categories.{category}")
             if not enabled and is_critical(category):
                 raise CriticalCategoryError(
                     f"{category!r} is a critical category (NOTIFICATIONS_CRITICAL_CATEGORIES): "
@@ -341,39 +406,9 @@ def _operations(changes: object) -> list[tuple[str, str, str, bool]]:
                     f"{', '.join(known) or 'none'})"
                 )
             operations.append(("category", channel, category, enabled))
-        types = _mapping(parts.get("event_types", {}), f"{where}.event_types")
+        types = mapping(parts.get("event_types", {}), f"{where}.event_types")
         for event_type, value in types.items():
             _check(event_type, channel)
-            enabled = _bool(value, f"{where}.event_types.{event_type[:40]}")
+            enabled = boolean(value, f"{where}.event_types.{event_type[:40]}")
             operations.append(("type", channel, event_type, enabled))
     return operations
-
-
-def _set_type(conn: Connection, uid: str, event_type: str, channel: str, enabled: bool) -> None:
-    condition = (
-        table.c.recipient == uid,
-        table.c.event_type == event_type,
-        table.c.channel == channel,
-    )
-    if enabled:
-        conn.execute(delete(table).where(*condition))
-    else:
-        insert_ignore(
-            conn, table, [{"recipient": uid, "event_type": event_type, "channel": channel}]
-        )
-
-
-def _set_category(conn: Connection, uid: str, category: str, channel: str, enabled: bool) -> None:
-    t = categories_table
-    condition = (t.c.recipient == uid, t.c.channel == channel, t.c.category == category)
-    if enabled:
-        conn.execute(delete(t).where(*condition))
-        return
-    if conn.execute(select(func.count()).select_from(t).where(*condition)).scalar():
-        return
-    count = conn.execute(select(func.count()).select_from(t).where(t.c.recipient == uid)).scalar()
-    if (count or 0) >= MAX_CATEGORY_SWITCHES:
-        raise InvalidQueryError(
-            f"at most {MAX_CATEGORY_SWITCHES} categories can be turned off per user"
-        )
-    insert_ignore(conn, t, [{"recipient": uid, "channel": channel, "category": category}])
