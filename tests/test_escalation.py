@@ -267,3 +267,24 @@ def test_a_lost_escalation_message_is_sent_again_narrowed(setup, redis_client, w
             wait_for(lambda: custom.runs, 15)
         assert reliability.pending_count() == 0
     assert custom.runs == [(event["event_id"], ["bob"])]  # narrowed, not as first sent
+
+
+def test_a_grouped_event_is_read_when_its_groups_item_is(setup):
+    app, notifications, hub, server, custom = setup
+    with app.app_context():
+        notifications.inbox.create_tables()
+
+        def grouped(title):
+            return Event(None, "comment", title, "b", recipients=["alice", "bob"], group="post:1")
+
+        first, second = grouped("first"), grouped("second")
+        for event in (first, second):  # one unread item per recipient, with second's id
+            notifications.inbox.store(event, ["alice", "bob"])
+        assert escalation.unread_recipients(first) == ["alice", "bob"]
+        item = stored(notifications, "alice", second["event_id"])
+        assert item["count"] == 2 and stored(notifications, "alice", first["event_id"]) is None
+        notifications.inbox.mark_read("alice", item["id"])
+        assert escalation.unread_recipients(first) == ["bob"]  # its item was read
+        assert escalation.unread_recipients(second) == ["bob"]
+        other = Event(None, "comment", "t", "b", recipients=["alice"], group="post:2")
+        assert escalation.unread_recipients(other) == ["alice"]  # not stored: unread

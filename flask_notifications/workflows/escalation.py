@@ -16,7 +16,9 @@ Choices:
 
 - A recipient without a stored row for the event counts as unread (not
   stored yet, opted out of the inbox, or replaced since by a notification of
-  the same name): an escalation errs on the side of telling.
+  the same name): an escalation errs on the side of telling. Grouped events
+  are read when the group's item that took them was (see
+  :func:`unread_recipients`).
 - Broadcasts (no recipients) are not escalated: nobody's "unread" is known.
 - The consumer's later run is claimed in Redis (one per hub, consumer and
   event), so running the timer twice (a worker killed after it enqueued,
@@ -87,11 +89,21 @@ def unread_recipients(event: Event) -> list[str]:
     """The recipients of ``event`` who have not read its stored notification
     (a recipient without one counts as unread), in the event's order.
 
+    A grouped event (its ``group`` set: the inbox keeps one unread item per
+    recipient and group, which takes the newest event's id) is read by a
+    recipient whose row of that id is read, or who has stored items of the
+    group but none unread (the item that took it was read). A recipient with
+    an unread item of the group counts as unread, even when the item that
+    took this event was read before a newer one started it again.
+
     :param event: the event.
     """
     recipients = list(dict.fromkeys(user_id(r) for r in event["recipients"]))
-    read: set[str] = set()
+    group = event.get("group")
     columns = inbox_table.c
+    read: set[str] = set()
+    grouped: set[str] = set()  # has items of the group
+    grouped_unread: set[str] = set()  # has an unread item of the group
     with get_engine().connect() as conn:
         for start in range(0, len(recipients), _CHUNK):
             chunk = recipients[start : start + _CHUNK]
@@ -104,7 +116,16 @@ def unread_recipients(event: Event) -> list[str]:
                     )
                 ).scalars()
             )
-    return [r for r in recipients if r not in read]
+            if group is not None:
+                for recipient, unread in conn.execute(
+                    select(columns.recipient, columns.read_at.is_(None))
+                    .where(columns.group_key == group, columns.recipient.in_(chunk))
+                    .distinct()
+                ):
+                    grouped.add(recipient)
+                    if unread:
+                        grouped_unread.add(recipient)
+    return [r for r in recipients if r not in read and (r in grouped_unread or r not in grouped)]
 
 
 @timers.handler(KIND)
