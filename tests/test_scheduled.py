@@ -4,6 +4,7 @@ Redis, a real Celery worker and the workers' timer sweeper on an SQLite inbox.""
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -74,7 +75,7 @@ def in_(seconds: float) -> datetime:
 
 def test_at_delivers_when_due_not_before(running):
     notifications, recorder = running
-    due = in_(1.0)
+    due = in_(2.0)
     sent = notifications.send(ev(), at=due)
     assert recorder.ids() == []  # not now
     (item,) = scheduled.scheduled()
@@ -127,13 +128,17 @@ def test_bad_schedules_are_clear_errors_and_schedule_nothing(setup):
 
 def test_scheduling_an_id_twice_or_an_id_already_sent_delivers_once(running):
     notifications, recorder = running
-    twice = notifications.send(ev("twice"), delay=timedelta(seconds=1))
+    before = time.time()
+    twice = notifications.send(ev("twice"), delay=timedelta(seconds=2))
+    after = time.time()
     notifications.send(ev("twice", title="changed"), delay=timedelta(seconds=0.2))
-    assert [t["due_at"] for t in timers.pending()] == [pytest.approx(time.time() + 1, abs=0.5)]
+    (timer,) = timers.pending()
+    assert before + 2 <= timer["due_at"] <= after + 2  # the first schedule is kept
+    assert json.loads(timer["payload"]["event"])["title"] == "Call Bob"
     notifications.send(ev("sent"))
     wait_for(lambda: "sent" in recorder.ids(), 10)
     notifications.send(ev("sent"), delay=timedelta(seconds=0.2))
-    assert [t["key"] for t in timers.pending()] == ["send:twice"]  # not scheduled
+    assert "send:sent" not in [t["key"] for t in timers.pending()]  # not scheduled
     # Sent by other means before it is due: not sent again when due.
     notifications.send(ev("early"), delay=timedelta(seconds=0.5))
     notifications.send(ev("early"))
@@ -143,15 +148,15 @@ def test_scheduling_an_id_twice_or_an_id_already_sent_delivers_once(running):
     assert sorted(recorder.ids()) == sorted(
         ["sent", "early", twice["event_id"], marker["event_id"]]
     )
-    assert timers.pending() == []
+    wait_for(lambda: timers.pending() == [], 5)
 
 
 def test_cancel_before_it_goes_and_after(running):
     notifications, recorder = running
-    doomed = notifications.send(ev(), delay=timedelta(seconds=0.5))
+    doomed = notifications.send(ev(), delay=timedelta(seconds=2))
     assert notifications.cancel(doomed["event_id"]) is True
     assert notifications.cancel(doomed["event_id"]) is False  # nothing left to cancel
-    kept = notifications.send(ev(), delay=timedelta(seconds=1))
+    kept = notifications.send(ev(), delay=timedelta(seconds=2.5))
     wait_for(lambda: recorder.ids(), 10)
     assert recorder.ids() == [kept["event_id"]]  # due after the cancelled one: it never went
     assert notifications.cancel(kept["event_id"]) is False  # already sent

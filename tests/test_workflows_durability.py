@@ -14,6 +14,8 @@ import pytest
 from flask import Flask
 
 from flask_notifications import Event, Notifications
+from flask_notifications.consumers import StoreConsumer
+from flask_notifications.filters import WithEventType
 from flask_notifications.testing import RedisServer
 from flask_notifications.workflows import timers
 
@@ -43,6 +45,15 @@ def _env(redis_url, tmp_path, monkeypatch):
     )
     notifications = Notifications(app)
     notifications.create_hub("Later")  # its consumer is in the worker's app
+    # The escalating hub, as the worker's app has it (registered here so that
+    # send() adds the escalation timers; the worker runs them).
+    unread = notifications.create_hub("Unread").filter_by(WithEventType("unread"))
+    unread.register_consumer(StoreConsumer())
+    unread.register_consumer(
+        lambda event: None,
+        celery_task_name="workflows_app.escalated",
+        if_unread_after=timedelta(seconds=5),
+    )
     return app, values
 
 
@@ -124,3 +135,25 @@ def test_a_scheduled_send_survives_a_redis_restart_without_persistence(
             except AssertionError:
                 raise AssertionError("".join(worker.output[-40:])) from None
     assert delivered(values) == ["across", "marker"]
+
+
+def test_an_escalation_survives_a_worker_killed_with_sigkill_and_runs_once(env):
+    app, values = env
+    notifications = app.extensions["notifications"]
+
+    def escalated() -> list[tuple[str, list[str]]]:
+        return [(x["escalated"], x["recipients"]) for x in logged(values) if "escalated" in x]
+
+    with worker_process(APP, values["REDIS_URL"]) as first:
+        with app.app_context():
+            sent = notifications.send(Event("esc", "unread", "t", "b", recipients=["a", "b"]))
+            item = wait_for(lambda: notifications.inbox.list("a").items, 10)[0]
+            assert item["event_id"] == sent["event_id"]
+            notifications.inbox.mark_read("a", item["id"])
+            notifications.send(Event("marker", "unread", "t", "b", recipients=["c"]))
+        os.kill(first.pid, signal.SIGKILL)  # before the escalations are due
+        first.wait(10)
+    assert escalated() == []
+    with worker_process(APP, values["REDIS_URL"]):
+        wait_for(lambda: ("marker", ["c"]) in escalated(), 20)
+    assert escalated() == [("esc", ["b"]), ("marker", ["c"])]

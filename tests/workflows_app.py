@@ -5,17 +5,22 @@ database, where the durable timers live) and ``LOG`` (one JSON line per
 event consumed or timer run).
 
 The timer kind ``tests.log`` writes its payload to ``LOG``; events of type
-``later`` go to the hub ``Later``, whose consumer writes their ids to ``LOG``.
+``later`` go to the hub ``Later``, whose consumer writes their ids to ``LOG``;
+events of type ``unread`` to the hub ``Unread`` (stored in the inbox), whose
+consumer runs 5 s later for the recipients who have not read them and writes
+their ids and those recipients to ``LOG``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from datetime import timedelta
 
 from flask import Flask
 
 from flask_notifications import Notifications
+from flask_notifications.consumers import StoreConsumer
 from flask_notifications.filters import WithEventType
 from flask_notifications.workflows import timers
 
@@ -50,3 +55,14 @@ later = notifications.create_hub("Later").filter_by(WithEventType("later"))
 @later.register_consumer(celery_task_name="workflows_app.record")
 def record(event, *args, **kwargs):
     _log({"event": event["event_id"]})
+
+
+unread = notifications.create_hub("Unread").filter_by(WithEventType("unread"))
+unread.register_consumer(StoreConsumer())
+
+
+@unread.register_consumer(
+    celery_task_name="workflows_app.escalated", if_unread_after=timedelta(seconds=5)
+)
+def escalated(event, *args, **kwargs):
+    _log({"escalated": event["event_id"], "recipients": event["recipients"]})

@@ -264,17 +264,26 @@ def _run(app: Flask, engine: Any, ids: list[int], now: float, lease: float) -> N
             .order_by(table.c.due_at)
         ).all()
     extension = app.extensions["notifications"]
-    for row in claimed:
-        func = _HANDLERS.get(row.kind)
-        try:
-            if func is None:
-                raise LookupError(f"no handler for timer kind {row.kind!r} in this process")
-            func(extension, json.loads(row.payload))
-        except Exception as exc:  # noqa: BLE001 - retried, then a dead letter
-            _failed(engine, row, token, exc)
-            continue
-        with engine.begin() as conn:
-            conn.execute(delete(table).where(table.c.id == row.id, table.c.lease_token == token))
+    done: list[int] = []
+    try:
+        for row in claimed:
+            func = _HANDLERS.get(row.kind)
+            try:
+                if func is None:
+                    raise LookupError(f"no handler for timer kind {row.kind!r} in this process")
+                func(extension, json.loads(row.payload))
+            except Exception as exc:  # noqa: BLE001 - retried, then a dead letter
+                _failed(engine, row, token, exc)
+                continue
+            done.append(row.id)
+    finally:
+        # One transaction for the batch: a worker killed before it runs the
+        # batch's handlers again after the lease; they are idempotent.
+        if done:
+            with engine.begin() as conn:
+                conn.execute(
+                    delete(table).where(table.c.id.in_(done), table.c.lease_token == token)
+                )
 
 
 def _failed(engine: Any, row: Any, token: str, exc: Exception) -> None:
