@@ -196,10 +196,10 @@ def test_http_put_sets_and_removes_a_digest(prefs_app):
 
 
 @pytest.fixture
-def mail_app(make_app, tmp_path, smtp_server):
+def mail_app(make_app, database_uri, smtp_server):
     server = smtp_server()
     app = make_app(
-        NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        NOTIFICATIONS_DATABASE_URI=database_uri,
         EMAIL_HOST="127.0.0.1",
         EMAIL_PORT=server.port,
         NOTIFICATIONS_TIMER_RETRY_BACKOFF=0,
@@ -212,6 +212,7 @@ def mail_app(make_app, tmp_path, smtp_server):
         notifications.inbox.create_tables()
         yield app, notifications, consumer, server
         notifications.shutdown()
+        get_state(app).engine.dispose()
 
 
 def held(app):
