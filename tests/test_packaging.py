@@ -63,6 +63,7 @@ def test_py_typed_and_metadata():
     runtime = {re.split(r"[<>=\[ ;]", r)[0].lower() for r in requires if "extra ==" not in r}
     assert runtime == {
         "flask", "flask-celeryext", "celery", "redis", "gevent", "blinker", "sse", "sqlalchemy",
+        "tzdata",  # only on Windows (sys_platform marker): zoneinfo's database for digests
     }  # fmt: skip
     assert all(re.search(r">=\d", r) for r in requires if "extra ==" not in r), requires
     extras = set(meta.get_all("Provides-Extra") or [])
