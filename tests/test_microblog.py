@@ -8,6 +8,7 @@ client for the routes.
 from __future__ import annotations
 
 import importlib.util
+import json
 import re
 import sqlite3
 import sys
@@ -169,6 +170,8 @@ def microblog(redis_server, tmp_path_factory):
         # E-mail only what stays unread 3 s (2 minutes in the demo); remind after 1 s.
         patch.setenv("MICROBLOG_EMAIL_UNREAD_AFTER", "3")
         patch.setenv("MICROBLOG_REMIND_AFTER", "1")
+        patch.setenv("MICROBLOG_FOLLOW_LIMIT", "2")
+        patch.setenv("MICROBLOG_FOLLOW_WINDOW", "2")
         patch.syspath_prepend(str(MICROBLOG))  # app.py imports reminders.py beside it
         spec = importlib.util.spec_from_file_location("microblog_app", MICROBLOG / "app.py")
         module = importlib.util.module_from_spec(spec)
@@ -539,3 +542,43 @@ def test_remind_me_schedules_a_reminder_and_cancel_cancels_it(
     page = bob.post(f"/messages/{kept}/remind/cancel", follow_redirects=True)
     assert "No pending reminder for this message (already sent?)." in page.get_data(as_text=True)
     assert "Remind me" in bob.get("/messages").get_data(as_text=True)
+
+
+# -- follows, throttled (issue 16) ------------------------------------------------------------
+
+
+def test_follows_beyond_the_limit_come_as_one_summary(
+    microblog, client_for, redis_client, worker, timer_sweeper
+):
+    """Limit 2 per 2 s here: bob follows alice three times (following,
+    unfollowing): her pages get two follows, then one summary of the third;
+    her inbox has all three."""
+    alice_id = str(user_id(microblog, "alice"))
+    bob = client_for("bob")
+    history = RedisPubSub(redis_client)
+    hub = hub_id_for("Follows")
+
+    def streamed():
+        return [json.loads(data) for _, data in history.history(hub, None).entries]
+
+    before = len(streamed())
+    inbox = microblog.notifications.inbox
+    with microblog.app.app_context():
+        stored = inbox.list(alice_id, per_page=100).total
+    for _ in range(5):  # follow, unfollow, follow, unfollow, follow: three follows
+        assert bob.post("/follow/alice").status_code == 302
+    assert bob.post("/follow/nobody").status_code == 404
+    assert bob.post("/follow/bob").status_code == 400
+    with microblog.app.app_context(), worker(microblog.app), timer_sweeper(microblog.app):
+        wait_for(lambda: len(streamed()) == before + 3, 20)
+        events = streamed()[before:]
+        assert [e["event_type"] for e in events] == ["follow", "follow", "summary"]
+        assert all(e["recipients"] == [alice_id] for e in events)
+        assert [e["title"] for e in events[:2]] == ["bob followed you"] * 2
+        summary = events[2]
+        assert summary["title"] == "1 more notification" and summary["count"] == 1
+        assert [e["title"] for e in summary["events"]] == ["bob followed you"]
+        assert inbox.list(alice_id, per_page=100).total == stored + 3  # every follow stored
+    page = client_for("alice").get("/").get_data(as_text=True)
+    assert 'id="follow-list"' in page and "Unfollow" not in page
+    assert "Unfollow" in bob.get("/").get_data(as_text=True)

@@ -28,7 +28,11 @@ How a message travels:
    catalog in ``translations/`` (see README.md for the pybabel commands).
 6. "Remind me" on the Messages page schedules a reminder notification for
    later (``send(event, delay=...)``; see reminders.py).
-7. Operations: the Messages page shows, under each message, what the
+7. Comments on a post notify its author, grouped per post (one inbox item,
+   "bob and 1 other commented on your post (3)", updated in place); follows
+   are throttled (``MICROBLOG_FOLLOW_LIMIT`` per ``MICROBLOG_FOLLOW_WINDOW``
+   seconds and user on the open pages, the rest as one summary).
+8. Operations: the Messages page shows, under each message, what the
    delivery log recorded for it (inbox, stream, e-mail); with
    ``prometheus_client`` installed (the ``metrics`` extra), ``/metrics``
    serves the Prometheus metrics.
@@ -102,6 +106,10 @@ app.config.update(
     # sent; "Remind me" reminds this many seconds later.
     MICROBLOG_EMAIL_UNREAD_AFTER=float(os.environ.get("MICROBLOG_EMAIL_UNREAD_AFTER", "120")),
     MICROBLOG_REMIND_AFTER=float(os.environ.get("MICROBLOG_REMIND_AFTER", "600")),
+    # Follow notifications: at most this many per window and user, the rest
+    # as one summary at the window's end.
+    MICROBLOG_FOLLOW_LIMIT=int(os.environ.get("MICROBLOG_FOLLOW_LIMIT", "3")),
+    MICROBLOG_FOLLOW_WINDOW=float(os.environ.get("MICROBLOG_FOLLOW_WINDOW", "60")),
     # The Prometheus metrics, when the metrics extra is installed.
     NOTIFICATIONS_METRICS_ENDPOINT=(
         "/metrics" if importlib.util.find_spec("prometheus_client") else None
@@ -170,6 +178,16 @@ class Post(db.Model):  # type: ignore[name-defined,misc]
 
     author: Mapped[User] = relationship()
     comments: Mapped[list[Comment]] = relationship(back_populates="post", order_by="Comment.id")
+
+
+class Follow(db.Model):  # type: ignore[name-defined,misc]
+    """``follower`` follows ``followed``: each new follow notifies ``followed``."""
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    follower_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
+    followed_id: Mapped[int] = mapped_column(ForeignKey(User.id), index=True)
+
+    follower: Mapped[User] = relationship(foreign_keys=[follower_id])
 
 
 class Comment(db.Model):  # type: ignore[name-defined,misc]
@@ -319,6 +337,37 @@ def comment_event(comment: Comment) -> Event | None:
 
 notifications.on_insert(Comment, comment_event)
 
+# -- follows, throttled ------------------------------------------------------------------------
+# At most MICROBLOG_FOLLOW_LIMIT follow notifications per window and user on
+# the open pages; the others come as one "N more notifications" summary when
+# the window ends. The inbox still keeps every follow.
+follows_hub = notifications.create_hub("Follows")
+follows_hub.filter_by(WithEventType("follow"))
+follows_hub.throttle(
+    limit=app.config["MICROBLOG_FOLLOW_LIMIT"],
+    per=timedelta(seconds=app.config["MICROBLOG_FOLLOW_WINDOW"]),
+)
+follows_hub.register_consumer(StoreConsumer())
+follows_hub.register_consumer(PushConsumer(redis, follows_hub.hub_id))
+
+
+def follow_event(follow: Follow) -> Event:
+    """The notification of a new follower.
+
+    :param follow: the follow, flushed but not yet committed.
+    """
+    return Event(
+        None,
+        "follow",
+        f"{follow.follower.username} followed you",
+        "",
+        sender=follow.follower_id,
+        recipients=[follow.followed_id],
+    )
+
+
+notifications.on_insert(Follow, follow_event)
+
 
 # -- views -------------------------------------------------------------------------------
 
@@ -363,8 +412,16 @@ def index() -> ResponseReturnValue:
         select(User).where(User.id != current_user.id).order_by(User.username)
     ).all()
     posts = db.session.scalars(select(Post).order_by(Post.id.desc()).limit(20)).all()
+    following = set(
+        db.session.scalars(select(Follow.followed_id).filter_by(follower_id=current_user.id))
+    )
     return render_template(
-        "index.html", users=users, languages=LANGUAGES, posts=posts, max_message=MAX_MESSAGE
+        "index.html",
+        users=users,
+        languages=LANGUAGES,
+        posts=posts,
+        max_message=MAX_MESSAGE,
+        following=following,
     )
 
 
@@ -414,6 +471,27 @@ def comment(post_id: int) -> ResponseReturnValue:
     db.session.add(Comment(post=post, author=current_user, body=body))
     db.session.commit()  # on_insert sends the "comment" event now
     return redirect(url_for("show_post", post_id=post.id))
+
+
+@app.post("/follow/<username>")
+@login_required
+def toggle_follow(username: str) -> ResponseReturnValue:
+    """Follow ``username``, or stop following them; a new follow notifies them.
+
+    :param username: the user; 404 when nobody has that name.
+    """
+    user = db.first_or_404(select(User).filter_by(username=username))
+    if user.id == current_user.id:
+        abort(400)
+    follow = db.session.scalar(
+        select(Follow).filter_by(follower_id=current_user.id, followed_id=user.id)
+    )
+    if follow is None:
+        db.session.add(Follow(follower=current_user, followed_id=user.id))
+    else:
+        db.session.delete(follow)
+    db.session.commit()  # on_insert sends the "follow" event now
+    return redirect(url_for("index"))
 
 
 @app.route("/login", methods=["GET", "POST"])
