@@ -223,3 +223,23 @@ def test_a_summary_survives_a_worker_sigkill_and_a_redis_restart(tmp_path, monke
     assert summary["type"] == "summary" and summary["recipients"] == ["alice"]
     assert summary["count"] == 3 and summary["events"] == ["follow-3", "follow-4", "follow-5"]
     assert lines[3]["event"] == "follow-6"  # one summary only
+
+
+def test_held_recipients_are_logged_as_suppressed(throttled_app):
+    """A consumer with a channel (the PushConsumer, "stream"): the delivery
+    log says why a held recipient got nothing yet."""
+    from flask_notifications.consumers import PushConsumer
+
+    app, notifications, hub, _ = throttled_app
+    push = PushConsumer(notifications.redis, hub)
+    hub.register_consumer(push)
+    with app.app_context():
+        for n in (1, 2):
+            assert throttle.narrow(hub, push, follow(n, ["alice"])) is not None
+        narrowed = throttle.narrow(hub, push, follow(3, ["alice", "bob"]))
+        assert narrowed["recipients"] == ["bob"]
+        records = {
+            (r["recipient"], r["channel"]): (r["status"], r["error"])
+            for r in notifications.deliveries("follow-3")
+        }
+        assert records == {("alice", "stream"): ("suppressed", "throttled: held for the summary")}
