@@ -10,6 +10,15 @@ same run (rounds interleaved, the median shown):
 - ``plain``: a hub with a StoreConsumer and a consumer; ``send(event)``;
 - ``scheduled``: the same hub; ``send(event, delay=1 ms)``: each event is a
   durable timer, run by the sweeper, then sent as above;
+- ``group``: the ``plain`` hub's shape; every event has a ``group`` (one
+  group, five senders): the StoreConsumer updates one unread item (an
+  upsert, an actor insert, an update) instead of inserting a row;
+- ``throttle``: the ``plain`` hub's shape with ``hub.throttle()`` and a limit
+  never reached: each event is decided (one Redis script per recipient) and
+  delivered;
+- ``throttle-held``: a throttle of one delivery per hour: every event after
+  the first is held (a row in the inbox database; a timer per window),
+  counted as soon as it is held;
 - ``escalation``: a hub with a StoreConsumer, a consumer and a consumer with
   ``if_unread_after=50 ms``: delivered once the escalated consumer ran for
   every (unread) event (a timer per event, an inbox query, one more task).
@@ -139,6 +148,83 @@ def _send_escalating(notifications: Notifications, later: Counter, n: int) -> No
 
 
 case("escalation", _escalating_hub, _send_escalating, lambda later: later.count)
+
+
+# -- grouping --------------------------------------------------------------------------------
+
+
+def _group_hub(notifications: Notifications, shared: dict[str, Any]) -> Counter:
+    hub = notifications.create_hub("Grouped").filter_by(WithEventType("grouped"))
+    hub.register_consumer(StoreConsumer())
+    counter = Counter()
+    hub.register_consumer(counter, celery_task_name="bench.grouped")
+    return counter
+
+
+def _send_grouped(notifications: Notifications, counter: Counter, n: int) -> None:
+    # One group, five senders: every event after the first updates the same
+    # unread item (count, latest fields, actors).
+    for i in range(n):
+        event = _event("grouped", i)
+        event["sender"], event["group"] = f"s{i % 5}", "post:1:comments"
+        notifications.send(event)
+
+
+case("group", _group_hub, _send_grouped, lambda counter: counter.count)
+
+
+# -- throttle --------------------------------------------------------------------------------
+
+
+def _throttled_hub(limit: int, per: timedelta, event_type: str) -> Callable[..., Any]:
+    def setup(notifications: Notifications, shared: dict[str, Any]) -> Any:
+        hub = notifications.create_hub(event_type).filter_by(WithEventType(event_type))
+        hub.throttle(limit=limit, per=per)
+        hub.register_consumer(StoreConsumer())
+        counter = Counter()
+        hub.register_consumer(counter, celery_task_name=f"bench.{event_type}")
+        return counter, hub.hub_id
+
+    return setup
+
+
+def _send_throttled(event_type: str) -> Callable[..., None]:
+    def send(notifications: Notifications, state: Any, n: int) -> None:
+        for i in range(n):
+            notifications.send(_event(event_type, i))
+
+    return send
+
+
+def _held(state: Any) -> int:
+    """Deliveries plus events held (rows in the throttle's table): every
+    event the worker has decided on."""
+    from sqlalchemy import func, select
+
+    from flask_notifications.inbox.database import get_engine
+    from flask_notifications.inbox.models import throttled
+
+    counter, hub_id = state
+    query = select(func.count()).select_from(throttled).where(throttled.c.hub_id == hub_id)
+    with get_engine().connect() as conn:
+        return counter.count + int(conn.execute(query).scalar_one())
+
+
+# Under the limit: each event is decided (one Redis script) and delivered.
+case(
+    "throttle",
+    _throttled_hub(10**9, timedelta(hours=1), "throttled"),
+    _send_throttled("throttled"),
+    lambda state: state[0].count,
+)
+# Over the limit: one delivery per hour, every other event held (a row in
+# the inbox database and, once per window, a timer); counted when held.
+case(
+    "throttle-held",
+    _throttled_hub(1, timedelta(hours=1), "held"),
+    _send_throttled("held"),
+    _held,
+)
 
 
 # -- the run ---------------------------------------------------------------------------------
