@@ -255,3 +255,48 @@ def test_the_mobile_badge_counts_a_groups_item_once(group_app):
     assert unread_badges(consumer, comment("carol commented", "carol"), ["alice"]) == {"alice": 1}
     other = comment("on another post", "carol", group="post:7:comments")
     assert unread_badges(consumer, other, ["alice"]) == {"alice": 2}
+
+
+def test_two_worker_processes_make_one_item_and_lose_no_count(tmp_path, redis_url, monkeypatch):
+    """Two real ``celery worker`` subprocesses store events of one group at
+    once (SQLite): one unread item, every event counted."""
+    from flask import Flask
+
+    from .conftest import wait_for, worker_process
+
+    database = f"sqlite:///{tmp_path / 'inbox.sqlite'}"
+    for key, value in {
+        "REDIS_URL": redis_url, "DATABASE_URI": database, "LOG": str(tmp_path / "log.jsonl"),
+    }.items():  # fmt: skip
+        monkeypatch.setenv(key, value)
+    web = Flask("web", instance_path=str(tmp_path / "instance"))
+    web.config.update(NOTIFICATIONS_REDIS_URL=redis_url, NOTIFICATIONS_DATABASE_URI=database)
+    notifications = Notifications(web)
+    notifications.create_hub("Comments").register_consumer(StoreConsumer())
+    with web.app_context():
+        notifications.inbox.create_tables()
+    total = 60
+    with (
+        worker_process("tests.throttle_app:celery", redis_url) as first,
+        worker_process("tests.throttle_app:celery", redis_url) as second,
+        web.app_context(),
+    ):
+        for n in range(total):
+            notifications.send(comment(f"#{n}", f"u{n % 4}", ["alice", "bob"]))
+
+        def counted():
+            items = [notifications.inbox.list(u, unread_only=True).items for u in ("alice", "bob")]
+            return all(len(i) == 1 and i[0]["count"] == total for i in items)
+
+        try:
+            wait_for(counted, 60)
+        except AssertionError:
+            raise AssertionError("".join(first.output[-20:] + second.output[-20:])) from None
+        ran = [sum("Task flask_notifications" in line and "succeeded" in line for line in w.output)
+               for w in (first, second)]  # fmt: skip
+    with web.app_context():
+        for user in ("alice", "bob"):
+            (item,) = notifications.inbox.list(user, unread_only=True).items
+            assert item["actor_count"] == 4 and len(item["actors"]) == 3
+    assert all(ran), ran  # both workers stored some of them
+    get_state(web).engine.dispose()

@@ -18,6 +18,7 @@ from flask import Flask
 from flask_notifications import Event, InvalidThrottleError, Notifications
 from flask_notifications._state import get_state
 from flask_notifications.consumers import StoreConsumer
+from flask_notifications.consumers.consumer import FunctionConsumer
 from flask_notifications.filters import WithEventType
 from flask_notifications.inbox.database import get_engine
 from flask_notifications.inbox.models import throttled
@@ -108,6 +109,52 @@ def test_beyond_the_limit_events_are_held_then_summarised(throttled_app, worker)
         wait_for(lambda: len(received) == 5)
         assert received[4]["event_id"] == "follow-6"
         assert timers.pending(throttle.KIND) == []
+
+
+class Flaky(FunctionConsumer):
+    """A consumer that fails once (a transient error) on the events named in
+    ``fail_once``, then records what it gets: retried by its own task."""
+
+    retry_backoff = 1
+    retry_jitter = False
+
+    def __init__(self, fail_once):
+        self.fail_once = set(fail_once)
+        self.got = []
+        super().__init__(self.run, "tests.throttle.flaky")
+
+    def run(self, event, *args, **kwargs):
+        if event["event_id"] in self.fail_once:
+            self.fail_once.discard(event["event_id"])
+            raise ConnectionError("the outside world is down for a moment")
+        self.got.append((event["event_id"], event["recipients"]))
+
+
+def test_a_retried_consumer_gets_the_same_decision(throttled_app, worker):
+    """follow-3 fails once in one consumer and is retried by its own task.
+    Its first run used bob's and carol's second delivery of the window: a
+    fresh decision at the retry would hold it for them (they are at the
+    limit); the recorded one delivers it to them."""
+    app, notifications, hub, received = throttled_app
+    flaky = Flaky({"follow-3"})
+    hub.register_consumer(flaky)
+    with app.app_context(), worker(app):
+        notifications.send(follow(1, ["alice", "bob", "carol"]))
+        notifications.send(follow(2, ["alice"]))
+        notifications.send(follow(3, ["alice", "bob", "carol"]))
+        notifications.send(follow(4, ["bob"]))  # bob's third: held
+        wait_for(lambda: len(flaky.got) == 3 and held_rows(app) == 2, 20)
+        assert sorted(flaky.got) == [
+            ("follow-1", ["alice", "bob", "carol"]),
+            ("follow-2", ["alice"]),
+            ("follow-3", ["bob", "carol"]),  # the retry: the same answer
+        ]
+        wait_for(lambda: len(received) == 3)
+        assert [(e["event_id"], e["recipients"]) for e in received] == [
+            ("follow-1", ["alice", "bob", "carol"]),
+            ("follow-2", ["alice"]),
+            ("follow-3", ["bob", "carol"]),
+        ]
 
 
 def held_rows(app):

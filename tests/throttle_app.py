@@ -1,5 +1,5 @@
-"""The app the throttle's durability test runs under real ``celery worker``
-subprocesses.
+"""The app the throttle's durability test and the grouping's two-worker test
+run under real ``celery worker`` subprocesses.
 
 Settings from the environment: ``REDIS_URL``, ``DATABASE_URI`` (the inbox
 database: held events and timers) and ``LOG`` (one JSON line per event the
@@ -44,3 +44,8 @@ def record(event, *args, **kwargs):
     }
     with open(os.environ["LOG"], "a", encoding="utf-8") as log:
         log.write(json.dumps(line) + "\n")
+
+
+# Grouped comments, stored only (tests/test_grouping.py: two workers at once).
+comments = notifications.create_hub("Comments").filter_by(WithEventType("comment"))
+comments.register_consumer(StoreConsumer())
