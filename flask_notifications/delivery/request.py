@@ -103,16 +103,16 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
         if hub.filter(event):
             taken.append(hub)
             targets.extend([hub.hub_id, name] for name in hub._names)
+            consumers = hub._consumers  # .get: a consumer may be deregistered meanwhile
             for name in hub._names:
-                consumer = hub._consumers[name]
-                if consumer.channel is not None and consumer.wants(event):
+                consumer = consumers.get(name)
+                if consumer is not None and consumer.channel is not None and consumer.wants(event):
                     channels[consumer.channel] = None
             if hub._escalating and event["recipients"]:  # broadcasts are not escalated
-                later.extend(
-                    (hub.hub_id, name, after)
-                    for name, after in hub._escalating
-                    if hub._consumers[name].wants(event)
-                )
+                for name, after in hub._escalating:
+                    consumer = consumers.get(name)
+                    if consumer is not None and consumer.wants(event):
+                        later.append((hub.hub_id, name, after))
         else:
             event_filtered.send(app, event=event, hub=hub)
     if not targets:
