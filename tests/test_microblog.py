@@ -582,3 +582,49 @@ def test_follows_beyond_the_limit_come_as_one_summary(
     page = client_for("alice").get("/").get_data(as_text=True)
     assert 'id="follow-list"' in page and "Unfollow" not in page
     assert "Unfollow" in bob.get("/").get_data(as_text=True)
+
+
+def test_settings_set_an_email_digest_and_turning_it_off_sends_it(
+    microblog, client_for, worker, timer_sweeper
+):
+    from flask_notifications._state import get_state
+    from flask_notifications.inbox.models import digest_items
+
+    bob_id = str(user_id(microblog, "bob"))
+    prefs, sink = microblog.notifications.preferences, microblog.mail_sink
+    bob = client_for("bob")
+    form = {"inbox:*": "on", "inbox:messages": "on", "stream:*": "on", "stream:messages": "on",
+            "email:*": "on", "email:messages": "on", "digest": "daily", "digest_hour": "8",
+            "digest_weekday": "0", "digest_timezone": "Europe/Paris"}  # fmt: skip
+
+    def held():
+        with get_state(microblog.app).engine.connect() as conn:
+            query = microblog.select(digest_items.c.id).where(digest_items.c.recipient == bob_id)
+            return conn.execute(query).all()
+
+    try:
+        assert bob.post("/settings", data=dict(form, digest_timezone="Nowhere")).status_code == 400
+        with microblog.app.app_context():
+            assert prefs.get(bob_id)["channels"]["email"]["digest"] is None  # nothing changed
+        assert bob.post("/settings", data=form).status_code == 302
+        with microblog.app.app_context():
+            assert prefs.get(bob_id)["channels"]["email"]["digest"] == {
+                "frequency": "daily", "hour": 8, "weekday": 0, "timezone": "Europe/Paris",
+            }  # fmt: skip
+        page = bob.get("/settings").get_data(as_text=True)
+        assert re.search(r'value="daily"\s+selected', page)
+
+        before = len(sink.to("bob@example.com"))
+        alice = client_for("alice")
+        assert alice.post("/send/bob", data={"message": "for the digest"}).status_code == 302
+        with microblog.app.app_context(), worker(microblog.app), timer_sweeper(microblog.app):
+            wait_for(lambda: len(held()) == 1, 15)  # held for 08:00 Paris time
+            assert len(sink.to("bob@example.com")) == before
+            assert bob.post("/settings", data=dict(form, digest="")).status_code == 302
+            wait_for(lambda: len(sink.to("bob@example.com")) == before + 1, 15)
+            wait_for(lambda: not held(), 15)
+        mail = sink.to("bob@example.com")[-1]
+        assert "for the digest" in mail.get_body(("plain",)).get_content()
+    finally:
+        with microblog.app.app_context():
+            prefs.set_digest(bob_id, "email", None)

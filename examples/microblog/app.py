@@ -51,6 +51,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import (
@@ -600,6 +601,14 @@ def deliveries_of(shown: list[Message]) -> dict[int, list[tuple[str, str]]]:
 SETTINGS_CHANNELS = {"inbox": N_("In the app"), "stream": N_("Live"), "email": N_("By e-mail")}
 #: Labels of the categories (others show their name).
 CATEGORY_LABELS = {"messages": N_("Private messages"), "security": N_("Security notices")}
+#: The e-mail digest's choices, and the time zones offered for it.
+DIGEST_FREQUENCIES = {
+    "": N_("One e-mail per notification"),
+    "hourly": N_("One e-mail per hour"),
+    "daily": N_("One e-mail per day"),
+    "weekly": N_("One e-mail per week"),
+}
+DIGEST_TIMEZONES = ("Europe/Paris", "Europe/London", "America/New_York", "Asia/Tokyo", "UTC")
 
 
 @app.route("/settings", methods=["GET", "POST"])
@@ -624,14 +633,50 @@ def settings() -> ResponseReturnValue:
             }
             for channel in SETTINGS_CHANNELS
         }
-        prefs.update(current_user.id, {"channels": changes})
+        changes["email"]["digest"] = digest_from(request.form)
+        try:
+            prefs.update(current_user.id, {"channels": changes})
+        except ValueError as exc:  # InvalidQueryError: a hand-made form
+            flash(str(exc))
+            return settings_page(prefs.get(current_user.id)), 400
         flash(gettext("Your notification settings have been saved."))
         return redirect(url_for("settings"))
+    return settings_page(prefs.get(current_user.id))
+
+
+def digest_from(form: Any) -> dict[str, object] | None:
+    """The e-mail digest the settings form asks for (``None``: off).
+
+    :param form: the posted form.
+    """
+    frequency = form.get("digest", "")
+    if not frequency:
+        return None
+    hour, weekday = form.get("digest_hour", "8"), form.get("digest_weekday", "0")
+    return {
+        "frequency": frequency,
+        "hour": int(hour) if hour.isdigit() else hour,  # the library checks the range
+        "weekday": int(weekday) if weekday.isdigit() else weekday,
+        "timezone": form.get("digest_timezone", "UTC"),
+    }
+
+
+def settings_page(preferences: dict[str, Any]) -> str:
+    """The settings page for ``preferences`` (``notifications.preferences.get()``).
+
+    :param preferences: the user's preferences.
+    """
+    weekdays = [N_("Monday"), N_("Tuesday"), N_("Wednesday"), N_("Thursday"), N_("Friday"),
+                N_("Saturday"), N_("Sunday")]  # fmt: skip
     return render_template(
         "settings.html",
-        preferences=prefs.get(current_user.id),
+        preferences=preferences,
+        digest=preferences["channels"]["email"]["digest"],
         channels={channel: gettext(label) for channel, label in SETTINGS_CHANNELS.items()},
         labels={category: gettext(label) for category, label in CATEGORY_LABELS.items()},
+        frequencies={key: gettext(label) for key, label in DIGEST_FREQUENCIES.items()},
+        weekdays=[gettext(day) for day in weekdays],
+        timezones=DIGEST_TIMEZONES,
     )
 
 
