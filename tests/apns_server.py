@@ -35,6 +35,7 @@ import h2.connection
 import h2.events
 import h2.exceptions
 import h2.settings
+import hyperframe.frame
 import jwt
 
 #: The statuses a token can be scripted to get, with APNs' reason.
@@ -95,7 +96,7 @@ class FakeAPNs:
         self.connections = 0
         #: The most requests open at once on one connection.
         self.max_in_flight = 0
-        self._goaway: tuple[int, int] | None = None
+        self._goaway: tuple[int, int, bool] | None = None
         self._verified: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -117,7 +118,7 @@ class FakeAPNs:
         with self._lock:
             return [status for t, status in self.attempts if t == token]
 
-    def goaway(self, after: int, waiting: int) -> None:
+    def goaway(self, after: int, waiting: int, late: bool = False) -> None:
         """On the next connection that has ``after + waiting`` complete requests
         waiting (none answered before that), answer the ``after`` lowest
         streams, send GOAWAY (``NO_ERROR``) with the last of them as
@@ -127,8 +128,10 @@ class FakeAPNs:
 
         :param after: how many requests to answer first.
         :param waiting: how many more must be in flight (above last-stream-id).
+        :param late: send the GOAWAY frame first, then the answers of the
+            streams at or below its last-stream-id (as RFC 9113 allows).
         """
-        self._goaway = (after, waiting)
+        self._goaway = (after, waiting, late)
 
     def stop(self) -> None:
         """Stop accepting, close each connection (with GOAWAY), join the threads."""
@@ -358,11 +361,11 @@ class _Connection:
     def on_request(self, stream_id: int) -> None:
         goaway = self.fake._goaway
         if goaway is not None:
-            after, waiting = goaway
+            after, waiting, late = goaway
             complete = sorted(i for i, r in self.requests.items() if r.complete)
             if len(complete) >= after + waiting:
                 self.fake._goaway = None
-                self.go_away(after)
+                self.go_away(after, late)
             return  # held until then
         self.process(stream_id)
 
@@ -377,20 +380,27 @@ class _Connection:
             self.due, (time.monotonic() + wait, next(self.seq), stream_id, status, reason, token)
         )
 
-    def go_away(self, after: int) -> None:
+    def go_away(self, after: int, late: bool) -> None:
         """Answer the ``after`` lowest complete streams (each below any
-        incomplete one), then GOAWAY with the last as last-stream-id."""
+        incomplete one), and GOAWAY with the last as last-stream-id: after
+        those answers, or (``late``) before them."""
         answered: list[int] = []
         for stream_id in sorted(self.requests):
             if not self.requests[stream_id].complete or len(answered) == after:
                 break
             answered.append(stream_id)
+        last = answered[-1] if answered else 0
+        if late:
+            # h2 sends nothing once it has sent GOAWAY itself: the frame is
+            # written by hand, and h2 then answers the streams up to ``last``.
+            frame = hyperframe.frame.GoAwayFrame(0)
+            frame.last_stream_id = last
+            self.sock.sendall(frame.serialize())
         for stream_id in answered:
             self.process(stream_id)
-        self.due = [(0.0, *entry[1:]) for entry in self.due]  # all before the GOAWAY
+        self.due = [(0.0, *entry[1:]) for entry in self.due]  # answered now
         heapq.heapify(self.due)
         self.send_due()
-        last = answered[-1] if answered else 0
         with self.fake._lock:
             self.fake.dropped.extend(
                 r.headers.get(":path", "").rsplit("/", 1)[-1]
@@ -398,8 +408,11 @@ class _Connection:
                 if i > last
             )
             self.fake.goaways.append((self.number, last))
-        self.h2.close_connection(last_stream_id=last)
-        self.flush()
+        if late:
+            self.flush()
+        else:
+            self.h2.close_connection(last_stream_id=last)
+            self.flush()
         self.draining = True
 
     def send_due(self) -> None:

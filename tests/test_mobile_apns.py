@@ -247,7 +247,8 @@ def test_a_slow_answer_does_not_hold_the_others(apns_app, apns):
     )
 
 
-def test_goaway_with_requests_in_flight_resends_only_the_unprocessed(apns_app, apns):
+@pytest.mark.parametrize("late", [False, True], ids=["answers-then-goaway", "goaway-then-answers"])
+def test_goaway_with_requests_in_flight_resends_only_the_unprocessed(apns_app, apns, late):
     app, notifications, _, consumer = apns_app
     tokens = [f"{i:064x}" for i in range(40)]
     for i, token in enumerate(tokens):
@@ -255,7 +256,8 @@ def test_goaway_with_requests_in_flight_resends_only_the_unprocessed(apns_app, a
     # The first connection holds its answers until 15 requests are open on
     # it, answers the 5 lowest streams, then GOAWAY with the 5th as the
     # last-stream-id: the 10 others were not processed.
-    apns.goaway(after=5, waiting=10)
+    # ``late``: the GOAWAY frame comes first, then the 5 answers (read all the same).
+    apns.goaway(after=5, waiting=10, late=late)
     with app.app_context():  # in place, not on a retry of the task
         assert consumer.consume(comment([f"user{i}" for i in range(40)])) == 40
     assert apns.goaways and apns.goaways[0][0] == 1 and apns.goaways[0][1] > 0

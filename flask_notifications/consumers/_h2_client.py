@@ -8,7 +8,9 @@ with the GOAWAY frame (encode/httpcore PR #1054, open), although APNs did
 process them; sending those again would deliver a notification twice. Here
 one reader task owns the connection: after GOAWAY the streams above
 last-stream-id fail with :class:`Unprocessed` (safe to send again, on a new
-connection), and those at or below it still get their answers.
+connection), and those at or below it still get their answers, also when
+they come after the GOAWAY frame (which h2 4.x would refuse: GOAWAY frames
+are therefore kept from it and handled here).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ import h2.exceptions
 import h2.settings
 
 __all__ = ["H2Client", "Response", "Unprocessed"]
+
+
+_GOAWAY = 0x7  # the frame type
 
 
 class Unprocessed(Exception):
@@ -61,6 +66,7 @@ class _Connection:
             h2.config.H2Configuration(client_side=True, header_encoding="utf-8")
         )
         self.streams: dict[int, _Stream] = {}
+        self.buffer = bytearray()  # received bytes short of a whole frame
         self.goaway: int | None = None  # the last-stream-id of a GOAWAY received
         self.error: BaseException | None = None  # the connection is dead
         self.changed = asyncio.Event()  # settings, window or streams changed
@@ -87,8 +93,7 @@ class _Connection:
                 data = await self.reader.read(65536)
                 if not data:
                     raise ConnectionError("the server closed the connection")
-                for event in self.h2.receive_data(data):
-                    self.on_event(event)
+                self.receive(data)
                 self.flush()
                 if self.goaway is not None and not self.streams:
                     break  # all answered: done with this connection
@@ -99,6 +104,40 @@ class _Connection:
                 self.error = ConnectionError("the connection was closed after GOAWAY")
             self.wake()
             self.writer.close()
+
+    def receive(self, data: bytes) -> None:
+        """Feed ``data`` to h2, except GOAWAY frames, handled here: once h2
+        has seen one it refuses the answers that may follow on the streams
+        at or below its last-stream-id (RFC 9113, 6.8, lets them come)."""
+        self.buffer += data
+        frames = bytearray()
+        while len(self.buffer) >= 9:  # a frame: 9-byte header, then its payload
+            end = 9 + int.from_bytes(self.buffer[:3], "big")
+            if len(self.buffer) < end:
+                break
+            frame = bytes(self.buffer[:end])
+            del self.buffer[:end]
+            if frame[3] != _GOAWAY or end < 17:
+                frames += frame
+                continue
+            for event in self.h2.receive_data(bytes(frames)):
+                self.on_event(event)
+            frames.clear()
+            self.on_goaway(int.from_bytes(frame[9:13], "big") & 0x7FFFFFFF)
+        if frames:
+            for event in self.h2.receive_data(bytes(frames)):
+                self.on_event(event)
+
+    def on_goaway(self, last_stream_id: int) -> None:
+        """No new streams here; those above ``last_stream_id`` were not processed."""
+        self.goaway = min(
+            last_stream_id, self.goaway if self.goaway is not None else last_stream_id
+        )
+        for stream_id in [i for i in self.streams if i > last_stream_id]:
+            lost = self.streams.pop(stream_id)
+            if not lost.done.done():
+                lost.done.set_exception(Unprocessed(f"above GOAWAY's {last_stream_id}"))
+        self.wake()
 
     def fail(self, exc: BaseException) -> None:
         self.error = exc
@@ -135,13 +174,8 @@ class _Connection:
                     else ConnectionError(f"stream reset: {event.error_code!r}")
                 )
             self.wake()
-        elif isinstance(event, h2.events.ConnectionTerminated):
-            self.goaway = event.last_stream_id or 0
-            for stream_id in [i for i in self.streams if i > (self.goaway or 0)]:
-                lost = self.streams.pop(stream_id)
-                if not lost.done.done():
-                    lost.done.set_exception(Unprocessed(f"above GOAWAY's {self.goaway}"))
-            self.wake()
+        elif isinstance(event, h2.events.ConnectionTerminated):  # not fed to h2; in case
+            self.on_goaway(event.last_stream_id or 0)
         elif isinstance(event, h2.events.RemoteSettingsChanged | h2.events.WindowUpdated):
             self.wake()
 
