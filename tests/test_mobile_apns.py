@@ -285,3 +285,20 @@ def test_tls_is_verified_and_an_image_wakes_the_service_extension(apns_app, apns
     ((_, _, payload),) = apns.delivered
     assert payload["aps"]["mutable-content"] == 1
     assert payload["data"]["image"] == "https://example.test/p.png"
+
+
+def test_no_answer_in_time_is_retried_with_the_task_and_the_others_not_resent(apns_app, apns):
+    app, notifications, _, _ = apns_app
+    register(app, notifications, "alice", "slow-device")  # answered after 1.5 s
+    register(app, notifications, "bob", "b" * 64)
+    consumer = APNsConsumer(timeout=0.3)
+    event = comment(["alice", "bob"])
+    with app.app_context(), pytest.raises(PushServiceUnavailable) as info:
+        consumer.consume(event)
+    assert "1 of 2" in str(info.value) and "TimeoutError" in str(info.value)
+    apns.slow_seconds = 0
+    with app.app_context():  # the task's retry of the same event: the slow device only
+        assert consumer.consume(event) == 1
+    assert apns.attempts_of("b" * 64) == [200]
+    # APNs had processed it: the documented case where a device may get it twice
+    assert apns.attempts_of("slow-device") == [200, 200]

@@ -212,8 +212,20 @@ class _Connection:
             )
             sent += size
             self.flush()
-        await self.writer.drain()
-        return await stream.done
+        try:
+            await self.writer.drain()
+        except OSError:
+            pass  # the connection died: the reader fails the stream, saying how
+        try:
+            return await stream.done
+        except asyncio.CancelledError:  # no answer in time: give the stream up
+            if self.streams.pop(stream_id, None) is not None and self.error is None:
+                try:
+                    self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.CANCEL)
+                    self.flush()
+                except h2.exceptions.ProtocolError:
+                    pass
+            raise
 
     def cancel(self, exc: BaseException) -> None:
         self.task.cancel()

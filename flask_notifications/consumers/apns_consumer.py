@@ -251,7 +251,7 @@ class APNsConsumer(Consumer):
         rejected: list[str] = []
         for (k, device), outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                transient.append((f"APNs is unreachable: {outcome}", None))
+                transient.append((f"APNs is unreachable: {type(outcome).__name__} {outcome}", None))
                 continue
             status = outcome.status
             try:
