@@ -21,13 +21,17 @@ per event of the process that sends and runs the worker, and of the Redis
 server (``INFO cpu``): what the log and the metrics cost, less sensitive to
 other load.
 
+``--send-only`` runs no worker: ``send()`` alone, the request side, where
+the ``queued`` records are written (in the script that claims the event id).
+
 Usage: python benchmarks/observability.py [--events 2000] [--recipients 10] [--rounds 3]
-       [--store]
+       [--store] [--send-only]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import subprocess
@@ -45,7 +49,14 @@ SETTINGS = {
 
 
 def child(
-    url: str, database: str, log: bool, metrics: bool, events: int, recipients: int, store: bool
+    url: str,
+    database: str,
+    log: bool,
+    metrics: bool,
+    events: int,
+    recipients: int,
+    store: bool,
+    send_only: bool = False,
 ) -> None:
     """One run (in its own process): print ``{"seconds": ..., "events": ...}``."""
     from celery.contrib.testing.worker import start_worker
@@ -71,7 +82,8 @@ def child(
         hub.register_consumer(PushConsumer(notifications.redis, hub))
         notifications.inbox.create_tables()
         celery = notifications.celery
-        with start_worker(celery, pool="solo", perform_ping_check=False, loglevel="WARNING"):
+        worker = start_worker(celery, pool="solo", perform_ping_check=False, loglevel="WARNING")
+        with contextlib.nullcontext() if send_only else worker:
 
             def redis_cpu() -> float:
                 info = notifications.redis.info("cpu")
@@ -81,7 +93,7 @@ def child(
                 started, cpu, server = time.perf_counter(), time.process_time(), redis_cpu()
                 for _ in range(count):
                     notifications.send(Event(None, "bench", "title", "body", recipients=users))
-                while reliability.pending_count():
+                while not send_only and reliability.pending_count():
                     time.sleep(0.005)
                 return (
                     time.perf_counter() - started,
@@ -100,11 +112,17 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=10)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--store", action="store_true", help="a StoreConsumer too")
+    parser.add_argument(
+        "--send-only", action="store_true", help="no worker: send() alone (the request side)"
+    )
     parser.add_argument("--child", nargs=4, metavar=("URL", "DB", "LOG", "METRICS"))
     args = parser.parse_args()
     if args.child:
         url, database, log, metrics = args.child
-        child(url, database, log == "1", metrics == "1", args.events, args.recipients, args.store)
+        child(
+            url, database, log == "1", metrics == "1", args.events, args.recipients, args.store,
+            args.send_only,
+        )  # fmt: skip
         return
 
     import redis
@@ -126,6 +144,7 @@ def main() -> None:
                 command = [
                     sys.executable, __file__, "--events", str(args.events),
                     "--recipients", str(args.recipients), *(["--store"] if args.store else []),
+                    *(["--send-only"] if args.send_only else []),
                     "--child", server.url, database, str(int(log)), str(int(metrics)),
                 ]  # fmt: skip
                 output = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -135,9 +154,10 @@ def main() -> None:
                 redis_cpus[name].append(result["redis_cpu"] / result["events"] * 1e6)
         client.close()
     consumers = "StoreConsumer + PushConsumer" if args.store else "PushConsumer"
+    where = "send() alone, no worker" if args.send_only else "one solo worker thread"
     print(
         f"{args.events} events x {args.recipients} recipients, {consumers}, "
-        f"one solo worker thread; median of {args.rounds} rounds"
+        f"{where}; median of {args.rounds} rounds"
     )
     base = statistics.median(rates["neither"])
     base_cpu = statistics.median(cpus["neither"])
@@ -155,7 +175,7 @@ def main() -> None:
             f"{name:<14} {rate:>9.0f} {rate / base:>10.1%}   {cpu:>17.0f} {cpu - base_cpu:>+6.0f}"
             f"   {server:>19.0f} {server - base_redis:>+6.0f}   {shown}"
         )
-    print("app CPU: the sending and worker process (send + consumers); medians of the rounds")
+    print("app CPU: the process that sends (and runs the worker); medians of the rounds")
 
 
 if __name__ == "__main__":
