@@ -24,8 +24,12 @@ other load.
 ``--send-only`` runs no worker: ``send()`` alone, the request side, where
 the ``queued`` records are written (in the script that claims the event id).
 
+``--micro`` times the library's own code in a tight loop instead (best of
+5 repeats, no Redis): the log's records of one consumer run and of one
+send, and each metric update.
+
 Usage: python benchmarks/observability.py [--events 2000] [--recipients 10] [--rounds 3]
-       [--store] [--send-only]
+       [--store] [--send-only] [--micro]
 """
 
 from __future__ import annotations
@@ -106,6 +110,56 @@ def child(
     print(json.dumps({"seconds": seconds, "events": events, "cpu": cpu, "redis_cpu": server}))
 
 
+def micro(recipients: int) -> None:
+    """The library's own CPU per call, in a tight loop (no Redis, no worker):
+    what the delivery log adds to one consumer run and to one send, and what
+    each metric update costs, in this process (no multiprocess directory)."""
+    import timeit
+
+    from flask import Flask
+
+    from flask_notifications import Event, Notifications
+    from flask_notifications.consumers import Consumer
+    from flask_notifications.delivery import log as delivery_log
+    from flask_notifications.delivery.request import _queued
+    from flask_notifications.metrics import process_metrics
+
+    class Inbox(Consumer):
+        channel = "inbox"
+
+    app = Flask("observability_micro")
+    app.config.update(NOTIFICATIONS_REDIS_URL="redis://127.0.0.1:1/0")
+    Notifications(app)
+    users = [f"user{i}" for i in range(recipients)]
+    event = Event(None, "bench", "title", "body", recipients=users)
+    consumer = Inbox()
+    metrics = process_metrics().for_app("micro")
+    keys = [(int(time.time() * 1000), 0)] * 64
+    with app.app_context():
+
+        def run_records() -> None:
+            with delivery_log.collecting(event["event_id"]) as run:
+                entries = delivery_log.finish_run(run, consumer, event, "ok")
+            delivery_log.commands(event["event_id"], entries)
+
+        cases = [
+            (f"log: one consumer run's records ({recipients} recipients)", run_records),
+            (f"log: send()'s queued fields ({recipients} recipients, 1 channel)",
+             lambda: _queued(event, {"inbox": None})),
+            ("metrics: events sent (one hub)", lambda: metrics.sent("Bench")),
+            ("metrics: one consumer run (counter + histogram)",
+             lambda: metrics.consumer_run("bench.consumer", "ok", 0.004)),
+            ("metrics: dispatch lag of a batch of 64 events", lambda: metrics.lag(keys)),
+            ("metrics: open stream + close", lambda: (metrics.open_streams.inc(),
+                                                     metrics.open_streams.dec())),
+        ]  # fmt: skip
+        print(f"{'what':<58} {'us per call':>11}")
+        for name, call in cases:
+            number = 2000
+            best = min(timeit.repeat(call, number=number, repeat=5)) / number
+            print(f"{name:<58} {best * 1e6:>11.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=2000)
@@ -115,8 +169,12 @@ def main() -> None:
     parser.add_argument(
         "--send-only", action="store_true", help="no worker: send() alone (the request side)"
     )
+    parser.add_argument("--micro", action="store_true", help="the library's CPU per call")
     parser.add_argument("--child", nargs=4, metavar=("URL", "DB", "LOG", "METRICS"))
     args = parser.parse_args()
+    if args.micro:
+        micro(args.recipients)
+        return
     if args.child:
         url, database, log, metrics = args.child
         child(
