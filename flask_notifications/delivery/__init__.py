@@ -11,6 +11,9 @@
 - :mod:`~flask_notifications.delivery.records`,
   :mod:`~flask_notifications.delivery.event_records` and
   :mod:`~flask_notifications.delivery.dead_letters`: the Redis records;
+- :mod:`~flask_notifications.delivery.log` (and its HTTP view in
+  :mod:`~flask_notifications.delivery.views`): the delivery log, each
+  (event, recipient, channel)'s status;
 - :mod:`~flask_notifications.delivery.apps`,
   :mod:`~flask_notifications.delivery.tasks` and
   :mod:`~flask_notifications.delivery.registry`: the Celery wiring (which
