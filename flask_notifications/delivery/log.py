@@ -30,9 +30,12 @@ event's hash slot on a Redis Cluster, see
 :mod:`~flask_notifications.delivery.records`), its time to live set again on
 every write. A consumer run writes its records once, after the run: the
 event task adds them to the transaction that ends the event (no extra round
-trip), a consumer's own task in one pipelined write. Fields:
-``s|<channel>|<recipient>`` (the status), ``t.<status>|<channel>|<recipient>``
-(when) and ``e|<channel>|<recipient>`` (the last error).
+trip), a consumer's own task in one pipelined write. The hash holds one
+field per *batch*: the recipients that reached one status together on some
+channels, as JSON (``{"t": time, "n": order, "c": [channels], "s": status,
+"r": [recipients], "e": error}``), under a name of its own; reading replays
+the batches in time order. A run costs a few fields whatever the number of
+recipients: the recipients' list serialised once.
 
 Recording, for other parts of the library (one line each)::
 
@@ -57,7 +60,9 @@ Reading: :func:`deliveries` (also ``notifications.deliveries(event_id)``,
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import time
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
@@ -98,6 +103,9 @@ ERROR_LIMIT = 500
 _DONE = frozenset(("sent", "delivered", "read", "suppressed"))
 #: One entry: ``(recipient, channel, status, error or None)``.
 Entry = tuple[str, str, str, str | None]
+#: Several recipients that reached one status together:
+#: ``(channels, status, error or None, recipients)``.
+Batch = tuple[tuple[str, ...], str, str | None, list[str]]
 
 
 class _Run:
@@ -184,52 +192,72 @@ def _error(error: object) -> str | None:
     return printable(error, ERROR_LIMIT)
 
 
-def fields(entries: Iterable[Entry], at: float | None = None) -> dict[str, str]:
-    """The hash fields of ``entries`` (see the module's documentation).
+def batches_of(entries: Iterable[Entry]) -> list[Batch]:
+    """``entries`` grouped: one batch per channel, status and error.
 
     :param entries: ``(recipient, channel, status, error)`` tuples.
+    """
+    groups: dict[tuple[str, str, str | None], list[str]] = {}
+    for recipient, channel, status, error in entries:
+        groups.setdefault((channel, status, error), []).append(recipient)
+    return [((channel,), status, error, who) for (channel, status, error), who in groups.items()]
+
+
+def fields(batches: Iterable[Batch], at: float | None = None) -> dict[str, str]:
+    """The hash fields of ``batches``: one per batch (see the module's
+    documentation), named uniquely so that no write overwrites another.
+
+    :param batches: ``(channels, status, error, recipients)`` tuples.
     :param at: their time (epoch seconds); now by default.
     """
-    when = repr(time.time() if at is None else at)
+    when = time.time() if at is None else at
+    token = os.urandom(6).hex()
     out: dict[str, str] = {}
-    for recipient, channel, status, error in entries:
-        who = f"{channel}|{recipient}"
-        out["s|" + who] = status
-        out[f"t.{status}|{who}"] = when
+    for n, (channels, status, error, recipients) in enumerate(batches):
+        value: dict[str, Any] = {"t": when, "n": n, "c": channels, "s": status, "r": recipients}
         if error is not None:
-            out["e|" + who] = error
+            value["e"] = error
+        out[f"{token}.{n}"] = json.dumps(value, separators=(",", ":"))
     return out
 
 
-def commands(event_id: str, entries: Iterable[Entry]) -> list[tuple[Any, ...]]:
-    """The Redis commands that write ``entries`` of one event: ``HSET`` and
-    ``EXPIRE`` (none for no entries).
+def commands(event_id: str, batches: list[Batch]) -> list[tuple[Any, ...]]:
+    """The Redis commands that write ``batches`` of one event: ``HSET`` and
+    ``EXPIRE`` (none for no batches).
 
     :param event_id: the event's id.
-    :param entries: ``(recipient, channel, status, error)`` tuples.
+    :param batches: ``(channels, status, error, recipients)`` tuples.
     """
-    mapping = fields(entries)
-    if not mapping:
+    if not batches:
         return []
     key = log_key(event_id)
-    flat = [item for pair in mapping.items() for item in pair]
+    flat = [item for pair in fields(batches).items() for item in pair]
     ttl = current_app.config["NOTIFICATIONS_DELIVERY_LOG_TTL"]
     return [("HSET", key, *flat), ("EXPIRE", key, ttl)]
 
 
-def write(batches: dict[str, list[Entry]]) -> None:
+def write(entries: dict[str, list[Entry]]) -> None:
     """Write the entries of several events in one pipelined round trip; a
     Redis error is logged, never raised.
 
-    :param batches: event id -> its entries.
+    :param entries: event id -> its ``(recipient, channel, status, error)`` tuples.
+    """
+    write_batches({event_id: batches_of(items) for event_id, items in entries.items()})
+
+
+def write_batches(batches: dict[str, list[Batch]]) -> None:
+    """Write the batches of several events in one pipelined round trip; a
+    Redis error is logged, never raised.
+
+    :param batches: event id -> its batches.
     """
     client = records.redis_client()
     if client is None:
         return
     try:
         pipe = client.pipeline(transaction=False)
-        for event_id, entries in batches.items():
-            for command in commands(event_id, entries):
+        for event_id, items in batches.items():
+            for command in commands(event_id, items):
                 pipe.execute_command(*command)
         pipe.execute()
     except redis.RedisError as exc:
@@ -259,8 +287,8 @@ def finish_run(
     event: Event,
     outcome: str,
     error: BaseException | None = None,
-) -> list[Entry]:
-    """The entries of one consumer run: what it recorded, and for every
+) -> list[Batch]:
+    """The batches of one consumer run: what it recorded, and for every
     recipient it did not, the outcome's status.
 
     A run that ended well gives the consumer's
@@ -279,33 +307,33 @@ def finish_run(
         event expired before the consumer ran: ``suppressed``, ``expired``).
     :param error: the exception, for ``"failed"`` and ``"dead"``.
     """
-    entries = dict(run.entries) if run is not None else {}
+    noted = run.entries if run is not None else {}
+    out = batches_of([(r, c, s, e) for (c, r), (s, e) in noted.items()])
     channel = consumer.channel
-    if channel is not None and consumer.wants(event):
-        recipients = [str(r) for r in event["recipients"]] or [BROADCAST]
-        if outcome == "expired":
-            for recipient in recipients:
-                entries[(channel, recipient)] = ("suppressed", "expired before delivery")
-        elif outcome == "ok":
-            status = consumer.delivery_status
-            if status is not None:
-                reason = _UNREACHED if status == "suppressed" else None
-                for recipient in recipients:
-                    if (channel, recipient) in entries:
-                        continue
-                    if recipient == BROADCAST and any(
-                        s == "delivered" for (c, _), (s, _) in entries.items() if c == channel
-                    ):
-                        entries[(channel, recipient)] = ("delivered", None)
-                    else:
-                        entries[(channel, recipient)] = (status, reason)
-        else:
-            text = _error(error)
-            for recipient in recipients:
-                found = entries.get((channel, recipient))
-                if found is None or found[0] not in _DONE:
-                    entries[(channel, recipient)] = (outcome, text)
-    return [(r, c, s, e) for (c, r), (s, e) in entries.items()]
+    if channel is None or not consumer.wants(event):
+        return out
+    recipients = [str(r) for r in event["recipients"]] or [BROADCAST]
+    if outcome == "expired":
+        status: str | None = "suppressed"
+        reason: str | None = "expired before delivery"
+        rest = recipients
+    elif outcome == "ok":
+        status = consumer.delivery_status
+        reason = _UNREACHED if status == "suppressed" else None
+        rest = [r for r in recipients if (channel, r) not in noted] if noted else recipients
+        if rest == [BROADCAST] and any(
+            s == "delivered" for (c, _), (s, _) in noted.items() if c == channel
+        ):
+            status, reason = "delivered", None
+    else:
+        status, reason = outcome, _error(error)
+        rest = [
+            r for r in recipients
+            if (found := noted.get((channel, r))) is None or found[0] not in _DONE
+        ]  # fmt: skip
+    if status is not None and rest:
+        out.append(((channel,), status, reason, rest))
+    return out
 
 
 _UNREACHED = "nowhere to deliver on this channel (no address, subscription or device)"
@@ -329,30 +357,34 @@ def deliveries(event_id: str) -> list[dict[str, Any]]:
     if client is None or not isinstance(event_id, str) or not event_id:
         return []
     raw = client.hgetall(log_key(event_id))
-    found: dict[tuple[str, str], dict[str, Any]] = {}
+    batches = []
     for field, value in raw.items():
-        field = field.decode() if isinstance(field, bytes) else field
-        value = value.decode() if isinstance(value, bytes) else value
-        kind, _, rest = field.partition("|")
-        channel, _, recipient = rest.partition("|")
-        item = found.setdefault(
-            (channel, recipient),
-            {
-                "event_id": event_id,
-                "recipient": recipient,
-                "channel": channel,
-                "status": None,
-                "times": {},
-                "updated_at": None,
-                "error": None,
-            },
-        )
-        if kind == "s":
-            item["status"] = value
-        elif kind == "e":
-            item["error"] = value
-        elif kind.startswith("t."):
-            item["times"][kind[2:]] = float(value)
+        try:
+            batch = json.loads(value)
+            batches.append((float(batch["t"]), int(batch["n"]), batch))
+        except (ValueError, KeyError, TypeError):
+            logger.warning("delivery log of %s: unreadable field %r", event_id, field)
+    batches.sort(key=lambda item: item[:2])
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for at, _, batch in batches:
+        status, error = batch["s"], batch.get("e")
+        for channel in batch["c"]:
+            for recipient in batch["r"]:
+                item = found.get((channel, recipient))
+                if item is None:
+                    item = found[(channel, recipient)] = {
+                        "event_id": event_id,
+                        "recipient": recipient,
+                        "channel": channel,
+                        "status": status,
+                        "times": {},
+                        "updated_at": None,
+                        "error": None,
+                    }
+                item["status"] = status
+                item["times"][status] = at
+                if error is not None:
+                    item["error"] = error
     out = []
     for key in sorted(found):
         item = found[key]

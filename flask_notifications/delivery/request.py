@@ -258,11 +258,10 @@ def enqueue_targets(state: State, event: Event, targets: list[list[str]]) -> boo
 
 
 def _queued(event: Event, channels: dict[str, None]) -> tuple[str, int, list[str]]:
-    """The delivery log's ``queued`` records of ``event`` on ``channels``, for
-    :func:`~flask_notifications.delivery.records.claim_and_record`."""
+    """The delivery log's ``queued`` records of ``event`` on ``channels`` (one
+    hash field for them all), for :func:`~flask_notifications.delivery.records.claim_and_record`."""
     recipients = [str(r) for r in event["recipients"]] or [delivery_log.BROADCAST]
-    entries = [(r, channel, "queued", None) for channel in channels for r in recipients]
-    fields = delivery_log.fields(entries)
+    fields = delivery_log.fields([(tuple(channels), "queued", None, recipients)])
     ttl = current_app.config["NOTIFICATIONS_DELIVERY_LOG_TTL"]
     return delivery_log.log_key(event["event_id"]), ttl, [x for kv in fields.items() for x in kv]
 

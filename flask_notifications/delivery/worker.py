@@ -115,7 +115,7 @@ def run_event(task: ConsumerTask, event_json: str, targets: list[list[str]], app
     failed: list[_Failed] = []
     finished: list[tuple[EventHub, Consumer]] = []  # their records sent
     logging_on = delivery_log.enabled()
-    logged: list[delivery_log.Entry] = []  # the delivery log, written with the end
+    logged: list[delivery_log.Batch] = []  # the delivery log, written with the end
     metrics = state.metrics
     for hub, name, consumer in todo:
         started = time.perf_counter()
@@ -295,15 +295,15 @@ def _log_expired(event: Event, consumers: list[Consumer]) -> None:
     """Record the recipients of consumers an expired event skipped as ``suppressed``."""
     if not delivery_log.enabled():
         return
-    entries: list[delivery_log.Entry] = []
+    batches: list[delivery_log.Batch] = []
     for consumer in consumers:
-        entries += delivery_log.finish_run(None, consumer, event, "expired")
-    _write_log(event["event_id"], entries)
+        batches += delivery_log.finish_run(None, consumer, event, "expired")
+    _write_log(event["event_id"], batches)
 
 
-def _write_log(event_id: str, entries: list[delivery_log.Entry]) -> None:
-    if entries:
-        delivery_log.write({event_id: entries})
+def _write_log(event_id: str, batches: list[delivery_log.Batch]) -> None:
+    if batches:
+        delivery_log.write_batches({event_id: batches})
 
 
 def _backoff(consumer: Consumer, retries: int) -> float:
