@@ -33,7 +33,9 @@ from ..event import Event
 from .models import GROUP_WHERE, group_actors
 from .models import notifications as table
 
-__all__ = ["item_event_json", "publish_group_items", "store_grouped", "unread_group_items"]
+__all__ = [
+    "group_fields", "item_event_json", "publish_group_items", "store_grouped", "unread_group_items",
+]  # fmt: skip
 
 _CHUNK = 1000  # users per IN (...)
 
@@ -119,6 +121,20 @@ def store_grouped(
     return created
 
 
+def group_fields(row: Any) -> dict[str, Any]:
+    """An inbox item's grouping fields, as the APIs show them: ``group``
+    (``None`` without one), ``count``, ``actors`` and ``actor_count``.
+
+    :param row: a row's mapping (``row._mapping``) of the notifications table.
+    """
+    return {
+        "group": row["group_key"],
+        "count": row["count"],
+        "actors": row["actors"] or [],
+        "actor_count": row["actor_count"],
+    }
+
+
 def unread_group_items(conn: Connection, users: list[str], group: str) -> dict[str, Any]:
     """Each user's unread item of ``group`` (a row), for those who have one.
 
@@ -145,14 +161,8 @@ def item_event_json(row: Any) -> str:
     :param row: a row of the notifications table.
     """
     fields = row._mapping
-    data = dict(fields["data"])
-    data.update(
-        group=fields["group_key"],
-        count=fields["count"],
-        actors=fields["actors"] or [],
-        actor_count=fields["actor_count"],
-        notification_id=fields["id"],
-    )
+    data = dict(fields["data"]) | group_fields(fields)
+    data["notification_id"] = fields["id"]
     return json.dumps(data, separators=(",", ":"))
 
 

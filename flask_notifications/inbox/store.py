@@ -16,7 +16,8 @@ from ..delivery import log as delivery_log
 from ..errors import InvalidQueryError
 from ..event import Event
 from .database import inbox_engine as get_engine
-from .groups import store_grouped
+from .groups import group_fields, store_grouped
+from .models import GROUP_COLUMNS
 from .models import notifications as table
 
 if TYPE_CHECKING:
@@ -84,11 +85,7 @@ def _item(row: Any) -> dict[str, Any]:
         "client_action": row["client_action"],
         "timestamp": row["timestamp"],
         "read": row["read_at"] is not None,
-        "group": row["group_key"],
-        "count": row["count"],
-        "actors": row["actors"] or [],
-        "actor_count": row["actor_count"],
-    }
+    } | group_fields(row)
 
 
 class Inbox:
@@ -343,33 +340,17 @@ class Inbox:
         recipient = user_id(user)
         if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
             raise InvalidQueryError(f"since must be a finite number, not {ts!r}")
+        columns = ("id", "name", "data", "timestamp", *GROUP_COLUMNS)
         query = (
-            select(
-                table.c.id,
-                table.c.name,
-                table.c.data,
-                table.c.timestamp,
-                table.c.group_key,
-                table.c.count,
-                table.c.actors,
-                table.c.actor_count,
-            )  # fmt: skip
+            select(*(table.c[c] for c in columns))
             .where(table.c.recipient == recipient, table.c.timestamp > ts)
             .order_by(table.c.timestamp, table.c.id)
             .limit(limit)
         )
         with get_engine().connect() as conn:
             return [
-                {
-                    "id": r.id,
-                    "name": r.name,
-                    "data": r.data,
-                    "timestamp": r.timestamp,
-                    "group": r.group_key,
-                    "count": r[5],
-                    "actors": r.actors or [],
-                    "actor_count": r.actor_count,
-                }  # fmt: skip
+                {c: r._mapping[c] for c in ("id", "name", "data", "timestamp")}
+                | group_fields(r._mapping)
                 for r in conn.execute(query)
             ]
 
