@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
 from email.utils import parseaddr
+from functools import lru_cache
 from typing import Any, Self
 
 from flask import Flask, current_app
@@ -354,8 +355,14 @@ class EmailConsumer(DigestMixin, Consumer):
         return sent
 
     def _message_id(self, local: str) -> str:
-        domain = parseaddr(self.sender)[1].rpartition("@")[2] or "localhost"
-        return f"<{local}@{domain}>"
+        return f"<{local}@{_domain_of(self.sender)}>"
+
+
+@lru_cache(maxsize=64)
+def _domain_of(sender: str) -> str:
+    """The domain of the ``From`` address, for message ids: parsed once per
+    sender (parsing took most of the time of building one message)."""
+    return parseaddr(sender)[1].rpartition("@")[2] or "localhost"
 
 
 def _has_extension() -> bool:
