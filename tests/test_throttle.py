@@ -290,3 +290,32 @@ def test_held_recipients_are_logged_as_suppressed(throttled_app):
             for r in notifications.deliveries("follow-3")
         }
         assert records == {("alice", "stream"): ("suppressed", "throttled: held for the summary")}
+
+
+def test_decisions_on_a_redis_cluster(make_app, cluster_url, redis_url, database_uri):
+    """Each recipient's keys share one hash slot: the scripts run on a
+    Redis Cluster, recipients spread over the shards, in one pipeline."""
+    app = make_app(
+        NOTIFICATIONS_REDIS_URL=cluster_url,
+        CELERY_BROKER_URL=redis_url,
+        NOTIFICATIONS_DATABASE_URI=database_uri,
+    )
+    notifications = Notifications(app)
+    hub = notifications.create_hub("Follows").throttle(limit=1, per=timedelta(minutes=1))
+    hub.register_consumer(lambda event: None, celery_task_name="tests.throttle.cluster")
+    consumer = hub.get_consumer("tests.throttle.cluster")
+    users = [f"user{i}" for i in range(20)]
+    with app.app_context():
+        client = notifications.redis
+        state = get_state(app)
+        nodes = {
+            client.get_node_from_key(state.key("{t:" + hub.hub_id + ":" + u + "}", "window")).name
+            for u in users
+        }
+        assert len(nodes) > 1  # the recipients' keys are on several shards
+        first = follow(1, users)
+        assert throttle.narrow(hub, consumer, first) is first
+        assert throttle.narrow(hub, consumer, follow(2, users)) is None  # all at the limit
+        assert throttle.narrow(hub, consumer, first) is first  # recorded: still delivered
+        assert held_rows(app) == 20
+        get_state(app).engine.dispose()

@@ -9,8 +9,8 @@ event (the inbox keeps them all); any other consumer gets the event narrowed
 to the recipients the throttle lets through.
 
 How a decision is made, per recipient (one Lua script per recipient, all
-pipelined in one round trip; each script's two keys share the hash slot of
-``(hub, recipient)``):
+pipelined in one round trip, or one per shard on a Redis Cluster; each
+script's two keys share the hash slot of ``(hub, recipient)``):
 
 - the recipient's window (a Redis hash: its start and how many deliveries
   it allowed) starts with the first event after the previous one ended and
@@ -49,6 +49,7 @@ from flask import current_app
 from sqlalchemy import delete, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from .._redis import is_cluster
 from .._state import get_state
 from ..delivery import log as delivery_log
 from ..delivery import records
@@ -188,21 +189,47 @@ def _decide(hub_id: str, event: Event, users: list[str], settings: Throttle) -> 
     client = records.redis_client()
     if ask and client is not None:
         state = get_state()
-        script = records.cached_script(client, "_fn_throttle_decide", _DECIDE)
         ttl = int(current_app.config["NOTIFICATIONS_DEDUP_TTL"])
-        now = repr(time.time())
-        pipe = client.pipeline(transaction=False)
+        args = [repr(time.time()), settings.per, settings.limit, ttl]
+        calls = []
         for user in ask:
             tag = "{t:" + hub_id + ":" + user + "}"  # both keys in one slot
-            keys = [state.key(tag, "window"), state.key(tag, "decision", event_id)]
-            script(keys=keys, args=[now, settings.per, settings.limit, ttl], client=pipe)
-        for user, answer in zip(ask, pipe.execute(), strict=True):
+            calls.append([state.key(tag, "window"), state.key(tag, "decision", event_id)])
+        for user, answer in zip(ask, _run_decisions(client, calls, args), strict=True):
             text = answer.decode() if isinstance(answer, bytes) else str(answer)
             if text.startswith("h:"):
                 held[user] = float(text[2:]) + settings.per
     if held:
         _hold(hub_id, event, held)
     return held
+
+
+def _run_decisions(client: Any, calls: list[list[str]], args: list[Any]) -> list[Any]:
+    """Run the decision script once per key pair of ``calls``, pipelined:
+    in one round trip on one server; on a Redis Cluster, whose pipelines
+    take no scripts, in one round trip per shard, on that shard's client."""
+    if not is_cluster(client):
+        script = records.cached_script(client, "_fn_throttle_decide", _DECIDE)
+        pipe = client.pipeline(transaction=False)
+        for keys in calls:
+            script(keys=keys, args=args, client=pipe)
+        return list(pipe.execute())
+    answers: list[Any] = [None] * len(calls)
+    by_node: dict[str, list[int]] = {}
+    nodes: dict[str, Any] = {}
+    for index, keys in enumerate(calls):
+        node = client.get_node_from_key(keys[0])
+        nodes[node.name] = node
+        by_node.setdefault(node.name, []).append(index)
+    for name, indexes in by_node.items():
+        shard = client.get_redis_connection(nodes[name])
+        script = records.cached_script(shard, "_fn_throttle_decide", _DECIDE)
+        pipe = shard.pipeline(transaction=False)
+        for index in indexes:
+            script(keys=calls[index], args=args, client=pipe)
+        for index, answer in zip(indexes, pipe.execute(), strict=True):
+            answers[index] = answer
+    return answers
 
 
 def _held_rows(hub_id: str, event_id: str, users: list[str]) -> dict[str, float]:
