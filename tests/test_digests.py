@@ -359,3 +359,24 @@ def test_a_digest_survives_a_worker_killed_with_sigkill(
     assert digest["Subject"] == "3 new notifications"
     text = digest.get_body(("plain",)).get_content()
     assert all(f"{t}: About {t}" in text for t in ("One", "Two", "Three"))
+
+
+def test_a_digest_refused_for_good_is_sent_with_the_next_event(mail_app):
+    """The SMTP server refuses a digest (5xx) until its timer is a dead
+    letter: the held events stay, and the next event held schedules their
+    digest again, due at once (the window after the oldest has passed)."""
+    app, notifications, _, server = mail_app
+    app.config["NOTIFICATIONS_TIMER_MAX_ATTEMPTS"] = 1
+    windowed = FlaskEmailConsumer.from_app(app, sender="noreply@example.com", digest=0.2)
+    notifications.create_hub("Windowed").register_consumer(windowed, celery_task_name="windowed")
+    windowed(message("Before", ["alice"]))
+    server.refuse["alice@example.org"] = ["550 5.1.1 mailbox full"]
+    wait_for(lambda: timers.sweep(app) is not None and not timers.pending(_digest.KIND), 10)
+    assert server.rcpt_seen == ["alice@example.org"]  # tried once, refused: a dead letter
+    assert len(held(app)) == 1 and server.messages == []
+    windowed(message("After", ["alice"]))
+    (timer,) = timers.pending(_digest.KIND)
+    assert timer["due_at"] <= time.time()  # 0.2 s after the oldest held event
+    timers.sweep(app)
+    (digest,) = server.messages
+    assert digest["Subject"] == "2 new notifications" and held(app) == []

@@ -83,19 +83,24 @@ class DigestMixin:
         event: Event,
         user: str | None,
         address: str,
-        due_at: float,
         schedule: DigestSchedule | None = None,
     ) -> None:
-        """Hold ``event`` for the digest of ``address``, due at ``due_at``
-        unless a digest of that address is already scheduled.
+        """Hold ``event`` for the digest of ``address``, and make sure a timer
+        sends that digest: due at the next due time of ``schedule`` after the
+        oldest event held for the address, or (``schedule=None``) the
+        consumer's window after it.
+
+        The due time derives from the oldest held event, so every event of
+        one digest asks for the same timer (its key has the due time: adding
+        it again is a no-op), and a timer that was lost (a dead letter after
+        the SMTP server refused for good) is added again, due at once, by the
+        next event held.
 
         :param event: the event.
         :param user: the recipient's user id, or ``None`` for a fixed address.
         :param address: the address.
-        :param due_at: when the digest goes out (epoch seconds) if this is the
-            first event held for the address.
-        :param schedule: the user's digest schedule that gave ``due_at``, or
-            ``None`` for the consumer's window.
+        :param schedule: the user's digest schedule, or ``None`` for the
+            consumer's window.
         """
         name = self.task_name()
         row = {
@@ -107,35 +112,27 @@ class DigestMixin:
             "event": event.to_json(),
             "created_at": time.time(),
         }
-        mine = (items.c.consumer == name, items.c.address == address)
         with get_engine().begin() as conn:
             insert_ignore(conn, items, [row])
-        with get_engine().connect() as conn:
-            held = conn.execute(
-                select(items.c.id, items.c.event_id).where(*mine).order_by(items.c.id).limit(2)
-            ).all()
-        # Inserted, then looked: the first held event schedules the digest. A
-        # digest sending meanwhile sees this event after deleting its own, and
-        # schedules the next one itself (see send_digest).
-        if held and held[0].event_id == event["event_id"]:
-            _schedule(name, address, due_at, user, schedule)
+        oldest = _oldest(name, address)
+        if oldest is not None:
+            _schedule(name, address, self._due(schedule, oldest), user, schedule)
 
     def send_digest(self, address: str, name: str | None = None) -> int:
         """Send one mail listing the events held for ``address``, then delete
-        them (run by the digest's timer). Events held meanwhile get a digest
-        of their own, scheduled here.
+        them (run by the digest's timer). Events held while it was sending
+        get a digest of their own, scheduled here.
 
         :param address: the recipient's address.
         :param name: the task name the consumer is registered under.
         :returns: how many events it listed (0: nothing was held).
         """
         name = name or self.task_name()
-        mine = (items.c.consumer == name, items.c.address == address)
         engine = get_engine()
         with engine.connect() as conn:
             rows = conn.execute(
                 select(items.c.id, items.c.recipient, items.c.event)
-                .where(*mine)
+                .where(items.c.consumer == name, items.c.address == address)
                 .order_by(items.c.id)
                 .limit(MAX_EVENTS)
             ).all()
@@ -151,11 +148,15 @@ class DigestMixin:
             delivery_log.record(event["event_id"], user or address, self.channel, "delivered")
         with engine.begin() as conn:
             conn.execute(delete(items).where(items.c.id.in_([r.id for r in rows])))
-        with engine.connect() as conn:
-            left = conn.execute(select(items.c.id).where(*mine).limit(1)).first()
-        if left is not None:
-            due_at, schedule = self._due(user, time.time(), len(rows) >= MAX_EVENTS)
-            _schedule(name, address, due_at, user, schedule)
+        oldest = _oldest(name, address)
+        if oldest is not None:  # held meanwhile, or more than MAX_EVENTS
+            schedule = None
+            if user is not None:
+                found = get_state().extension.preferences.digests([user], self.channel)
+                schedule = found.get(user)
+            # A key of its own: this timer's row exists until this handler returns.
+            due_at = self._due(schedule, oldest)
+            _schedule(name, address, due_at, user, schedule, again=True)
         return len(rows)
 
     def _digest_mail(
@@ -177,18 +178,22 @@ class DigestMixin:
             key=digest_of(address),
         )
 
-    def _due(
-        self, user: str | None, now: float, at_once: bool = False
-    ) -> tuple[float, DigestSchedule | None]:
-        """When the next digest of ``user`` goes out: at the next due time of
-        the user's schedule, else after the consumer's window, else now."""
-        if at_once:
-            return now, None
-        if user is not None:
-            schedule = get_state().extension.preferences.digests([user], self.channel).get(user)
-            if schedule is not None:
-                return schedule.next_after(now), schedule
-        return (now + self.digest if self.digest is not None else now), None
+    def _due(self, schedule: DigestSchedule | None, since: float) -> float:
+        """When the digest of events held since ``since`` goes out."""
+        if schedule is not None:
+            return schedule.next_after(since)
+        return since + (self.digest or 0.0)
+
+
+def _oldest(name: str, address: str) -> float | None:
+    """When the oldest event held for ``address`` was held, or ``None``."""
+    with get_engine().connect() as conn:
+        return conn.execute(  # type: ignore[no-any-return]
+            select(items.c.created_at)
+            .where(items.c.consumer == name, items.c.address == address)
+            .order_by(items.c.id)
+            .limit(1)
+        ).scalar()
 
 
 def _schedule(
@@ -197,11 +202,14 @@ def _schedule(
     due_at: float,
     user: str | None = None,
     schedule: DigestSchedule | None = None,
+    again: bool = False,
 ) -> None:
-    """Add the timer of a digest; one per consumer, address and due second.
+    """Add the timer of a digest; one per consumer, address and due second
+    (``again``: the one a digest adds for what was held while it was sent).
     The payload carries the user's schedule, so that a timer left from a
     schedule the user has changed since sends nothing (see :func:`run_digest`)."""
-    key = timers.make_key(KIND, name, digest_of(address), f"{due_at:.0f}")
+    parts = [KIND, name, digest_of(address), f"{due_at:.0f}"] + (["again"] if again else [])
+    key = timers.make_key(*parts)
     payload = {"consumer": name, "address": address, "user": user, "schedule": None}
     if schedule is not None:
         payload["schedule"] = schedule.to_dict()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import smtplib
-import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import timedelta
@@ -194,8 +193,8 @@ class EmailConsumer(DigestMixin, Consumer):
             return 0
         held = self._held(event, pairs)
         if held:
-            for user, address, due_at, schedule in held:
-                self.hold(event, user, address, due_at, schedule)
+            for user, address, schedule in held:
+                self.hold(event, user, address, schedule)
             # Waiting for the digest: "delivered" once it is sent.
             delivery_log.record_many(
                 event["event_id"],
@@ -211,8 +210,8 @@ class EmailConsumer(DigestMixin, Consumer):
 
     def _held(
         self, event: Event, pairs: list[tuple[str | None, str]]
-    ) -> list[tuple[str | None, str, float, DigestSchedule | None]]:
-        """``(user, address, due time, schedule)`` of the recipients whose mail waits
+    ) -> list[tuple[str | None, str, DigestSchedule | None]]:
+        """``(user, address, schedule)`` of the recipients whose mail waits
         for a digest: the user's own digest (:meth:`Preferences.set_digest
         <flask_notifications.inbox.Preferences.set_digest>`), else the
         consumer's ``digest=`` window. An event of a critical category waits
@@ -227,14 +226,11 @@ class EmailConsumer(DigestMixin, Consumer):
             return []
         if not _has_extension():
             raise ConfigurationError("digests need Notifications registered on the app")
-        now = time.time()
         held = []
         for user, address in pairs:
             schedule = schedules.get(user) if user is not None else None
-            if schedule is not None:
-                held.append((user, address, schedule.next_after(now), schedule))
-            elif self.digest is not None:
-                held.append((user, address, now + self.digest, None))
+            if schedule is not None or self.digest is not None:
+                held.append((user, address, schedule))
         return held
 
     def build_all(self, event: Event, pairs: list[tuple[str | None, str]]) -> list[Email]:
