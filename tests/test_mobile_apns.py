@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 
 from flask_notifications.consumers import APNsConsumer  # noqa: E402
+from flask_notifications.consumers.apns_consumer import _settings  # noqa: E402
 
 from .apns_server import FakeAPNs  # noqa: E402
 
@@ -215,6 +216,24 @@ def test_missing_settings_are_configuration_errors(apns_app, apns):
         app.config["NOTIFICATIONS_APNS_KEY_FILE"] = str(apns.key_file) + ".missing"
         with pytest.raises(ConfigurationError, match="p8"):
             consumer.consume(comment(["alice"]))
+        app.config["NOTIFICATIONS_APNS_ENDPOINT"] = "http://127.0.0.1:1"
+        with pytest.raises(ConfigurationError, match="https"):
+            consumer.consume(comment(["alice"]))
+    assert apns.attempts == []
+    base = {f"NOTIFICATIONS_APNS_{n}": "x" for n in ("KEY_FILE", "KEY_ID", "TEAM_ID", "TOPIC")}
+    assert _settings(base)["ENDPOINT"] == "https://api.push.apple.com"
+    sandbox = _settings({**base, "NOTIFICATIONS_APNS_SANDBOX": True})
+    assert sandbox["ENDPOINT"] == "https://api.sandbox.push.apple.com"
+
+
+def test_thread_and_normal_priority(apns_app, apns):
+    app, notifications, _, consumer = apns_app
+    register(app, notifications, "alice", "a" * 64)
+    with app.app_context():
+        assert consumer.consume(comment(["alice"], thread="t-1", priority="normal")) == 1
+    ((_, headers, payload),) = apns.delivered
+    assert headers["apns-priority"] == "5" and headers["apns-collapse-id"] == "t-1"
+    assert payload["aps"]["thread-id"] == "t-1" and "apns-expiration" not in headers
 
 
 def test_badge_is_the_unread_count_when_the_hub_stores_to_the_inbox(apns_app, apns, worker):

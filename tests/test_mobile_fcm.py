@@ -18,7 +18,7 @@ from flask import request
 
 from flask_notifications import Event, Notifications, reliability
 from flask_notifications._state import get_state
-from flask_notifications.errors import ConfigurationError, PushServiceUnavailable
+from flask_notifications.errors import ConfigurationError, PushRejected, PushServiceUnavailable
 
 from .conftest import wait_for
 
@@ -157,6 +157,10 @@ class FakeFCM:
                 handler, 429, {"error": {"code": 429, "status": "RESOURCE_EXHAUSTED"}},
                 **{"Retry-After": self.retry_after},
             )  # fmt: skip
+        if status == 403:
+            return self._answer(handler, 403, {"error": {
+                "code": 403, "status": "PERMISSION_DENIED", "message": "SenderId mismatch",
+                "details": [{"errorCode": "SENDER_ID_MISMATCH"}]}})  # fmt: skip
         if status == 400:
             return self._answer(handler, 400, {"error": {
                 "code": 400, "status": "INVALID_ARGUMENT", "message": "Invalid registration",
@@ -457,3 +461,16 @@ def test_a_fresh_access_token_refused_again_is_retried_then_a_dead_letter(fcm_ap
         assert letter["error"].startswith("PushServiceUnavailable: 2 of 2 FCM message(s)")
         assert "freshly issued access token" in letter["error"]
     assert fcm.messages == []
+
+
+def test_403_is_refused_for_good_naming_the_reason(fcm_app, fcm):
+    app, notifications, _, consumer = fcm_app
+    register(app, notifications, "alice", "other-project")
+    register(app, notifications, "alice", "fine")
+    fcm.answers["other-project"] = [403]
+    with app.app_context(), pytest.raises(PushRejected) as info:
+        consumer.consume(comment(["alice"]))
+    assert "403 PERMISSION_DENIED SENDER_ID_MISMATCH" in str(info.value)
+    assert fcm.attempts_of("fine") == [200]
+    with app.app_context():
+        assert len(notifications.devices.for_user("alice")) == 2  # kept
