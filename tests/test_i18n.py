@@ -20,6 +20,7 @@ from flask_notifications import ConfigurationError, Event, InvalidMessageError, 
 from flask_notifications.consumers import FlaskEmailConsumer, WebPushConsumer
 
 from .conftest import ROOT, wait_for
+from .test_mobile_fcm import ca, fcm  # noqa: F401 - the fake FCM's fixtures
 from .test_webpush import LOOPBACK, SUB, PushService
 
 ADDRESSES = {
@@ -358,3 +359,64 @@ def test_compiled_catalogs_match_their_sources(po):
                 assert translations.ngettext(*message.id, n) == expected
         names = set(re.findall(r"%\((\w+)\)", str(message.id)))
         assert names == set(re.findall(r"%\((\w+)\)", str(message.string))), message.id
+
+
+def test_a_digest_is_rendered_in_its_recipients_language(
+    make_app, smtp_server, tmp_path, worker, timer_sweeper
+):
+    translations = tmp_path / "translations"
+    write_catalog(translations, "fr", APP_FRENCH)
+    server = smtp_server()
+    app = make_app(
+        BABEL_TRANSLATION_DIRECTORIES=str(translations),
+        EMAIL_HOST="127.0.0.1",
+        EMAIL_PORT=server.port,
+    )
+    Babel(app)
+    notifications = Notifications(app)
+    notifications.email_resolver(ADDRESSES.get)
+    notifications.locale_resolver(locale_of)
+    consumer = FlaskEmailConsumer.from_app(app, sender="noreply@example.com", digest=1)
+    notifications.create_hub("Digest").register_consumer(consumer, celery_task_name="t.i18n.dg")
+    with app.app_context(), worker(app), timer_sweeper(app):
+        for post in ("Vélo", "Train", "Bus"):
+            message = {"title": TITLE, "body": BODY, "params": {"author": "Bob", "post": post}}
+            notifications.send(comment(["alice", "bob"], i18n=message))
+        wait_for(lambda: len(server.messages) == 2, 15)
+    alice, bob = server.to(ADDRESSES["alice"])[0], server.to(ADDRESSES["bob"])[0]
+    assert alice["Subject"] == "3 nouvelles notifications"
+    text, html = parts(alice)
+    assert text.startswith("3 nouvelles notifications:")
+    assert [line for line in text.splitlines() if line.startswith("- ")] == [
+        f"- Nouveau commentaire: Bob a commenté « {post} » (https://example.org/posts/7)"
+        for post in ("Vélo", "Train", "Bus")
+    ]
+    assert FOOTER_FR in text and html.count("<li>") == 3
+    assert bob["Subject"] == "3 new notifications"
+    assert "- New comment: Bob commented on “Bus”" in parts(bob)[0]
+
+
+def test_mobile_push_is_translated_per_device_owner(make_app, tmp_path, fcm, worker):  # noqa: F811
+    from flask_notifications.consumers import FCMConsumer
+
+    translations = tmp_path / "translations"
+    write_catalog(translations, "fr", APP_FRENCH)
+    app = make_app(
+        BABEL_TRANSLATION_DIRECTORIES=str(translations),
+        NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'inbox.sqlite'}",
+        NOTIFICATIONS_FCM_CREDENTIALS=str(fcm.credentials),
+        NOTIFICATIONS_FCM_ENDPOINT=fcm.base,
+    )
+    Babel(app)
+    notifications = Notifications(app)
+    notifications.locale_resolver(locale_of)
+    notifications.create_hub("Alerts").register_consumer(FCMConsumer(), celery_task_name="t.fcm")
+    with app.app_context():
+        for user, token in (("alice", "alice-phone"), ("bob", "bob-phone")):
+            notifications.devices.add(user, {"platform": "android", "token": token})
+    with worker(app), app.app_context():
+        notifications.send(translated_comment(["alice", "bob"]))
+        wait_for(lambda: len(fcm.messages) == 2, timeout=20)
+    sent = {m["token"]: m["notification"] for m in fcm.messages}
+    assert sent["alice-phone"] == {"title": APP_FRENCH[TITLE], "body": "Bob a commenté « Vélo »"}
+    assert sent["bob-phone"] == {"title": TITLE, "body": "Bob commented on “Vélo”"}

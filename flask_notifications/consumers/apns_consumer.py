@@ -19,6 +19,7 @@ from .._state import get_state
 from ..delivery import log as delivery_log
 from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
+from ..i18n import localized_for
 from ..mobile.store import Device
 from ._badge import unread_badges
 from ._recipients import mobile_devices, push_data
@@ -223,13 +224,15 @@ class APNsConsumer(Consumer):
         base = {"authorization": f"bearer {token}", "apns-topic": settings["TOPIC"]}
 
         badges = unread_badges(self, event, [d.recipient for _, d in todo])
+        texts = localized_for(event, [d.recipient for _, d in todo])  # per locale
 
         async def send_all() -> list[Any]:
             client = H2Client(settings["ENDPOINT"], ssl_context(), self.timeout)
             limit = asyncio.Semaphore(max(1, self.max_parallel))
 
             async def send(device: Device) -> Any:
-                headers, payload = self.request(event, device, badges.get(device.recipient))
+                badge = badges.get(device.recipient)
+                headers, payload = self.request(texts[device.recipient], device, badge)
                 content = json.dumps(payload, separators=(",", ":")).encode()
                 async with limit:
                     try:

@@ -20,6 +20,7 @@ from .._state import get_state
 from ..delivery import log as delivery_log
 from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
+from ..i18n import localized_for
 from ..mobile.store import Device
 from ._badge import unread_badges
 from ._fcm_credentials import CREDENTIALS, Credentials
@@ -240,12 +241,14 @@ class FCMConsumer(Consumer):
         url = f"{endpoint}/v1/projects/{key.project_id}/messages:send"
         store = get_state().extension.devices
         badges = unread_badges(self, event, [d.recipient for _, d in todo])
+        texts = localized_for(event, [d.recipient for _, d in todo])  # per locale
 
         def send_all(devices: list[Device], token: str) -> list[Any]:
             headers = {"Authorization": f"Bearer {token}"}
 
             def send(device: Device) -> Any:
-                body = {"message": self.message(event, device, badges.get(device.recipient))}
+                badge = badges.get(device.recipient)
+                body = {"message": self.message(texts[device.recipient], device, badge)}
                 try:
                     return client.post(url, json=body, headers=headers)
                 except httpx.HTTPError as exc:

@@ -65,6 +65,24 @@ def localize(event: Event) -> Event:
     return local
 
 
+def localized_for(event: Event, users: list[str]) -> dict[str, Event]:
+    """``event`` in the locale of each user (:func:`localize` once per
+    locale), for consumers that send per device (the mobile push consumers).
+
+    :param event: the event.
+    :param users: user ids.
+    :returns: user id -> the event in that user's locale.
+    """
+    if message_of(event) is None:
+        return dict.fromkeys(users, event)
+    result: dict[str, Event] = {}
+    for locale, group in by_locale(dict.fromkeys(users), lambda user: user).items():
+        with in_locale(locale):
+            local = localize(event)
+        result.update(dict.fromkeys(group, local))
+    return result
+
+
 def _formatted(text: str, msgid: str, params: dict, fallback: object) -> str:
     for candidate in (text, msgid):
         try:
@@ -105,6 +123,7 @@ __all__ = [
     "gettext",
     "in_locale",
     "localize",
+    "localized_for",
     "locales_for",
     "ngettext",
     "parse_locale",

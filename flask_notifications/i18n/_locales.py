@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from flask import Flask, current_app
+from flask import Flask, current_app, g
 
 from .._state import has_state
 from .._text import printable
@@ -123,12 +123,13 @@ def locales_for(users: Iterable[str | None]) -> dict[str | None, str]:
             _warn_no_babel()
         return dict.fromkeys(users, default)
     result: dict[str | None, str] = {}
+    parsed: dict[Any, str | None] = {}  # few distinct answers: parse each once
     for user in users:
-        result[user] = default if user is None else _resolve(extension, user, default)
+        result[user] = default if user is None else _resolve(extension, user, default, parsed)
     return result
 
 
-def _resolve(extension: Any, user: str, default: str) -> str:
+def _resolve(extension: Any, user: str, default: str, parsed: dict[Any, str | None]) -> str:
     try:
         value = extension.resolve_locale(user)
     except Exception:  # noqa: BLE001 - a resolver bug must not lose the delivery
@@ -139,7 +140,12 @@ def _resolve(extension: Any, user: str, default: str) -> str:
         return default
     if value is None:
         return default
-    locale = parse_locale(value)
+    try:
+        locale = parsed[value]
+    except (KeyError, TypeError):  # TypeError: an unhashable answer
+        locale = parse_locale(value)
+        if isinstance(value, str):
+            parsed[value] = locale
     if locale is None:
         logger.warning(
             "locale_resolver gave %s for user %s, not a locale; the default locale %s is used",
@@ -198,7 +204,30 @@ def in_locale(locale: str) -> Iterator[None]:
     from flask_babel import force_locale
 
     with force_locale(locale):
-        yield
+        # The two catalogs of this locale, looked up once for the whole block
+        # (each template render translates its strings).
+        previous = g.get(_CATALOGS)
+        setattr(g, _CATALOGS, _catalogs())
+        try:
+            yield
+        finally:
+            setattr(g, _CATALOGS, previous)
+
+
+#: Attribute of ``flask.g`` holding the catalogs of the block of :func:`in_locale`.
+_CATALOGS = "_flask_notifications_catalogs"
+
+
+def _catalogs() -> tuple[Any, Any]:
+    """The app's and the package's translations in the current locale."""
+    cached = g.get(_CATALOGS)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    from flask_babel import get_domain
+
+    app_i18n = _app_i18n()
+    package = app_i18n.domain if app_i18n is not None else _package_domain()
+    return get_domain().get_translations(), package.get_translations()
 
 
 def lookup(msgid: str) -> tuple[str, bool]:
@@ -209,19 +238,11 @@ def lookup(msgid: str) -> tuple[str, bool]:
     """
     if not babel_on():
         return msgid, False
-    from flask_babel import get_domain
-
-    text = get_domain().get_translations().gettext(msgid)
-    if text != msgid:
-        return text, True
-    text = _package_translations().gettext(msgid)
-    return text, text != msgid
-
-
-def _package_translations() -> Any:
-    app_i18n = _app_i18n()
-    domain = app_i18n.domain if app_i18n is not None else _package_domain()
-    return domain.get_translations()
+    for catalog in _catalogs():
+        text = catalog.gettext(msgid)
+        if text != msgid:
+            return text, True
+    return msgid, False
 
 
 def gettext(msgid: str, **params: Any) -> str:
@@ -249,11 +270,11 @@ def ngettext(singular: str, plural: str, num: int, **params: Any) -> str:
     source = singular if num == 1 else plural
     if not babel_on():
         return _format(source, source, params)
-    from flask_babel import get_domain
-
-    text = get_domain().get_translations().ngettext(singular, plural, num)
-    if text in (singular, plural):
-        text = _package_translations().ngettext(singular, plural, num)
+    text = source
+    for catalog in _catalogs():
+        text = catalog.ngettext(singular, plural, num)
+        if text not in (singular, plural):
+            break
     return _format(text, source, params)
 
 
