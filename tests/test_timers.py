@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from flask_notifications import Notifications, reliability
+from flask_notifications import Notifications, NotificationsUnavailable, reliability
 from flask_notifications._state import get_state
 from flask_notifications.workflows import timers
 
@@ -242,3 +242,34 @@ def test_a_worker_creates_no_database_for_an_app_without_one(make_app, tmp_path)
     timers.sweep(app)
     assert RUNS == [("tests.record", {"n": 7})]
     get_state(app).engine.dispose()
+
+
+DOWN = threading.Event()
+
+
+@timers.handler("tests.down")
+def _down(extension, payload):
+    with _lock:
+        RUNS.append(("tests.down", payload))
+    if DOWN.is_set():
+        raise NotificationsUnavailable("Redis is down")
+
+
+def test_an_outage_postpones_the_batch_without_counting_attempts(timer_app):
+    DOWN.set()
+    try:
+        with timer_app.app_context():
+            for n in range(3):
+                timers.add("tests.down", f"down{n}", time.time() - 1, {"n": n})
+        for sweeps in range(1, 6):  # more than NOTIFICATIONS_TIMER_MAX_ATTEMPTS (3)
+            wait_for(lambda s=sweeps: timers.sweep(timer_app) is not None and len(RUNS) >= s, 5)
+            with timer_app.app_context():
+                pending = timers.pending()
+            assert len(RUNS) == sweeps  # one try per sweep: the rest of the batch waits
+            assert [t["attempts"] for t in pending] == [0, 0, 0]
+    finally:
+        DOWN.clear()
+    wait_for(lambda: timers.sweep(timer_app) is not None and len(RUNS) >= 8, 5)
+    with timer_app.app_context():
+        assert timers.pending() == [] and reliability.dead_letters() == []
+    assert sorted(p["n"] for kind, p in RUNS[5:]) == [0, 1, 2]

@@ -18,7 +18,10 @@ then deletes the row. A handler that raises leaves the row for a retry
 (after ``NOTIFICATIONS_TIMER_RETRY_BACKOFF`` seconds, doubled at each
 failure); after ``NOTIFICATIONS_TIMER_MAX_ATTEMPTS`` failed runs the timer
 becomes a dead letter (``flask notifications dead-letters``; ``replay``
-runs its handler once more, in a worker).
+runs its handler once more, in a worker). A handler that raises a
+:class:`ConnectionError` (``NotificationsUnavailable``: Redis or the broker
+is down) counts no attempt: the timer and the rest of the batch are due
+again after the backoff, however long the outage.
 
 At least once: a worker killed after a handler ran but before the row was
 deleted leaves the row, which another sweep runs again once the lease
@@ -266,12 +269,17 @@ def _run(app: Flask, engine: Any, ids: list[int], now: float, lease: float) -> N
     extension = app.extensions["notifications"]
     done: list[int] = []
     try:
-        for row in claimed:
+        for n, row in enumerate(claimed):
             func = _HANDLERS.get(row.kind)
             try:
                 if func is None:
                     raise LookupError(f"no handler for timer kind {row.kind!r} in this process")
                 func(extension, json.loads(row.payload))
+            except ConnectionError as exc:  # Redis or the broker is down (NotificationsUnavailable)
+                # Not the timer's fault: no attempt counted, and the rest of
+                # the batch would wait for the same outage one by one.
+                _postpone(engine, [r.id for r in claimed[n:]], token, exc)
+                break
             except Exception as exc:  # noqa: BLE001 - retried, then a dead letter
                 _failed(engine, row, token, exc)
                 continue
@@ -284,6 +292,23 @@ def _run(app: Flask, engine: Any, ids: list[int], now: float, lease: float) -> N
                 conn.execute(
                     delete(table).where(table.c.id.in_(done), table.c.lease_token == token)
                 )
+
+
+def _postpone(engine: Any, ids: list[int], token: str, exc: Exception) -> None:
+    """Redis or the broker is unavailable: give the timers ``ids`` back, due
+    again after ``NOTIFICATIONS_TIMER_RETRY_BACKOFF`` seconds (0.1 at least),
+    without counting an attempt: an outage never makes dead letters."""
+    delay = max(float(current_app.config["NOTIFICATIONS_TIMER_RETRY_BACKOFF"]), 0.1)
+    logger.warning(
+        "%d timer(s) postponed by %.1fs: Redis or the broker is unavailable (%s)",
+        len(ids), delay, exc,
+    )  # fmt: skip
+    with engine.begin() as conn:
+        conn.execute(
+            update(table)
+            .where(table.c.id.in_(ids), table.c.lease_token == token)
+            .values(due_at=time.time() + delay, lease_until=None, lease_token=None)
+        )
 
 
 def _failed(engine: Any, row: Any, token: str, exc: Exception) -> None:
