@@ -295,6 +295,27 @@ def test_templates_render_once_per_locale_unless_they_name_the_recipient(
     ]
 
 
+def test_an_edited_template_is_looked_at_again_when_templates_reload(make_app, tmp_path):
+    import os
+
+    from flask_notifications.consumers._mail import recipient_free
+
+    folder = tmp_path / "templates" / "flask_notifications" / "mail"
+    folder.mkdir(parents=True)
+    template = folder / "notification.txt"
+    template.write_text("{{ event.title }}\n")
+    app = make_app(TEMPLATES_AUTO_RELOAD=True)
+    app.template_folder = str(tmp_path / "templates")
+    Notifications(app)
+    name = "flask_notifications/mail/notification.txt"
+    with app.app_context():
+        assert recipient_free(name)
+        template.write_text("{{ event.title }} for {{ user }}\n")
+        later = template.stat().st_mtime + 10
+        os.utime(template, (later, later))
+        assert not recipient_free(name)
+
+
 def test_without_flask_babel_nothing_is_translated_and_a_warning_says_why(
     make_app, smtp_server, caplog
 ):

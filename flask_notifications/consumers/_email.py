@@ -244,13 +244,14 @@ class EmailConsumer(DigestMixin, Consumer):
         :param pairs: ``(user id or None, address)`` pairs, from :meth:`addresses`.
         """
         mails = []
+        free = self._recipient_free()  # the same bodies for every recipient of a locale
         for locale, group in by_locale(pairs, lambda pair: pair[0]).items():
             with in_locale(locale):
                 local = localize(event)
                 shared = None
                 for user, address in group:
                     mail = self.build(local, user, address, bodies=shared)
-                    if shared is None and self._recipient_free():
+                    if shared is None and free:
                         shared = (mail.text, mail.html)
                     mails.append(mail)
         return mails

@@ -21,7 +21,7 @@ from ..errors import MailRejected, MailServerUnavailable
 _TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _envs: WeakKeyDictionary[Flask, Environment] = WeakKeyDictionary()
 # Per environment: template name -> whether its output names no recipient.
-_recipient_free: WeakKeyDictionary[Environment, dict[str, bool]] = WeakKeyDictionary()
+_recipient_free: WeakKeyDictionary[Environment, dict[str, tuple[bool, Any]]] = WeakKeyDictionary()
 #: The context variables that name one recipient in the e-mail templates.
 RECIPIENT_VARIABLES = frozenset(("user", "address"))
 
@@ -87,22 +87,26 @@ def recipient_free(template: str) -> bool:
     neither ``user`` nor ``address`` and includes, imports or extends no
     other template (which could). Then an e-mail consumer renders it once per
     locale instead of once per recipient. Found with Jinja's own parser
-    (:func:`jinja2.meta.find_undeclared_variables`), once per template.
+    (:func:`jinja2.meta.find_undeclared_variables`), once per template (and
+    again after the file changed, when the app reloads its templates).
 
     :param template: a template name.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     env = jinja_env(app)
     known = _recipient_free.setdefault(env, {})
-    if template not in known:
-        assert env.loader is not None
-        source = env.loader.get_source(env, template)[0]
-        tree = env.parse(source)
-        others = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
-        composed = any(True for _ in tree.find_all(others))
-        used = meta.find_undeclared_variables(tree)
-        known[template] = not composed and not (used & RECIPIENT_VARIABLES)
-    return known[template]
+    cached = known.get(template)
+    if cached is not None and not (env.auto_reload and cached[1] and not cached[1]()):
+        return cached[0]
+    assert env.loader is not None
+    source, _filename, uptodate = env.loader.get_source(env, template)
+    tree = env.parse(source)
+    others = (nodes.Extends, nodes.Include, nodes.Import, nodes.FromImport)
+    composed = any(True for _ in tree.find_all(others))
+    used = meta.find_undeclared_variables(tree)
+    free = not composed and not (used & RECIPIENT_VARIABLES)
+    known[template] = (free, uptodate)
+    return free
 
 
 def digest_of(text: str) -> str:
