@@ -466,6 +466,21 @@ def test_polling_fallback_without_eventsource(chromium, widget_stack):
     page.click("flask-notifications-inbox .read")
     page.wait_for_function(f"{BADGE} === ''")
     assert widget_stack.unread(user) == 0
+
+    # Read in another tab (polling too): this page's badge and open list follow,
+    # from the count the widget asks at each poll.
+    widget_stack.send(user, "Second")
+    page.wait_for_function(f"{BADGE} === '1'", timeout=15000)
+    page.wait_for_function(f"{TITLES}.join() === 'Second,Polled'", timeout=5000)
+    other = context.new_page()
+    other.goto(widget_stack.base + "/page")
+    other.wait_for_function(f"{WIDGET}.connection && {WIDGET}.connection.polling")
+    other.click("flask-notifications-inbox .bell")
+    other.wait_for_function(f"{TITLES}.length === 2")
+    other.click("flask-notifications-inbox .mark-all")
+    page.wait_for_function(f"{BADGE} === ''", timeout=5000)
+    page.wait_for_function(f"{SHADOW}.querySelectorAll('.item.unread').length === 0")
+    assert widget_stack.unread(user) == 0
     context.close()
 
 

@@ -13,7 +13,9 @@
  *     onCount: function (n) {},              // "unread_count" events
  *     onReset: function () {},               // events were missed: reload your state
  *     onOpen: function () {},                // the stream (re)opened: counts are not
- *   });                                      //   replayed, reload them here
+ *                                            //   replayed, reload them here
+ *     onPoll: function () {},                // when polling: after each poll (counts
+ *   });                                      //   are not polled, reload them here
  *   conn.close();
  *   FlaskNotifications.badge("#unread", 3);  // show 3; 0 hides the badge
  *   FlaskNotifications.enablePush().then(function (subscription) {});  // Web Push
@@ -96,6 +98,7 @@
     var onCount = opts.onCount || function () {};
     var onReset = opts.onReset || function () {};
     var onOpen = opts.onOpen || function () {};
+    var onPoll = opts.onPoll || function () {};
     var pollInterval = opts.pollInterval || 10000;
     var maxFailures = opts.maxFailures || 5;
     var streamUrl = prefix + "/stream/" + encodeURIComponent(opts.hub);
@@ -237,6 +240,7 @@
             }
             deliver(item.name, JSON.stringify(data), null);
           }
+          onPoll();
         }
         timer = setTimeout(poll, pollInterval);
       };

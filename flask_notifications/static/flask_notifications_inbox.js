@@ -187,10 +187,8 @@ button { font: inherit; cursor: pointer; }
           this._setCount(n);
           this._changed();
         },
-        onEvent: () => {
-          if (this._conn && this._conn.polling) this._reloadCount(); // no live counts when polling
-          this._changed();
-        },
+        onEvent: () => this._changed(),
+        onPoll: () => this._reloadCount(), // no live counts when polling: ask at each poll
         onReset: () => {
           this._reloadCount();
           this._changed();
@@ -202,7 +200,6 @@ button { font: inherit; cursor: pointer; }
           this._changed();
         },
       });
-      if (this._conn.polling) this._reloadCount();
       document.addEventListener("pointerdown", this._onOutside, true);
     }
 
@@ -426,7 +423,9 @@ button { font: inherit; cursor: pointer; }
       var before = this._liveCounts;
       return this._request("GET", "/unread-count").then(
         (answer) => {
-          if (this._liveCounts === before) this._setCount(answer.unread);
+          if (this._liveCounts !== before || answer.unread === this._unread) return;
+          this._setCount(answer.unread);
+          this._changed(); // read or stored elsewhere, while nothing was streamed
         },
         () => {}
       );
