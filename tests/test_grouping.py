@@ -46,6 +46,17 @@ def unread_items(app, user="alice"):
         ).all()
 
 
+def actor_rows(app, item_id):
+    from flask_notifications.inbox.models import group_actors
+
+    with get_state(app).engine.connect() as conn:
+        return conn.execute(
+            sqlalchemy.select(sqlalchemy.func.count())
+            .select_from(group_actors)
+            .where(group_actors.c.notification_id == item_id)
+        ).scalar()
+
+
 # -- the field ------------------------------------------------------------------------
 
 
@@ -106,14 +117,20 @@ def test_events_of_a_group_update_one_unread_item(group_app):
     carol = inbox.list("carol").items
     assert [(i["count"], i["actors"], i["title"]) for i in carol] == [(1, ["bob"], "bob commented")]
 
-    # Read: the next event of the group starts a new item.
+    # Read: the next event of the group starts a new item; the read item's
+    # distinct-sender records go (it is never updated again).
+    assert actor_rows(app, item["id"]) == 2
     assert inbox.mark_read("alice", item["id"])
+    assert actor_rows(app, item["id"]) == 0
     inbox.store(comment("erin commented", "erin"))
     items = inbox.list("alice").items
     fresh, old = items[0], next(i for i in items if i["id"] == item["id"])
     assert fresh["id"] != item["id"] and fresh["count"] == 1 and fresh["actors"] == ["erin"]
-    assert old["read"] and old["count"] == 3
+    assert old["read"] and old["count"] == 3 and old["actor_count"] == 2
     assert inbox.unread_count("alice") == 3
+    assert actor_rows(app, fresh["id"]) == 1
+    assert inbox.mark_all_read("alice") == 3
+    assert actor_rows(app, fresh["id"]) == 0
 
 
 def test_actors_are_capped_and_counted(group_app):

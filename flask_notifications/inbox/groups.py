@@ -25,7 +25,7 @@ import json
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..errors import ConfigurationError
@@ -34,6 +34,7 @@ from .models import GROUP_WHERE, group_actors
 from .models import notifications as table
 
 __all__ = [
+    "forget_actors",
     "group_fields", "item_event_json", "publish_group_items", "store_grouped", "unread_group_items",
 ]  # fmt: skip
 
@@ -119,6 +120,19 @@ def store_grouped(
                 values["actor_count"] = table.c.actor_count + 1
             conn.execute(update(table).where(table.c.id == item_id).values(values))
     return created
+
+
+def forget_actors(conn: Connection, ids: list[int]) -> None:
+    """Delete the distinct-sender records of items just read: a read item is
+    never updated again, so its ``actor_count`` no longer needs them.
+
+    :param conn: a connection inside the transaction that marks them read.
+    :param ids: the items' ids (any; ungrouped ones have none).
+    """
+    for i in range(0, len(ids), _CHUNK):
+        conn.execute(
+            delete(group_actors).where(group_actors.c.notification_id.in_(ids[i : i + _CHUNK]))
+        )
 
 
 def group_fields(row: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from ..delivery import log as delivery_log
 from ..errors import InvalidQueryError
 from ..event import Event
 from .database import inbox_engine as get_engine
-from .groups import group_fields, store_grouped
+from .groups import forget_actors, group_fields, store_grouped
 from .models import GROUP_COLUMNS
 from .models import notifications as table
 
@@ -228,6 +228,7 @@ class Inbox:
                 conn.execute(
                     update(table).where(table.c.id == notification_id).values(read_at=time.time())
                 )
+                forget_actors(conn, [notification_id])
         if found.read_at is None and found.event_id is not None:
             delivery_log.record(found.event_id, recipient, "inbox", "read")
         self.push_counts([recipient])
@@ -241,16 +242,14 @@ class Inbox:
         """
         recipient = user_id(user)
         with get_engine().begin() as conn:
-            events = (
-                conn.execute(
-                    update(table)
-                    .where(table.c.recipient == recipient, table.c.read_at.is_(None))
-                    .values(read_at=time.time())
-                    .returning(table.c.event_id)
-                )
-                .scalars()
-                .all()
-            )
+            marked = conn.execute(
+                update(table)
+                .where(table.c.recipient == recipient, table.c.read_at.is_(None))
+                .values(read_at=time.time())
+                .returning(table.c.event_id, table.c.id, table.c.group_key)
+            ).all()
+            forget_actors(conn, [row.id for row in marked if row.group_key is not None])
+        events = [row.event_id for row in marked]
         if delivery_log.enabled():  # one pipelined write for every event
             delivery_log.write(
                 {e: [(recipient, "inbox", "read", None)] for e in events if e is not None}
