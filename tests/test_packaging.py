@@ -67,7 +67,7 @@ def test_py_typed_and_metadata():
     }  # fmt: skip
     assert all(re.search(r">=\d", r) for r in requires if "extra ==" not in r), requires
     extras = set(meta.get_all("Provides-Extra") or [])
-    assert {"mail", "tests", "docs", "demo"} <= extras
+    assert {"mail", "tests", "docs", "demo", "i18n"} <= extras
 
 
 def test_no_python2_shims():
