@@ -282,6 +282,7 @@ def test_turning_the_digest_off_sends_what_was_held_at_once(mail_app, worker, ti
         notifications.send(message("Now immediate", ["alice"]))
         wait_for(lambda: len(server.to("alice@example.org")) == 2, 15)
         # The weekly timer is left, stale: when it runs, it sends nothing.
+        wait_for(lambda: len(timers.pending(_digest.KIND)) == 1, 15)  # the flush's is done
         (stale,) = timers.pending(_digest.KIND)
         assert stale["payload"]["schedule"]["frequency"] == "weekly"
         notifications.preferences.set_digest("alice", "email", "daily", hour=8, timezone=PARIS)
