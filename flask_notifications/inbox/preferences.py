@@ -18,12 +18,12 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import select, union
 
-from ..errors import CriticalCategoryError, InvalidEventError, InvalidQueryError
+from ..errors import InvalidEventError, InvalidQueryError
 from ..event import category_of, check_category
 from . import digests
-from ._switches import boolean, mapping, only, set_category, set_type
+from ._switches import operations, set_category, set_type
 from .database import get_engine
-from .digests import DIGEST_CHANNELS, DigestSchedule, check_schedule
+from .digests import DIGEST_CHANNELS, DigestSchedule
 from .models import category_preferences as categories_table
 from .models import preferences as table
 from .store import user_id
@@ -229,10 +229,10 @@ class Preferences:
         :raises CriticalCategoryError: turning off a critical category.
         """
         uid = user_id(user)
-        operations = _operations(changes)
+        todo = operations(changes)
         changed = []
         with get_engine().begin() as conn:
-            for kind, channel, name, value in operations:
+            for kind, channel, name, value in todo:
                 if kind == "type":
                     set_type(conn, uid, name, channel, value)
                 elif kind == "category":
@@ -359,56 +359,3 @@ def _switch(category: str | None, enabled: object) -> dict[str, Any]:
     if category is None:
         return {"enabled": enabled}
     return {"categories": {category: enabled}}
-
-
-def _digest(value: object, where: str) -> DigestSchedule | None:
-    if value is None:
-        return None
-    value = mapping(value, f"{where}.digest")
-    only(value, ("frequency", "hour", "weekday", "timezone"), f"{where}.digest")
-    return check_schedule(
-        value.get("frequency"),
-        value.get("hour", 8),
-        value.get("weekday", 0),
-        value.get("timezone", "UTC"),
-    )
-
-
-def _operations(changes: object) -> list[tuple[str, str, Any, Any]]:
-    """Check a partial update; return ``(kind, channel, name, value)``
-    operations, ``kind`` being ``"type"``, ``"category"`` or ``"digest"``."""
-    changes = mapping(changes, "the preferences")
-    only(changes, ("channels", "categories", "critical_categories"), "the preferences")
-    known = current_app.config.get("NOTIFICATIONS_CATEGORIES")
-    operations: list[tuple[str, str, Any, Any]] = []
-    for channel, parts in mapping(changes.get("channels", {}), "channels").items():
-        check_channel(channel)
-        where = f"channels.{channel}"
-        parts = mapping(parts, where)
-        keys = ("enabled", "categories", "event_types")
-        only(parts, keys + ("digest",) if channel in DIGEST_CHANNELS else keys, where)
-        if "digest" in parts:
-            operations.append(("digest", channel, None, _digest(parts["digest"], where)))
-        if "enabled" in parts:
-            enabled = boolean(parts["enabled"], f"{where}.enabled")
-            operations.append(("type", channel, ANY_TYPE, enabled))
-        for category, value in mapping(parts.get("categories", {}), f"{where}.categories").items():
-            category = _category(category)
-            enabled = boolean(value, f"{where}.categories.{category}")
-            if not enabled and is_critical(category):
-                raise CriticalCategoryError(
-                    f"{category!r} is a critical category (NOTIFICATIONS_CRITICAL_CATEGORIES): "
-                    "it cannot be turned off"
-                )
-            if known is not None and category not in known and not is_critical(category):
-                raise InvalidQueryError(
-                    f"unknown category {category!r} (NOTIFICATIONS_CATEGORIES lists "
-                    f"{', '.join(known) or 'none'})"
-                )
-            operations.append(("category", channel, category, enabled))
-        types = mapping(parts.get("event_types", {}), f"{where}.event_types")
-        for event_type, value in types.items():
-            _check(event_type, channel)
-            enabled = boolean(value, f"{where}.event_types.{event_type[:40]}")
-            operations.append(("type", channel, event_type, enabled))
-    return operations
