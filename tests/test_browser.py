@@ -167,6 +167,15 @@ def test_js_client_groups_plain_events_and_polled_items(chromium, stream_base, r
     page.wait_for_function("window.received.length === 3")
     items = page.eval_on_selector_all("#items li", "els => els.map(e => e.textContent)")
     assert items == ["three (3)"]
+    # An inbox item brings its count; an event without one adds itself to it.
+    item = Event(None, "comment", "item", "b", recipients=["alice"], group="g:1", count=5,
+                 notification_id=9)  # fmt: skip
+    publisher.publish(hub_id_for("Inbox"), item.to_json())
+    raw = Event(None, "comment", "raw", "b", recipients=["alice"], group="g:1")
+    publisher.publish(hub_id_for("Inbox"), raw.to_json())
+    page.wait_for_function("window.received.length === 5")
+    items = page.eval_on_selector_all("#items li", "els => els.map(e => e.textContent)")
+    assert items == ["raw (6)"]
     context.close()
 
     context, page = _alice_page(chromium, stream_base, "?list=1&forcePolling=1")

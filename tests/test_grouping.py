@@ -317,3 +317,33 @@ def test_two_worker_processes_make_one_item_and_lose_no_count(tmp_path, redis_ur
             assert item["actor_count"] == 4 and len(item["actors"]) == 3
     assert all(ran), ran  # both workers stored some of them
     get_state(web).engine.dispose()
+
+
+def test_the_stream_gets_the_item_that_took_the_event_in_else_the_event(group_app, redis_client):
+    """PushConsumer beside a StoreConsumer: the recipient's item when it took
+    this event in; the event as it is when the store has not run for it."""
+    import json
+
+    from flask_notifications.consumers import PushConsumer
+    from flask_notifications.pubsub.redis_pubsub import RedisPubSub
+
+    app, notifications = group_app
+    hub = notifications.get_hub("Posts")
+    push = PushConsumer(notifications.redis, hub)
+    hub.register_consumer(push)
+    first, second = comment("bob commented", "bob"), comment("carol commented", "carol")
+    notifications.inbox.store(first)
+    push.consume(first)  # stored: the item
+    push.consume(second)  # not stored yet: the event itself
+    notifications.inbox.store(second)
+    push.consume(second)  # stored now: the item with both
+    published = [
+        json.loads(data) for _, data in RedisPubSub(redis_client).history(hub.hub_id, None).entries
+    ]
+    assert [(p["event_id"], p.get("count")) for p in published] == [
+        (first["event_id"], 1),
+        (second["event_id"], None),
+        (second["event_id"], 2),
+    ]
+    assert published[2]["actors"] == ["carol", "bob"] and published[2]["recipients"] == ["alice"]
+    assert published[2]["notification_id"] == published[0]["notification_id"]

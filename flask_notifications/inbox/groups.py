@@ -182,8 +182,11 @@ def item_event_json(row: Any) -> str:
 
 def publish_group_items(backend: Any, hub_id: str, event: Event, users: list[str]) -> list[str]:
     """Publish each user's unread item of the event's group on ``hub_id``
-    (one message per user, in the hub's history); return the users who have
-    none (not stored for them: the caller publishes the event to them as it is).
+    (one message per user, in the hub's history), when that item took this
+    event in; return the other users (the event not stored for them yet, or
+    opted out, or a later event's item already: the caller publishes the
+    event to them as it is, and the client counts it on top of the item it
+    shows).
 
     :param backend: the backend to publish through.
     :param hub_id: the hub's channel.
@@ -194,8 +197,11 @@ def publish_group_items(backend: Any, hub_id: str, event: Event, users: list[str
 
     with inbox_engine().connect() as conn:
         items = unread_group_items(conn, users, event["group"])
+    rest = []
     for user in users:
         row = items.get(user)
-        if row is not None:
+        if row is not None and row.event_id == event["event_id"]:
             backend.publish(hub_id, item_event_json(row))
-    return [u for u in users if u not in items]
+        else:
+            rest.append(user)
+    return rest

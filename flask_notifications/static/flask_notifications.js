@@ -31,7 +31,7 @@
  * Grouped events (an event "group" field): on a hub that stores to the inbox,
  * the stream carries the recipient's updated inbox item (the newest event with
  * "count", "actors", "actor_count" and "notification_id"); elsewhere the
- * event itself, and the client counts the group's events since the page opened.
+ * event itself, which the client counts on top of the group's last count.
  */
 (function (global) {
   "use strict";
@@ -112,7 +112,7 @@
     var since = opts.since || Date.now() / 1000;
     var seen = {};
     var seenOrder = [];
-    var counts = {}; // group key -> events counted here (events without a count)
+    var counts = {}; // group key -> its last count known here
     var list = typeof opts.list === "string" ? document.querySelector(opts.list) : opts.list;
     var renderItem = opts.renderItem || defaultRender;
 
@@ -164,9 +164,11 @@
         return;
       }
       var group = data && data.group != null ? String(data.group) : null;
-      if (group !== null && data.count == null) {
-        counts[group] = (counts[group] || 0) + 1;
-        data.count = counts[group];
+      if (group !== null) {
+        // An inbox item's count is the truth; an event without one adds
+        // itself to the last count known here.
+        if (data.count == null) data.count = (counts[group] || 0) + 1;
+        counts[group] = Number(data.count) || 1;
       }
       if (list && data) show(data);
       onEvent(data, type, group);
