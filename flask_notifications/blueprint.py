@@ -11,10 +11,13 @@ route anywhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from ._state import get_state
 from .errors import InvalidQueryError
 
 
@@ -87,3 +90,45 @@ def decimal(text: str, digits: int) -> int | None:
     if text.isascii() and text.isdigit() and len(text) <= digits:
         return int(text)
     return None
+
+
+def identified(view: Callable[..., Response]) -> Callable[..., Response]:
+    """Run ``view(identity, ...)`` for the signed-in user: 401 JSON without
+    one, 415 for a ``POST`` that is not JSON (a cross-site HTML form cannot
+    send ``application/json``), 400 JSON naming the bad input when the view
+    raises :class:`~flask_notifications.errors.InvalidQueryError`.
+
+    :param view: the view, taking the identity first.
+    """
+
+    @wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Response:
+        identity = get_state().extension.current_identity()
+        if identity is None:
+            return error(401, "authentication is required")
+        if request.method == "POST" and not request.is_json:
+            return error(415, "POST requests must have Content-Type: application/json")
+        try:
+            return view(identity, *args, **kwargs)
+        except InvalidQueryError as exc:
+            return error(400, str(exc))
+
+    return wrapper
+
+
+def json_body() -> tuple[str | None, object, Response | None]:
+    """The signed-in user and the request's JSON body (size-capped), or the
+    error response to answer instead: 401 without a user, 415 for a body that
+    is not ``application/json``, 413 too large, 400 not JSON."""
+    identity = get_state().extension.current_identity()
+    if identity is None:
+        return None, None, error(401, "authentication is required")
+    if not request.is_json:
+        return None, None, error(415, "requests must have Content-Type: application/json")
+    try:
+        body = read_json()  # size-capped; deep nesting is a 400, not a RecursionError
+    except BodyTooLarge as exc:
+        return None, None, error(413, str(exc))
+    except InvalidQueryError:
+        return None, None, error(400, "the body is not valid JSON")
+    return identity, body, None

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from ..blueprint import error
-from ..inbox.views import _identified
+from ..blueprint import error, identified
 from . import log as delivery_log
 
 
-@_identified
+@identified
 def deliveries(identity: str, event_id: str) -> Response:
     """``GET <prefix>/<event id>/deliveries``: ``{"deliveries": [...]}``, the
     caller's own records (see :func:`~flask_notifications.delivery.log.deliveries`

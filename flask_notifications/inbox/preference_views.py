@@ -17,28 +17,22 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from .._state import get_state
-from ..blueprint import error
+from ..blueprint import error, identified, json_body
 from ..errors import InvalidQueryError
-from ..webpush.views import _json_body
 
 
-def get_preferences() -> Response:
-    """``GET <prefix>/preferences``: the current user's preferences."""
-    extension = get_state().extension
-    identity = extension.current_identity()
-    if identity is None:
-        return error(401, "authentication is required")
-    try:
-        return jsonify(extension.preferences.get(identity))
-    except InvalidQueryError as exc:  # an identity that is no valid user id
-        return error(400, str(exc))
+@identified
+def get_preferences(identity: str) -> Response:
+    """``GET <prefix>/preferences``: the current user's preferences (400 for
+    an identity that is no valid user id)."""
+    return jsonify(get_state().extension.preferences.get(identity))
 
 
 def put_preferences() -> Response:
     """``PUT <prefix>/preferences`` with a partial update: 200 with the new
     preferences; 400 naming what is wrong (a critical category turned off,
     an unknown channel, a value that is not a boolean...)."""
-    identity, body, failure = _json_body()
+    identity, body, failure = json_body()
     if failure is not None:
         return failure
     try:

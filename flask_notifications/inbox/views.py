@@ -3,35 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from functools import wraps
-from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from .._state import get_state
-from ..blueprint import decimal, error
+from ..blueprint import decimal, error, identified
 from ..errors import InvalidQueryError
-
-
-def _identified(view: Callable[..., Response]) -> Callable[..., Response]:
-    """Run ``view(identity, ...)`` for the current user; 401 JSON without one,
-    400 JSON for bad input."""
-
-    @wraps(view)
-    def wrapper(*args: Any, **kwargs: Any) -> Response:
-        identity = get_state().extension.current_identity()
-        if identity is None:
-            return error(401, "authentication is required")
-        if request.method == "POST" and not request.is_json:
-            # A cross-site HTML form cannot send application/json.
-            return error(415, "POST requests must have Content-Type: application/json")
-        try:
-            return view(identity, *args, **kwargs)
-        except InvalidQueryError as exc:
-            return error(400, str(exc))
-
-    return wrapper
 
 
 def _number(name: str, default: float) -> float:
@@ -61,7 +38,7 @@ def _inbox():  # type: ignore[no-untyped-def]
     return get_state().extension.inbox
 
 
-@_identified
+@identified
 def since(identity: str) -> Response:
     """``GET <prefix>?since=<epoch>``: the tutorial's polling endpoint (at most
     ``NOTIFICATIONS_INBOX_MAX_PER_PAGE`` items, oldest first)."""
@@ -69,7 +46,7 @@ def since(identity: str) -> Response:
     return jsonify(_inbox().since(identity, _number("since", 0.0), limit=limit))
 
 
-@_identified
+@identified
 def inbox(identity: str) -> Response:
     """``GET <prefix>/inbox?page=1&per_page=20&unread=1``: newest first."""
     unread = request.args.get("unread", "0")
@@ -85,13 +62,13 @@ def inbox(identity: str) -> Response:
     return jsonify(page.to_dict())
 
 
-@_identified
+@identified
 def unread_count(identity: str) -> Response:
     """``GET <prefix>/unread-count``: ``{"unread": N}``."""
     return jsonify(unread=_inbox().unread_count(identity))
 
 
-@_identified
+@identified
 def mark_read(identity: str, notification_id: str) -> Response:
     """``POST <prefix>/<id>/read``: 204, or 404 when it is not the caller's."""
     number = decimal(notification_id, 18)
@@ -104,7 +81,7 @@ def mark_read(identity: str, notification_id: str) -> Response:
     return Response(status=204)
 
 
-@_identified
+@identified
 def mark_all_read(identity: str) -> Response:
     """``POST <prefix>/read-all``: ``{"updated": N}``."""
     return jsonify(updated=_inbox().mark_all_read(identity))

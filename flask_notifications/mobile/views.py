@@ -15,9 +15,8 @@ import logging
 from flask import Blueprint, Response, jsonify
 
 from .._state import get_state
-from ..blueprint import error
+from ..blueprint import error, identified, json_body
 from ..errors import ConfigurationError, InvalidQueryError
-from ..webpush.views import _json_body
 
 logger = logging.getLogger("flask_notifications")
 
@@ -27,7 +26,7 @@ def add_device() -> Response:
     "platform", "token"}`` for a new device, ``200`` for a known token
     (updated; a token registered by another user moves to the current one);
     400 naming the bad field."""
-    identity, body, failure = _json_body()
+    identity, body, failure = json_body()
     if failure is not None:
         return failure
     devices = get_state().extension.devices
@@ -43,22 +42,17 @@ def add_device() -> Response:
     return response
 
 
-def list_devices() -> Response:
+@identified
+def list_devices(identity: str) -> Response:
     """``GET <prefix>/devices``: the current user's devices, by id."""
-    identity = get_state().extension.current_identity()
-    if identity is None:
-        return error(401, "authentication is required")
-    try:
-        devices = get_state().extension.devices.for_user(identity)
-    except InvalidQueryError as exc:
-        return error(400, str(exc))
+    devices = get_state().extension.devices.for_user(identity)
     return jsonify(devices=[d.info() for d in devices])
 
 
 def remove_device() -> Response:
     """``DELETE <prefix>/devices`` with ``{"token": ...}``: 204, or 404 when
     the current user has no device with that token."""
-    identity, body, failure = _json_body()
+    identity, body, failure = json_body()
     if failure is not None:
         return failure
     token = body.get("token") if isinstance(body, dict) else None

@@ -18,7 +18,7 @@ import os
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 
 from .._state import get_state
-from ..blueprint import BodyTooLarge, error, read_json
+from ..blueprint import error, json_body
 from ..errors import ConfigurationError, InvalidQueryError, PushSubscriptionConflict
 from .keys import public_key_from_config
 
@@ -57,22 +57,6 @@ def push_public_key() -> Response:
     return jsonify(public_key=key)
 
 
-def _json_body() -> tuple[str | None, object, Response | None]:
-    identity = get_state().extension.current_identity()
-    if identity is None:
-        return None, None, error(401, "authentication is required")
-    if not request.is_json:
-        # A cross-site HTML form cannot send application/json.
-        return None, None, error(415, "requests must have Content-Type: application/json")
-    try:
-        body = read_json()  # size-capped; deep nesting is a 400, not a RecursionError
-    except BodyTooLarge as exc:
-        return None, None, error(413, str(exc))
-    except InvalidQueryError:
-        return None, None, error(400, "the body is not valid JSON")
-    return identity, body, None
-
-
 def add_push_subscription() -> Response:
     """``POST <prefix>/push-subscriptions`` with the JSON of
     ``PushSubscription.toJSON()``: ``201 {"id", "endpoint"}`` for a new
@@ -81,7 +65,7 @@ def add_push_subscription() -> Response:
     why the endpoint is refused (not ``https``, not a public address, not an
     allowed push service); 409 when the endpoint is another user's with other
     keys."""
-    identity, body, failure = _json_body()
+    identity, body, failure = json_body()
     if failure is not None:
         return failure
     try:
@@ -101,7 +85,7 @@ def add_push_subscription() -> Response:
 def remove_push_subscription() -> Response:
     """``DELETE <prefix>/push-subscriptions`` with ``{"endpoint": ...}``: 204,
     or 404 when the current user has no subscription with that endpoint."""
-    identity, body, failure = _json_body()
+    identity, body, failure = json_body()
     if failure is not None:
         return failure
     endpoint = body.get("endpoint") if isinstance(body, dict) else None
