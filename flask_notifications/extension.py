@@ -15,6 +15,7 @@ from flask import Flask, current_app, has_app_context
 from . import metrics
 from ._config import apply_defaults, load_backend
 from ._redis import blocking_client, own_client
+from ._resolvers import ResolversMixin
 from ._state import State
 from ._streaming import StreamingMixin, _script_tag
 from ._widget import inbox_widget
@@ -25,7 +26,6 @@ from .delivery import log as delivery_log
 from .delivery import registry
 from .delivery import request as delivery
 from .delivery.apps import bind_flask_app, celery_for, unproxy
-from .errors import ConfigurationError
 from .event import Event
 from .event_hub import EventHub, current_notifications, hub_id_for
 from .inbox.model_events import ModelEvents
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flask_notifications")
 
 
-class Notifications(StreamingMixin):
+class Notifications(StreamingMixin, ResolversMixin):
     """The Flask-Notifications extension.
 
     Hubs belong to the extension object, like blueprints, so they can be
@@ -174,74 +174,6 @@ class Notifications(StreamingMixin):
     def _state(self) -> State:
         """The state of :meth:`_app` (no context pushed: for plain attributes)."""
         return self._states[self._app()]
-
-    # -- e-mail addresses ------------------------------------------------------
-
-    def email_resolver(self, func: Callable[[str], str | None]) -> Callable[[str], str | None]:
-        """Register the function that maps a user id (an event recipient, as a
-        string) to an e-mail address, or ``None`` for a user without one. The
-        e-mail consumers use it when they are given no fixed recipients.
-
-        .. code-block:: python
-
-            @notifications.email_resolver
-            def email_of(user_id):
-                user = db.session.get(User, int(user_id))
-                return user.email if user else None
-
-        :param func: called with a user id, in the worker's app context.
-        :returns: ``func``, so this works as a decorator.
-        """
-        self._email_resolver = func
-        return func
-
-    def resolve_email(self, user_id: str) -> str | None:
-        """The address of ``user_id`` through :meth:`email_resolver`.
-
-        :param user_id: the user id.
-        :raises ConfigurationError: if no resolver is registered.
-        """
-        if self._email_resolver is None:
-            raise ConfigurationError(
-                "an e-mail consumer got an event for users but no address for them: "
-                "register @notifications.email_resolver (user id -> address) "
-                "or give the consumer recipients=[...]"
-            )
-        return self._email_resolver(user_id)
-
-    # -- languages -----------------------------------------------------------------
-
-    def locale_resolver(self, func: Callable[[str], Any]) -> Callable[[str], Any]:
-        """Register the function that maps a user id (an event recipient, as a
-        string) to the user's locale (``"fr"``, ``"pt_BR"``, a
-        :class:`babel.Locale`), or ``None`` for the default locale
-        (``NOTIFICATIONS_DEFAULT_LOCALE``, else Flask-Babel's). The e-mail and
-        Web Push consumers render each recipient's texts in it (see :doc:`/i18n`).
-        A resolver that raises or answers something that is not a locale is
-        logged, and the recipient gets the default locale.
-
-        .. code-block:: python
-
-            @notifications.locale_resolver
-            def locale_of(user_id):
-                user = db.session.get(User, int(user_id))
-                return user.locale if user else None
-
-        :param func: called with a user id, in the worker's app context.
-        :returns: ``func``, so this works as a decorator.
-        """
-        self._locale_resolver = func
-        return func
-
-    def resolve_locale(self, user_id: str) -> Any:
-        """What :meth:`locale_resolver` answers for ``user_id`` (unchecked), or
-        ``None`` when no resolver is registered.
-
-        :param user_id: the user id.
-        """
-        if self._locale_resolver is None:
-            return None
-        return self._locale_resolver(user_id)
 
     def inbox_hubs(self) -> list[EventHub]:
         """The hubs that carry ``unread_count`` events: those with a

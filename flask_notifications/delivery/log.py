@@ -135,7 +135,7 @@ def log_key(event_id: str) -> str:
 
     :param event_id: the event's id.
     """
-    return records._event_key(event_id, "deliveries", event_id)
+    return records.event_key(event_id, "deliveries", event_id)
 
 
 def _check(channel: str, status: str) -> None:

@@ -25,8 +25,8 @@ from ..event import Event
 from ..i18n import prepare as prepare_message
 from ..signals import event_filtered, event_sent
 from ..workflows import escalation, scheduled
+from . import escalation_records, records
 from . import log as delivery_log
-from . import records
 from .tasks import EVENT_TASK, args_repr, celery_expiry
 
 if TYPE_CHECKING:
@@ -189,7 +189,7 @@ def enqueue_consumer(state: State, event: Event, hub_id: str, name: str) -> bool
     due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
     ttl = config["NOTIFICATIONS_DEDUP_TTL"]
     if not _retrying(
-        lambda: records.claim_escalation(name, hub_id, app_key, payload, ttl, due),
+        lambda: escalation_records.claim_escalation(name, hub_id, app_key, payload, ttl, due),
         deadline,
         event_id,
     ):
@@ -208,7 +208,7 @@ def enqueue_consumer(state: State, event: Event, hub_id: str, name: str) -> bool
             event_id,
         )
     except NotificationsUnavailable:
-        records.release_escalation(name, hub_id, app_key, event_id)
+        escalation_records.release_escalation(name, hub_id, app_key, event_id)
         raise
     return True
 

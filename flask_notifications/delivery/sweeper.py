@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._state import get_state
-from . import records
+from . import escalation_records, records
 from .apps import bound_apps
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def redeliver_pending(delay: float, limit: int = 1000) -> int:
                 # A consumer's later run (an escalation) has the event as it
                 # got it; else the event as sent.
                 later = (
-                    records.escalation_key(task_name, target, event_id)
+                    escalation_records.escalation_key(task_name, target, event_id)
                     if isinstance(target, str)
                     else records.pending_event_key(event_id)
                 )
