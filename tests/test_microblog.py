@@ -15,6 +15,7 @@ import sys
 
 import pytest
 from celery import Celery
+from sqlalchemy import select
 
 from flask_notifications.event_hub import hub_id_for
 from flask_notifications.pubsub.redis_pubsub import RedisPubSub
@@ -172,14 +173,17 @@ def microblog(redis_server, tmp_path_factory):
         patch.setenv("MICROBLOG_REMIND_AFTER", "1")
         patch.setenv("MICROBLOG_FOLLOW_LIMIT", "2")
         patch.setenv("MICROBLOG_FOLLOW_WINDOW", "2")
-        patch.syspath_prepend(str(MICROBLOG))  # app.py imports reminders.py beside it
+        patch.syspath_prepend(str(MICROBLOG))  # app.py imports its modules beside it
         spec = importlib.util.spec_from_file_location("microblog_app", MICROBLOG / "app.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules["microblog_app"] = module
         spec.loader.exec_module(module)
     module.mail_sink = mail
     yield module
-    sys.modules.pop("microblog_app", None)
+    # The demo's modules (models, messages, settings...): no other test sees them.
+    for name, loaded in list(sys.modules.items()):
+        if str(getattr(loaded, "__file__", "") or "").startswith(str(MICROBLOG)):
+            del sys.modules[name]
     mail.stop()
     celery.close()
 
@@ -261,7 +265,7 @@ def test_a_message_reaches_the_inbox_badge_and_mail_then_reading_clears_it(
     inbox = microblog.notifications.inbox
     with microblog.app.app_context():
         carol_id = microblog.db.session.scalar(
-            microblog.select(microblog.User.id).filter_by(username="carol")
+            select(microblog.User.id).filter_by(username="carol")
         )
         inbox.mark_all_read(carol_id)
     alice, carol = client_for("alice"), client_for("carol")
@@ -348,9 +352,7 @@ def test_each_user_gets_pages_and_mail_in_their_language(
 
 def user_id(microblog, username):
     with microblog.app.app_context():
-        return microblog.db.session.scalar(
-            microblog.select(microblog.User.id).filter_by(username=username)
-        )
+        return microblog.db.session.scalar(select(microblog.User.id).filter_by(username=username))
 
 
 def test_comments_are_one_inbox_item_per_post(microblog, client_for, redis_client, worker):
@@ -473,7 +475,7 @@ def test_settings_turn_a_category_off_per_channel_and_lock_critical_ones(
 def last_message_to(microblog, username):
     with microblog.app.app_context():
         return microblog.db.session.scalar(
-            microblog.select(microblog.Message.id)
+            select(microblog.Message.id)
             .filter_by(recipient_id=user_id(microblog, username))
             .order_by(microblog.Message.id.desc())
         )
@@ -599,7 +601,7 @@ def test_settings_set_an_email_digest_and_turning_it_off_sends_it(
 
     def held():
         with get_state(microblog.app).engine.connect() as conn:
-            query = microblog.select(digest_items.c.id).where(digest_items.c.recipient == bob_id)
+            query = select(digest_items.c.id).where(digest_items.c.recipient == bob_id)
             return conn.execute(query).all()
 
     try:

@@ -73,12 +73,12 @@ def remind(message_id: int) -> ResponseReturnValue:
             message.body,
             recipients=[current_user.id],
             channels=["inbox", "stream"],  # no e-mail for a reminder
-            client_action=url_for("messages"),
+            client_action=url_for("messages.messages"),
         ),
         delay=timedelta(seconds=seconds),
     )
     flash(f"We will remind you of this message in {_duration(seconds)}.")
-    return redirect(url_for("messages"))
+    return redirect(url_for("messages.messages"))
 
 
 @bp.post("/messages/<int:message_id>/remind/cancel")
@@ -91,7 +91,7 @@ def cancel_reminder(message_id: int) -> ResponseReturnValue:
         flash("Reminder cancelled.")
     else:
         flash("No pending reminder for this message (already sent?).")
-    return redirect(url_for("messages"))
+    return redirect(url_for("messages.messages"))
 
 
 def _duration(seconds: float) -> str:
