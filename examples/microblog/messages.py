@@ -23,6 +23,8 @@ __all__ = ["bp", "deliveries_of", "email_of", "init_app", "message_event"]
 
 bp = Blueprint("messages", __name__)
 
+# -- notifications ---------------------------------------------------------------------
+
 
 def init_app(app: Flask) -> None:
     """Build the ``Messages`` hub and add the messages' pages (and the
@@ -87,6 +89,9 @@ def message_event(message: Message) -> Event:
 
 # Sent after the commit, through notifications.send(): the hubs and the worker.
 notifications.on_insert(Message, message_event)
+
+
+# -- views -------------------------------------------------------------------------------
 
 
 @bp.route("/send/<recipient>", methods=["GET", "POST"])
