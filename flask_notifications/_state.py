@@ -45,8 +45,9 @@ class State:
     dispatcher: Dispatcher | None = None
     #: The inbox's SQLAlchemy engine, built on first use.
     engine: Any = None
-    #: Why the inbox's notifications table cannot be used (an old schema), or ``None``.
-    inbox_schema_error: str | None = None
+    #: Why each table of the inbox database that cannot be used (an old
+    #: schema) cannot: table name -> the error's message.
+    schema_errors: dict[str, str] = field(default_factory=dict)
     #: A backend for direct publishing (unread counts), built on first use.
     publisher: Backend | None = None
     #: Translation state (the package's Flask-Babel domain), built on first use.

@@ -34,7 +34,7 @@ from ..delivery.tasks import AppTask
 from ..errors import MailServerUnavailable
 from ..event import Event
 from ..i18n import in_locale, locales_for, localize, ngettext
-from ..inbox.database import get_engine, insert_ignore
+from ..inbox.database import inbox_engine, insert_ignore
 from ..inbox.digests import DigestSchedule
 from ..inbox.models import digest_items as items
 from ..workflows import timers
@@ -104,6 +104,7 @@ class DigestMixin:
         """
         name = self.task_name()
         row = {
+            "scope": get_state().prefix,
             "consumer": name,
             "address": address,
             "recipient": user or "",
@@ -112,7 +113,7 @@ class DigestMixin:
             "event": event.to_json(),
             "created_at": time.time(),
         }
-        with get_engine().begin() as conn:
+        with _engine().begin() as conn:
             insert_ignore(conn, items, [row])
         oldest = _oldest(name, address)
         if oldest is not None:
@@ -128,11 +129,11 @@ class DigestMixin:
         :returns: how many events it listed (0: nothing was held).
         """
         name = name or self.task_name()
-        engine = get_engine()
+        engine = _engine()
         with engine.connect() as conn:
             rows = conn.execute(
                 select(items.c.id, items.c.recipient, items.c.event)
-                .where(items.c.consumer == name, items.c.address == address)
+                .where(_mine(), items.c.consumer == name, items.c.address == address)
                 .order_by(items.c.id)
                 .limit(MAX_EVENTS)
             ).all()
@@ -185,12 +186,24 @@ class DigestMixin:
         return since + (self.digest or 0.0)
 
 
+def _engine() -> Any:
+    """The inbox engine, for the held events (a clear ``ConfigurationError``
+    if their table predates its ``scope`` column)."""
+    return inbox_engine(table=items)
+
+
+def _mine() -> Any:
+    """The current app's held events: those of its scope (its
+    ``NOTIFICATIONS_REDIS_PREFIX``), not those of other apps sharing the database."""
+    return items.c.scope == get_state().prefix
+
+
 def _oldest(name: str, address: str) -> float | None:
     """When the oldest event held for ``address`` was held, or ``None``."""
-    with get_engine().connect() as conn:
+    with _engine().connect() as conn:
         return conn.execute(  # type: ignore[no-any-return]
             select(items.c.created_at)
-            .where(items.c.consumer == name, items.c.address == address)
+            .where(_mine(), items.c.consumer == name, items.c.address == address)
             .order_by(items.c.id)
             .limit(1)
         ).scalar()
@@ -224,10 +237,10 @@ def flush(user: str, channel: str) -> int:
     :param channel: the channel.
     :returns: how many digests were scheduled.
     """
-    with get_engine().connect() as conn:
+    with _engine().connect() as conn:
         pairs = conn.execute(
             select(items.c.consumer, items.c.address)
-            .where(items.c.recipient == user, items.c.channel == channel)
+            .where(_mine(), items.c.recipient == user, items.c.channel == channel)
             .distinct()
         ).all()
     now = time.time()

@@ -138,11 +138,17 @@ def _sweep_model_outbox(app: Flask) -> float:
     if not (config["NOTIFICATIONS_MODEL_OUTBOX"] and extension._model_events.has_hooks()):
         return 5.0
     after = float(config["NOTIFICATIONS_MODEL_OUTBOX_AFTER"])
-    from ..inbox.database import get_engine
+    from .._state import get_state
+    from ..errors import ConfigurationError
+    from ..inbox.database import inbox_engine
     from ..inbox.model_outbox import sweep
+    from ..inbox.models import model_outbox
 
     try:
-        sweep(extension, get_engine(), after)
+        state = get_state(app)
+        sweep(extension, inbox_engine(state, model_outbox), state.prefix, after)
+    except ConfigurationError as exc:  # an outbox table to migrate: say so
+        logger.warning("model outbox sweep: %s", exc)
     except Exception:  # noqa: BLE001 - the database is down: try again later
         logger.debug("model outbox sweep failed", exc_info=True)
     return max(after / 2, 0.25)

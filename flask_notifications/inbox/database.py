@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from .._state import get_state
 from ..errors import ConfigurationError
-from .models import GROUP_COLUMNS, GROUP_INDEX, metadata
+from .models import GROUP_COLUMNS, GROUP_INDEX, SCOPE_COLUMN, SCOPED, metadata
 from .models import notifications as notifications_table
 
 if TYPE_CHECKING:
@@ -92,44 +92,80 @@ def get_engine(state: State | None = None) -> Engine:
             if engine is None:
                 engine = _make_engine(current_app._get_current_object())  # type: ignore[attr-defined]
                 _create_tables(engine)
-                state.inbox_schema_error = _schema_error(engine)
+                state.schema_errors = _schema_errors(engine)
                 state.engine = engine
     return engine
 
 
-def inbox_engine(state: State | None = None) -> Engine:
-    """:func:`get_engine`, for the inbox's notifications table: raises when
-    that table predates the columns of grouping (``create_all`` adds no
-    column to an existing table).
+def inbox_engine(state: State | None = None, table: Table = notifications_table) -> Engine:
+    """:func:`get_engine`, for ``table``: raises when that table predates
+    columns or an index added since (``create_all`` adds no column to an
+    existing table): the inbox's grouping columns, the app scope of the
+    tables the workers sweep.
 
     :param state: the app's state (looked up when omitted).
+    :param table: the table about to be used (the inbox's notifications by default).
     :raises ConfigurationError: naming the missing columns and the migration.
     """
     state = state or get_state()
     engine = get_engine(state)
-    if state.inbox_schema_error is not None:
-        raise ConfigurationError(state.inbox_schema_error)
+    error = state.schema_errors.get(table.name)
+    if error is not None:
+        raise ConfigurationError(error)
     return engine
 
 
-def _schema_error(engine: Engine) -> str | None:
-    """Why the notifications table cannot be used (columns or index missing), or ``None``."""
-    inspector = inspect(engine)
-    name = notifications_table.name
-    present = {c["name"] for c in inspector.get_columns(name)}
-    missing = [c for c in GROUP_COLUMNS if c not in present]
-    indexes = {i["name"] for i in inspector.get_indexes(name)}
-    if not missing and GROUP_INDEX in indexes:
+# What a table created by an earlier version may lack: its name -> (the
+# columns, the index, what they are for, where the migration is written).
+_ADDED: dict[str, tuple[tuple[str, ...], str | None, str, str]] = {
+    notifications_table.name: (
+        GROUP_COLUMNS,
+        GROUP_INDEX,
+        "grouped notifications",
+        "docs/inbox.rst, 'Upgrading an existing inbox'",
+    ),
+    **{
+        name: (
+            (SCOPE_COLUMN,),
+            index,
+            "applications sharing one database",
+            "docs/workflows.rst, 'Upgrading: work scoped by application'",
+        )
+        for name, index in SCOPED.items()
+    },
+}
+
+
+def schema_error(inspector: Any, name: str) -> str | None:
+    """Why the table ``name`` cannot be used (columns or index missing), or
+    ``None`` (also for a table that does not exist: it is created as it is).
+
+    :param inspector: a SQLAlchemy inspector of the database.
+    :param name: the table's name.
+    """
+    if name not in _ADDED or not inspector.has_table(name):
         return None
-    what = f"the columns {', '.join(missing)}" if missing else f"the index {GROUP_INDEX}"
-    if missing and GROUP_INDEX not in indexes:
-        what += f" and the index {GROUP_INDEX}"
+    columns, index, purpose, where = _ADDED[name]
+    present = {c["name"] for c in inspector.get_columns(name)}
+    missing = [c for c in columns if c not in present]
+    no_index = index is not None and index not in {i["name"] for i in inspector.get_indexes(name)}
+    if not missing and not no_index:
+        return None
+    parts = [f"the column{'s' if len(missing) > 1 else ''} {', '.join(missing)}"] if missing else []
+    if no_index:
+        parts.append(f"the index {index}")
     return (
-        f"the inbox table {name!r} lacks {what}, added for grouped notifications: "
+        f"the table {name!r} lacks {' and '.join(parts)}, added for {purpose}: "
         "create_all() does not change an existing table. "
-        "Migrate it (an Alembic revision, or the SQL in the documentation: "
-        "docs/inbox.rst, 'Upgrading an existing inbox')"
+        f"Migrate it (an Alembic revision, or the SQL in the documentation: {where})"
     )
+
+
+def _schema_errors(engine: Engine) -> dict[str, str]:
+    """Why each table that cannot be used cannot (see :func:`schema_error`)."""
+    inspector = inspect(engine)
+    errors = {name: schema_error(inspector, name) for name in _ADDED}
+    return {name: error for name, error in errors.items() if error is not None}
 
 
 def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> int:

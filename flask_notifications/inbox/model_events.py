@@ -77,7 +77,7 @@ def _after_flush(session: Session, _context: Any) -> None:
         if hooks._durable():
             # In the model change's own transaction: both commit, or neither.
             connection = session.connection()
-            model_outbox.record(connection, events)
+            model_outbox.record(connection, events, hooks._scope())
             engine = connection.engine
         # Kept with the (possibly nested) transaction that flushed them, so a
         # rolled-back savepoint drops its own events and no others.
@@ -147,6 +147,16 @@ class ModelEvents:
         except RuntimeError:  # no single app to ask: the default
             return True
         return bool(app.config.get("NOTIFICATIONS_MODEL_OUTBOX", True))
+
+    def _scope(self) -> str:
+        """The outbox rows' scope: the app's ``NOTIFICATIONS_REDIS_PREFIX``
+        (the default one when no single app can be told)."""
+        try:
+            return self._extension._state().prefix
+        except RuntimeError:  # no single app to ask: the default
+            from .._config import DEFAULTS
+
+            return str(DEFAULTS["NOTIFICATIONS_REDIS_PREFIX"])
 
     def has_hooks(self) -> bool:
         """Whether any ``on_insert``/``on_update`` hook is registered."""

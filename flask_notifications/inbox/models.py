@@ -30,6 +30,12 @@ GROUP_INDEX = "ux_flask_notifications_unread_group"
 GROUP_WHERE = text("read_at IS NULL AND group_key IS NOT NULL")
 #: The columns grouping added to :data:`notifications` (checked on first use).
 GROUP_COLUMNS = ("group_key", "count", "actors", "actor_count")
+#: The column that tells apps sharing one database apart in the tables their
+#: workers sweep (timers, digest and throttle holds): the app's
+#: ``NOTIFICATIONS_REDIS_PREFIX``, the same in its web processes and workers.
+SCOPE_COLUMN = "scope"
+#: How long a scope may be (that of ``NOTIFICATIONS_REDIS_PREFIX``).
+_SCOPE_LENGTH = 64
 
 #: One row per recipient of a stored notification.
 notifications = Table(
@@ -132,6 +138,7 @@ digest_items = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
+    Column(SCOPE_COLUMN, String(_SCOPE_LENGTH), nullable=False),
     Column("consumer", String(256), nullable=False),
     Column("address", String(320), nullable=False),
     Column("recipient", String(256), nullable=False),
@@ -140,7 +147,12 @@ digest_items = Table(
     Column("event", Text, nullable=False),
     Column("created_at", Float, nullable=False),
     Index(
-        "ux_flask_notification_digest_items_event", "consumer", "address", "event_id", unique=True
+        "ux_flask_notification_digest_items_scope_event",
+        SCOPE_COLUMN,
+        "consumer",
+        "address",
+        "event_id",
+        unique=True,
     ),
     Index("ix_flask_notification_digest_items_recipient", "recipient", "channel"),
     sqlite_autoincrement=True,
@@ -188,13 +200,14 @@ model_outbox = Table(
     "flask_notification_outbox",
     metadata,
     Column("event_id", String(256), primary_key=True),
+    Column(SCOPE_COLUMN, String(_SCOPE_LENGTH), nullable=False),
     Column("event", Text, nullable=False),
     Column("created_at", Float, nullable=False),
-    Index("ix_flask_notification_outbox_created_at", "created_at"),
+    Index("ix_flask_notification_outbox_scope_created_at", SCOPE_COLUMN, "created_at"),
 )
 
 #: Durable timers (scheduled sends, escalations...): one row per timer, unique
-#: by ``key``, claimed by a worker's sweeper with a lease; see
+#: by ``(scope, key)``, claimed by a worker's sweeper with a lease; see
 #: :mod:`flask_notifications.workflows.timers`.
 timers = Table(
     "flask_notification_timers",
@@ -202,6 +215,7 @@ timers = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
+    Column(SCOPE_COLUMN, String(_SCOPE_LENGTH), nullable=False),
     Column("key", String(256), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("due_at", Float, nullable=False),
@@ -212,8 +226,8 @@ timers = Table(
     Column("lease_token", String(32), nullable=True),
     # Failed runs so far: retried with backoff, a dead letter after the last.
     Column("attempts", Integer, nullable=False, server_default=text("0")),
-    Index("ux_flask_notification_timers_key", "key", unique=True),
-    Index("ix_flask_notification_timers_due_at", "due_at"),
+    Index("ux_flask_notification_timers_scope_key", SCOPE_COLUMN, "key", unique=True),
+    Index("ix_flask_notification_timers_scope_due_at", SCOPE_COLUMN, "due_at"),
     sqlite_autoincrement=True,
 )
 
@@ -225,6 +239,7 @@ throttled = Table(
     Column(
         "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
     ),
+    Column(SCOPE_COLUMN, String(_SCOPE_LENGTH), nullable=False),
     Column("hub_id", String(64), nullable=False),
     Column("recipient", String(256), nullable=False),
     Column("event_id", String(256), nullable=False),
@@ -233,7 +248,30 @@ throttled = Table(
     # When the window the event was held in ends (epoch seconds): its summary's time.
     Column("window_end", Float, nullable=False),
     Column("held_at", Float, nullable=False),
-    Index("ux_flask_notification_throttled_event", "hub_id", "recipient", "event_id", unique=True),
-    Index("ix_flask_notification_throttled_window", "hub_id", "recipient", "window_end"),
+    Index(
+        "ux_flask_notification_throttled_scope_event",
+        SCOPE_COLUMN,
+        "hub_id",
+        "recipient",
+        "event_id",
+        unique=True,
+    ),
+    Index(
+        "ix_flask_notification_throttled_scope_window",
+        SCOPE_COLUMN,
+        "hub_id",
+        "recipient",
+        "window_end",
+    ),
     sqlite_autoincrement=True,
 )
+
+#: The tables the workers sweep, scoped by app (:data:`SCOPE_COLUMN`), each
+#: with the unique index that must include the scope (``None``: no unique
+#: index beyond the primary key); checked on first use, like grouping's columns.
+SCOPED = {
+    digest_items.name: "ux_flask_notification_digest_items_scope_event",
+    timers.name: "ux_flask_notification_timers_scope_key",
+    throttled.name: "ux_flask_notification_throttled_scope_event",
+    model_outbox.name: None,
+}

@@ -55,7 +55,7 @@ from ..delivery import log as delivery_log
 from ..delivery import records
 from ..errors import InvalidThrottleError
 from ..event import Event
-from ..inbox.database import get_engine
+from ..inbox.database import inbox_engine
 from ..inbox.models import throttled as table
 from . import timers
 
@@ -235,9 +235,10 @@ def _run_decisions(client: Any, calls: list[list[str]], args: list[Any]) -> list
 def _held_rows(hub_id: str, event_id: str, users: list[str]) -> dict[str, float]:
     """The recipients whose copy of the event is held in the database."""
     found: dict[str, float] = {}
-    with get_engine().connect() as conn:
+    with _engine().connect() as conn:
         for i in range(0, len(users), _CHUNK):
             query = select(table.c.recipient, table.c.window_end).where(
+                table.c.scope == get_state().prefix,
                 table.c.hub_id == hub_id,
                 table.c.event_id == event_id,
                 table.c.recipient.in_(users[i : i + _CHUNK]),
@@ -248,11 +249,13 @@ def _held_rows(hub_id: str, event_id: str, users: list[str]) -> dict[str, float]
 
 def _hold(hub_id: str, event: Event, held: dict[str, float]) -> None:
     """Write the holds (once each) and the timers of their windows (once each)."""
-    engine = get_engine()
+    engine = _engine()
     make = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}.get(engine.dialect.name)
     now = time.time()
+    scope = get_state().prefix
     rows = [
         {
+            "scope": scope,
             "hub_id": hub_id,
             "recipient": user,
             "event_id": event["event_id"],
@@ -274,6 +277,12 @@ def _hold(hub_id: str, event: Event, held: dict[str, float]) -> None:
     for user, end in held.items():
         payload = {"hub_id": hub_id, "user": user, "end": end}
         timers.add(KIND, _timer_key(hub_id, user, end), end, payload)
+
+
+def _engine() -> Any:
+    """The inbox engine, for the held events (a clear ``ConfigurationError``
+    if their table predates its ``scope`` column)."""
+    return inbox_engine(table=table)
 
 
 def _timer_key(hub_id: str, user: str, end: float) -> str:
@@ -323,11 +332,16 @@ def _summarise(extension: Notifications, payload: dict[str, Any]) -> None:
     from ..delivery.request import enqueue_targets
 
     hub_id, user, end = payload["hub_id"], payload["user"], float(payload["end"])
-    engine = get_engine()
+    engine = _engine()
     with engine.connect() as conn:
         rows = conn.execute(
             select(table)
-            .where(table.c.hub_id == hub_id, table.c.recipient == user, table.c.window_end <= end)
+            .where(
+                table.c.scope == get_state().prefix,
+                table.c.hub_id == hub_id,
+                table.c.recipient == user,
+                table.c.window_end <= end,
+            )
             .order_by(table.c.held_at, table.c.id)
         ).all()
     if not rows:

@@ -1,13 +1,22 @@
 """Durable timers: work due at a given time, kept in the inbox database.
 
 A timer is a row of the ``flask_notification_timers`` table (see
-:data:`flask_notifications.inbox.models.timers`): a unique ``key``, a
-``kind`` naming its handler, a due time and a JSON payload. Timers live in
+:data:`flask_notifications.inbox.models.timers`): a ``scope``, a ``key``
+unique in its scope, a ``kind`` naming its handler, a due time and a JSON
+payload. Timers live in
 the inbox database (:func:`~flask_notifications.inbox.database.get_engine`:
 ``NOTIFICATIONS_DATABASE_URI``, Flask-SQLAlchemy's engine, or an SQLite file
 in the instance folder), not in Redis: they survive a worker killed with
 SIGKILL and a Redis restart without persistence, and they never rely on a
 long Celery ETA (which Redis' visibility timeout would deliver again).
+
+A timer belongs to the app that added it: its ``scope`` is the app's
+``NOTIFICATIONS_REDIS_PREFIX`` (:attr:`State.prefix
+<flask_notifications._state.State.prefix>`), which the web processes and
+the workers of one application share whatever their Flask names, and which
+applications sharing one Redis already keep apart. Every query of the table
+is filtered by it: applications sharing one database neither run, cancel nor
+list each other's timers, and their keys never collide.
 
 Every worker's sweeper (see :mod:`flask_notifications.delivery.sweeper`)
 calls :func:`sweep` every ``NOTIFICATIONS_TIMER_POLL`` seconds. A sweep
@@ -50,7 +59,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .._state import get_state
 from ..inbox.database import exists as database_exists
-from ..inbox.database import get_engine
+from ..inbox.database import inbox_engine
 from ..inbox.models import timers as table
 
 if TYPE_CHECKING:
@@ -132,7 +141,9 @@ def add(kind: str, key: str, due_at: float, payload: dict[str, Any]) -> bool:
     """Add a timer to the current app's database.
 
     :param kind: the handler's kind (see :func:`handler`).
-    :param key: unique among the app's timers (see :func:`make_key`).
+    :param key: unique among the app's timers (see :func:`make_key`); the
+        same key in another app (another ``NOTIFICATIONS_REDIS_PREFIX``) is
+        another timer.
     :param due_at: when to run it (epoch seconds); a past time runs it at
         the next sweep.
     :param payload: handed to the handler; JSON-serialisable.
@@ -149,9 +160,17 @@ def add(kind: str, key: str, due_at: float, payload: dict[str, Any]) -> bool:
         data = json.dumps(payload, separators=(",", ":"), allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"a timer payload must be JSON-serialisable: {exc}") from None
-    row = {"key": key, "kind": kind, "due_at": float(due_at), "payload": data, "attempts": 0}
+    state = get_state()
+    row = {
+        "scope": state.prefix,
+        "key": key,
+        "kind": kind,
+        "due_at": float(due_at),
+        "payload": data,
+        "attempts": 0,
+    }
     try:
-        with get_engine().begin() as conn:
+        with _engine(state).begin() as conn:
             conn.execute(insert(table), row)
     except IntegrityError:  # the unique key: this timer exists
         return False
@@ -159,7 +178,7 @@ def add(kind: str, key: str, due_at: float, payload: dict[str, Any]) -> bool:
 
 
 def cancel(key: str) -> bool:
-    """Remove a timer that no sweep holds.
+    """Remove a timer of the current app that no sweep holds.
 
     A timer a sweep has claimed (its handler is running, or about to) is not
     removed: ``cancel`` returns ``False``, as it does for a timer that ran
@@ -172,10 +191,13 @@ def cancel(key: str) -> bool:
     :returns: whether a timer was removed: it will not run.
     """
     now = time.time()
-    with get_engine().begin() as conn:
+    state = get_state()
+    with _engine(state).begin() as conn:
         result = conn.execute(
             delete(table).where(
-                table.c.key == key, or_(table.c.lease_until.is_(None), table.c.lease_until < now)
+                table.c.scope == state.prefix,
+                table.c.key == key,
+                or_(table.c.lease_until.is_(None), table.c.lease_until < now),
             )
         )
     return bool(result.rowcount)
@@ -189,11 +211,17 @@ def pending(kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
     :returns: dicts with ``key``, ``kind``, ``due_at``, ``payload`` (decoded),
         ``attempts`` and ``running`` (a sweep holds it now).
     """
-    query = select(table).order_by(table.c.due_at, table.c.id).limit(limit)
+    state = get_state()
+    query = (
+        select(table)
+        .where(table.c.scope == state.prefix)
+        .order_by(table.c.due_at, table.c.id)
+        .limit(limit)
+    )
     if kind is not None:
         query = query.where(table.c.kind == kind)
     now = time.time()
-    with get_engine().connect() as conn:
+    with _engine(state).connect() as conn:
         rows = conn.execute(query).all()
     return [
         {
@@ -209,7 +237,8 @@ def pending(kind: str | None = None, limit: int = 1000) -> list[dict[str, Any]]:
 
 
 def sweep(app: Flask) -> float:
-    """Run the due timers of ``app``; called by every worker's sweeper.
+    """Run the due timers of ``app`` (those of its scope, not those other
+    apps sharing the database added); called by every worker's sweeper.
 
     When nothing is due this is one indexed query. An app whose inbox
     database does not exist yet (no database configured, no default SQLite
@@ -223,14 +252,15 @@ def sweep(app: Flask) -> float:
     with app.app_context():
         config = app.config
         poll = float(config["NOTIFICATIONS_TIMER_POLL"])
-        if get_state().engine is None and not database_exists(app):
+        state = get_state()
+        if state.engine is None and not database_exists(app):
             return poll  # no database yet, so no timer: create none
-        engine = get_engine()
+        engine = _engine(state)
         now = time.time()
         with engine.connect() as conn:
             rows = conn.execute(
                 select(table.c.id, table.c.due_at, table.c.lease_until)
-                .where(table.c.due_at <= now + poll)
+                .where(table.c.scope == state.prefix, table.c.due_at <= now + poll)
                 .order_by(table.c.due_at)
                 .limit(_BATCH)
             ).all()
@@ -238,14 +268,15 @@ def sweep(app: Flask) -> float:
         later = [r.due_at if r.due_at > now else (r.lease_until or now) for r in rows]
         wait = min([t - now for t in later if t > now] or [poll])
         if due:
-            _run(app, engine, due, now, float(config["NOTIFICATIONS_TIMER_LEASE"]))
+            lease = float(config["NOTIFICATIONS_TIMER_LEASE"])
+            _run(app, engine, state.prefix, due, now, lease)
             if len(rows) >= _BATCH:
                 wait = 0.0  # more may be due
         return max(0.0, min(wait, poll))
 
 
-def _run(app: Flask, engine: Any, ids: list[int], now: float, lease: float) -> None:
-    """Claim the timers ``ids`` (those still free), run them, delete them."""
+def _run(app: Flask, engine: Any, scope: str, ids: list[int], now: float, lease: float) -> None:
+    """Claim the timers ``ids`` of ``scope`` (those still free), run them, delete them."""
     token = uuid.uuid4().hex
     with engine.begin() as conn:
         # The claim: only rows whose lease is free, in one statement; a
@@ -254,6 +285,7 @@ def _run(app: Flask, engine: Any, ids: list[int], now: float, lease: float) -> N
         conn.execute(
             update(table)
             .where(
+                table.c.scope == scope,
                 table.c.id.in_(ids),
                 table.c.due_at <= now,
                 or_(table.c.lease_until.is_(None), table.c.lease_until < now),
@@ -370,6 +402,13 @@ def run_timer(task: ConsumerTask, letter_json: str, kind: str, app_key: str) -> 
     except Exception as exc:  # noqa: BLE001 - back to the dead letters
         logger.error("replayed timer of kind %s failed again: %s", kind, exc, exc_info=exc)
         add_dead_letter(task.name, kind, app_key, letter_json, exc)
+
+
+def _engine(state: Any) -> Any:
+    """The app's inbox engine, for the timers table (a clear
+    :class:`~flask_notifications.errors.ConfigurationError` if the table
+    predates its ``scope`` column)."""
+    return inbox_engine(state, table)
 
 
 def _check_kind(kind: object) -> None:
