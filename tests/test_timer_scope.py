@@ -211,13 +211,17 @@ CREATE TABLE flask_notification_timers (
     id INTEGER PRIMARY KEY AUTOINCREMENT, key VARCHAR(256) NOT NULL,
     kind VARCHAR(32) NOT NULL, due_at FLOAT NOT NULL, payload TEXT NOT NULL,
     lease_until FLOAT, lease_token VARCHAR(32), attempts INTEGER DEFAULT 0 NOT NULL
-)
+);
+CREATE UNIQUE INDEX ux_flask_notification_timers_key ON flask_notification_timers (key);
+CREATE INDEX ix_flask_notification_timers_due_at ON flask_notification_timers (due_at)
 """
 
 # The SQL of docs/workflows.rst, "Upgrading: work scoped by application".
 MIGRATION = [
     "ALTER TABLE flask_notification_timers"
     " ADD COLUMN scope VARCHAR(64) NOT NULL DEFAULT 'flask_notifications'",
+    "DROP INDEX ux_flask_notification_timers_key",
+    "DROP INDEX ix_flask_notification_timers_due_at",
     "CREATE UNIQUE INDEX ux_flask_notification_timers_scope_key"
     " ON flask_notification_timers (scope, key)",
     "CREATE INDEX ix_flask_notification_timers_scope_due_at"
@@ -229,7 +233,8 @@ def test_a_timers_table_without_scope_fails_clearly_until_migrated(redis_url, tm
     uri = f"sqlite:///{tmp_path / 'old.sqlite'}"
     engine = sqlalchemy.create_engine(uri)
     with engine.begin() as conn:
-        conn.exec_driver_sql(OLD_TIMERS)
+        for statement in OLD_TIMERS.split(";"):
+            conn.exec_driver_sql(statement)
         conn.exec_driver_sql(
             "INSERT INTO flask_notification_timers (key, kind, due_at, payload)"
             " VALUES ('old', 'tests.scope', 0, '{\"old\": true}')"

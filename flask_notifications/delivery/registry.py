@@ -49,7 +49,8 @@ def install() -> None:
     worker_shutdown.connect(stop_sweeper, weak=False, dispatch_uid=uid)
     task_revoked.connect(forget_expired, weak=False, dispatch_uid="flask_notifications.expired")
     from ..consumers._digest import install_digest_task
-    from ..workflows.timers import TIMER_TASK, run_timer
+    from ..workflows.timer_replay import run_timer
+    from ..workflows.timers import TIMER_TASK
 
     install_digest_task()
     with _registered_lock:

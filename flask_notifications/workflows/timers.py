@@ -63,7 +63,6 @@ from ..inbox.database import inbox_engine
 from ..inbox.models import timers as table
 
 if TYPE_CHECKING:
-    from ..delivery.tasks import ConsumerTask
     from ..extension import Notifications
 
 __all__ = [
@@ -354,8 +353,9 @@ def _failed(engine: Any, row: Any, token: str, exc: Exception) -> None:
             row.key, row.kind, attempts, exc, exc_info=exc,
         )  # fmt: skip
         from ..delivery.dead_letters import add_dead_letter
+        from .timer_replay import letter
 
-        add_dead_letter(TIMER_TASK, row.kind, get_state().app_key, _letter(row), exc)
+        add_dead_letter(TIMER_TASK, row.kind, get_state().app_key, letter(row), exc)
         with engine.begin() as conn:
             conn.execute(delete(table).where(mine))
         return
@@ -373,35 +373,6 @@ def _failed(engine: Any, row: Any, token: str, exc: Exception) -> None:
                 attempts=attempts, due_at=time.time() + backoff, lease_until=None, lease_token=None
             )
         )
-
-
-def _letter(row: Any) -> str:
-    """The dead letter's "event": the timer, with the event id its payload names."""
-    payload = json.loads(row.payload)
-    event_id = payload.get("event_id") if isinstance(payload, dict) else None
-    return json.dumps({"event_id": event_id, "key": row.key, "kind": row.kind, "payload": payload})
-
-
-def run_timer(task: ConsumerTask, letter_json: str, kind: str, app_key: str) -> None:
-    """Run a dead-letter timer's handler once more (the body of
-    :data:`TIMER_TASK`, enqueued by ``flask notifications replay``).
-
-    :param task: the task.
-    :param letter_json: the timer, as the dead letter keeps it.
-    :param kind: its kind.
-    :param app_key: the key of the app it belongs to.
-    """
-    from ..delivery.dead_letters import add_dead_letter
-
-    try:
-        payload = json.loads(letter_json)["payload"]
-        func = _HANDLERS.get(kind)
-        if func is None:
-            raise LookupError(f"no handler for timer kind {kind!r} in this process")
-        func(get_state().extension, payload)
-    except Exception as exc:  # noqa: BLE001 - back to the dead letters
-        logger.error("replayed timer of kind %s failed again: %s", kind, exc, exc_info=exc)
-        add_dead_letter(task.name, kind, app_key, letter_json, exc)
 
 
 def _engine(state: Any) -> Any:
