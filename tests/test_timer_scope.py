@@ -19,7 +19,9 @@ from flask import Flask
 
 from flask_notifications import ConfigurationError, Event, Notifications
 from flask_notifications._state import get_state
+from flask_notifications.consumers import _digest
 from flask_notifications.inbox import model_outbox
+from flask_notifications.inbox.models import digest_items
 from flask_notifications.workflows import throttle, timers
 
 from .conftest import wait_for
@@ -178,6 +180,26 @@ def test_throttle_holds_and_model_outbox_rows_are_scoped(two_apps):
         assert model_outbox.sweep(blog.extensions["notifications"], engine, "blog", 0) == 0
     assert [r["event_id"] for r in model_outbox.pending(engine, "shop")] == ["model-1"]
     assert model_outbox.pending(engine, "blog") == []
+
+
+def test_digest_holds_are_scoped(two_apps):
+    (shop, _, _), (blog, _, _) = two_apps["shop"], two_apps["blog"]
+    row = {
+        "consumer": "tests.mail", "address": "a@example.com", "recipient": "7",
+        "channel": "email", "event_id": "held", "event": ev("held", "t").to_json(),
+        "created_at": time.time(),
+    }  # fmt: skip
+    with shop.app_context():
+        with _digest._engine().begin() as conn:
+            conn.execute(digest_items.insert(), {**row, "scope": "shop"})
+        assert _digest._oldest("tests.mail", "a@example.com") == row["created_at"]
+    with blog.app_context():  # blog's digest of the same consumer and address: nothing held
+        assert _digest._oldest("tests.mail", "a@example.com") is None
+        assert _digest.flush("7", "email") == 0
+        assert timers.pending() == []
+    with shop.app_context():
+        assert _digest.flush("7", "email") == 1  # a digest timer of shop's, due now
+        assert [t["kind"] for t in timers.pending()] == [_digest.KIND]
 
 
 def test_a_web_app_and_its_worker_app_share_timers_whatever_their_names(
