@@ -157,3 +157,35 @@ def test_an_escalation_survives_a_worker_killed_with_sigkill_and_runs_once(env):
     with worker_process(APP, values["REDIS_URL"]):
         wait_for(lambda: ("marker", ["c"]) in escalated(), 20)
     assert escalated() == [("esc", ["b"]), ("marker", ["c"])]
+
+
+def test_an_escalation_survives_a_redis_restart_without_persistence_and_runs_once(
+    tmp_path, monkeypatch, celery_app
+):
+    with RedisServer(directory=tmp_path / "redis") as server:
+        app, values = _env(server.url, tmp_path, monkeypatch)
+        notifications = app.extensions["notifications"]
+
+        def escalated() -> list[tuple[str, list[str]]]:
+            return [(x["escalated"], x["recipients"]) for x in logged(values) if "escalated" in x]
+
+        with worker_process(APP, server.url) as worker:
+            with app.app_context():
+                sent = notifications.send(Event("esc", "unread", "t", "b", recipients=["a", "b"]))
+                item = wait_for(lambda: notifications.inbox.list("a").items, 10)[0]
+                assert item["event_id"] == sent["event_id"]
+                notifications.inbox.mark_read("a", item["id"])
+                wait_for(lambda: notifications.inbox.list("b").items, 10)  # stored, unread
+                notifications.send(Event("marker", "unread", "t", "b", recipients=["c"]))
+                wait_for(lambda: notifications.inbox.list("c").items, 10)
+            server.stop(keep_directory=True)  # before the escalations are due
+            server.start()
+            assert server.client().dbsize() == 0  # no persistence: every claim and record is gone
+            assert escalated() == []
+            try:
+                wait_for(lambda: ("marker", ["c"]) in escalated(), 40)
+            except AssertionError:
+                raise AssertionError("".join(worker.output[-40:])) from None
+            with app.app_context():
+                wait_for(lambda: timers.pending() == [], 5)
+    assert escalated() == [("esc", ["b"]), ("marker", ["c"])]
