@@ -10,7 +10,10 @@ at most 4 KiB. A request that fails a check is answered as APNs would
 (``400``/``403``/``404``/``405``/``413`` with a ``reason``) and listed in
 :attr:`FakeAPNs.errors`. Otherwise :attr:`FakeAPNs.answers` scripts the
 statuses per device token (``200``, ``400``, ``410``, ``413``, ``429`` with
-``Retry-After``, ``5xx``), then ``200``.
+``Retry-After``, ``5xx``, or a ``(status, reason)`` pair for another of APNs'
+reasons), then ``200``. :meth:`FakeAPNs.refuse_streams` resets the next
+requests with ``REFUSED_STREAM`` (not processed), as a server that is
+shedding load does.
 
 Written on ``h2`` directly (not on an ASGI server) so that the tests control
 the connection: many concurrent streams on one connection, a scripted
@@ -32,6 +35,7 @@ from typing import Any
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -79,7 +83,7 @@ class FakeAPNs:
         self.topic, self.key_id, self.team_id = topic, key_id, team_id
         self.max_streams = max_streams
         self.slow_seconds = slow_seconds
-        self.answers: dict[str, list[int]] = {}
+        self.answers: dict[str, list[int | tuple[int, str]]] = {}
         self.retry_after = "1"
         #: ``(token, headers, payload)`` of each notification answered 200.
         self.delivered: list[tuple[str, dict[str, str], dict[str, Any]]] = []
@@ -93,6 +97,9 @@ class FakeAPNs:
         self.dropped: list[str] = []
         #: ``(connection number, last_stream_id)`` of each GOAWAY sent by :meth:`goaway`.
         self.goaways: list[tuple[int, int]] = []
+        #: Tokens of the requests reset with ``REFUSED_STREAM`` (see :meth:`refuse_streams`).
+        self.refused: list[str] = []
+        self._refuse_streams = 0
         self.connections = 0
         #: The most requests open at once on one connection.
         self.max_in_flight = 0
@@ -132,6 +139,16 @@ class FakeAPNs:
             streams at or below its last-stream-id (as RFC 9113 allows).
         """
         self._goaway = (after, waiting, late)
+
+    def refuse_streams(self, count: int) -> None:
+        """Reset the next ``count`` complete requests with ``RST_STREAM``
+        ``REFUSED_STREAM`` instead of processing them (RFC 9113, 8.7: the
+        request was not processed; the connection stays open).
+
+        :param count: how many requests to refuse, across connections.
+        """
+        with self._lock:
+            self._refuse_streams = count
 
     def stop(self) -> None:
         """Stop accepting, close each connection (with GOAWAY), join the threads."""
@@ -245,11 +262,16 @@ class FakeAPNs:
         """Process a good request: the scripted status (then 200), recorded."""
         with self._lock:
             queue = self.answers.get(token) or []
-            status = queue.pop(0) if queue else 200
+            scripted = queue.pop(0) if queue else 200
+            status, reason = (
+                scripted
+                if isinstance(scripted, tuple)
+                else (scripted, REASONS.get(scripted, "InternalServerError"))
+            )
             self.attempts.append((token, status))
             if status == 200:
                 self.delivered.append((token, headers, payload))
-        return status, REASONS.get(status, "InternalServerError") if status != 200 else None
+        return status, reason if status != 200 else None
 
 
 class _Request:
@@ -359,6 +381,16 @@ class _Connection:
                 self.send_body(stream_id, body)
 
     def on_request(self, stream_id: int) -> None:
+        with self.fake._lock:
+            refuse = self.fake._refuse_streams > 0
+            if refuse:
+                self.fake._refuse_streams -= 1
+                path = self.requests[stream_id].headers.get(":path", "")
+                self.fake.refused.append(path.rsplit("/", 1)[-1])
+        if refuse:  # not processed: neither checked nor an attempt
+            del self.requests[stream_id]
+            self.h2.reset_stream(stream_id, h2.errors.ErrorCodes.REFUSED_STREAM)
+            return
         goaway = self.fake._goaway
         if goaway is not None:
             after, waiting, late = goaway

@@ -321,3 +321,62 @@ def test_no_answer_in_time_is_retried_with_the_task_and_the_others_not_resent(ap
     assert apns.attempts_of("b" * 64) == [200]
     # APNs had processed it: the documented case where a device may get it twice
     assert apns.attempts_of("slow-device") == [200, 200]
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"), [(400, "BadTopic"), (403, "InvalidProviderToken")], ids=["400", "403"]
+)
+def test_400_and_403_through_a_worker_are_dead_letters_naming_the_reason(
+    apns_app, apns, worker, status, reason
+):
+    app, notifications, hub, consumer = apns_app
+    consumer.max_retries = 3  # a retry would show as a second attempt
+    register(app, notifications, "alice", "refused")
+    register(app, notifications, "alice", "fine")
+    register(app, notifications, "bob", "b" * 64)
+    apns.answers["refused"] = [(status, reason)]
+    event = comment(["alice", "bob"])
+    with worker(app):
+        send_and_finish(app, notifications, hub, event)
+    # refused once and not retried; the others delivered once
+    assert apns.attempts_of("refused") == [status]
+    assert apns.attempts_of("fine") == [200] and apns.attempts_of("b" * 64) == [200]
+    assert sorted(t for t, _, _ in apns.delivered) == ["b" * 64, "fine"]
+    with app.app_context():
+        (letter,) = reliability.dead_letters()
+        assert json.loads(letter["event"])["event_id"] == event["event_id"]
+        assert letter["error"].startswith("PushRejected: 1 of 3 APNs notification(s)")
+        assert f"APNs answered {status} {reason}" in letter["error"]
+        # not a gone device: kept
+        assert {d.token for d in notifications.devices.for_user("alice")} == {"refused", "fine"}
+
+
+def test_refused_streams_are_sent_again_and_each_device_gets_the_event_once(apns_app, apns):
+    app, notifications, _, consumer = apns_app
+    tokens = [f"{i:064x}" for i in range(20)]
+    for i, token in enumerate(tokens):
+        register(app, notifications, f"user{i}", token)
+    apns.refuse_streams(6)  # RST_STREAM REFUSED_STREAM: not processed
+    with app.app_context():  # resent in place, not on a retry of the task
+        assert consumer.consume(comment([f"user{i}" for i in range(20)])) == 20
+    assert len(apns.refused) == 6
+    assert apns.connections == 1  # a refused stream leaves the connection usable
+    assert sorted(t for t, _, _ in apns.delivered) == sorted(tokens)
+    assert all(apns.attempts_of(token) == [200] for token in tokens)
+    with app.app_context():
+        assert reliability.dead_letters() == []
+
+
+def test_a_stream_refused_past_the_resends_is_retried_with_the_task(apns_app, apns, worker):
+    app, notifications, hub, _ = apns_app
+    register(app, notifications, "alice", "a" * 64)
+    register(app, notifications, "bob", "b" * 64)
+    apns.refuse_streams(8)  # more than both devices' resends (3 each, 4 requests)
+    with worker(app):
+        send_and_finish(app, notifications, hub, comment(["alice", "bob"]))
+    assert len(apns.refused) == 8
+    # the task's retry sends what was not processed; each device once
+    assert sorted(t for t, _, _ in apns.delivered) == ["a" * 64, "b" * 64]
+    assert apns.attempts_of("a" * 64) == [200] and apns.attempts_of("b" * 64) == [200]
+    with app.app_context():
+        assert reliability.dead_letters() == []
