@@ -4,6 +4,7 @@ process, one shared Redis, a crowd behind one address, a user's own Redis client
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -174,6 +175,48 @@ def test_two_prefixes_on_one_redis_see_nothing_of_each_other(make_app, redis_cli
     for app, notifications, _ in apps.values():
         with app.app_context():
             notifications.shutdown()
+
+
+def test_a_task_of_another_app_on_a_shared_queue_is_handed_back_never_run_here(make_app, worker):
+    # Two apps on one Redis, both on Celery's default queue (the set-up the
+    # docs warn against): a worker of one never runs the other's task with its
+    # own hubs; it puts it back for a worker of the right app.
+    got: dict[str, list[str]] = {"shop": [], "blog": []}
+    apps = {}
+    for prefix in ("shop", "blog"):
+        app = make_app(NOTIFICATIONS_REDIS_PREFIX=prefix)
+        notifications = Notifications(app)
+        hub = notifications.create_hub("News")
+        hub.register_consumer(
+            lambda event, _p=prefix: got[_p].append(event["title"]),
+            celery_task_name=f"tests.shared_queue.{prefix}",
+        )
+        apps[prefix] = app
+    shop, blog = apps["shop"], apps["blog"]
+    handed_back: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: handed_back.append(record.getMessage())  # type: ignore[method-assign]
+    logger = logging.getLogger("flask_notifications")
+    logger.addHandler(handler)
+    try:
+        _shared_queue(shop, blog, got, worker, handed_back)
+    finally:
+        logger.removeHandler(handler)
+
+
+def _shared_queue(shop, blog, got, worker, handed_back):
+    with worker(shop):
+        with blog.app_context():
+            blog.extensions["notifications"].send(Event(None, "t", "for the blog", ""))
+        with shop.app_context():
+            shop.extensions["notifications"].send(Event(None, "t", "for the shop", ""))
+        wait_for(lambda: got["shop"] == ["for the shop"], 20)
+        # The blog's task was taken by this worker (one queue) and handed back.
+        wait_for(lambda: any("blog/tests" in m for m in handed_back), 20)
+        assert got == {"shop": ["for the shop"], "blog": []}
+        with worker(blog):  # both up: the blog's task ends up with its own worker
+            wait_for(lambda: got["blog"] == ["for the blog"], 30)
+    assert got == {"shop": ["for the shop"], "blog": ["for the blog"]}
 
 
 @pytest.mark.parametrize("bad", ["", "a:b", "with space", "{tag}", 3, "x" * 65])

@@ -32,7 +32,8 @@ _CELERY_BROKER_KEYS = ("CELERY_BROKER_URL", "BROKER_URL", "broker_url")
 def bind_flask_app(celery: Celery, app: Flask, app_key: str) -> None:
     """Let ``celery``'s tasks carrying ``app_key`` run in ``app``'s context.
 
-    A task whose key is unknown runs in the app bound last.
+    A task whose key is unknown runs in the newest app with the key's prefix
+    (see :func:`flask_app_for`).
 
     :param celery: the Celery app.
     :param app: the Flask app whose hubs the tasks look up.
@@ -51,17 +52,44 @@ def bound_apps(celery: Celery) -> list[Flask]:
     return list(getattr(celery, FLASK_APPS_ATTR, {}).values())
 
 
+class ForeignTask(LookupError):
+    """A task message of an app this worker does not serve (another
+    ``NOTIFICATIONS_REDIS_PREFIX``): two apps share a Celery queue."""
+
+
+def _prefix_of(app_key: str) -> str:
+    return app_key.rpartition("/")[0]
+
+
 def flask_app_for(celery: Celery, app_key: str | None) -> Flask:
-    """The Flask app a task of ``celery`` carrying ``app_key`` runs in.
+    """The Flask app a task of ``celery`` carrying ``app_key`` runs in: the
+    app with that key; else the newest bound app with the key's prefix (a
+    worker's app may be named differently from the web app: the prefix is
+    what makes them one application); else, for a message without a key (an
+    older sender), the newest bound app.
 
     :param celery: the task's Celery app.
     :param app_key: the key in the message, or ``None``.
+    :raises ForeignTask: the key's prefix is none of the bound apps': the
+        message belongs to another application, whose hubs and consumers it
+        must never run with.
     :raises RuntimeError: if no Flask app is bound to ``celery``.
     """
     apps: dict[str, Flask] = getattr(celery, FLASK_APPS_ATTR, {})
     app = apps.get(app_key) if app_key is not None else None
     if app is None and apps:
-        app = next(reversed(apps.values()))
+        if app_key is None:
+            app = next(reversed(apps.values()))
+        else:
+            prefix = _prefix_of(app_key)
+            same = [a for key, a in apps.items() if _prefix_of(key) == prefix]
+            if not same:
+                raise ForeignTask(
+                    f"a task of the app {app_key!r} reached a worker of "
+                    f"{', '.join(map(repr, apps))}: apps that share a broker need a "
+                    "queue each (CELERY_TASK_DEFAULT_QUEUE), see 'Several apps on one Redis'"
+                )
+            app = same[-1]
     if app is None:
         app = getattr(celery, "flask_app", None)  # set by Flask-CeleryExt
     if app is None:

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterator
 from contextvars import ContextVar
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from celery import Task
 from flask import has_app_context
 
-from .apps import flask_app_for
+from .apps import ForeignTask, flask_app_for
 
 if TYPE_CHECKING:
     from ..event import Event
@@ -31,6 +32,12 @@ EVENT_TASK = "flask_notifications.deliver"
 #: consumer): still registered, so messages and outbox records left by an
 #: older version run.
 FAN_OUT_TASK = "flask_notifications.fan_out"
+
+logger = logging.getLogger("flask_notifications")
+
+#: Seconds before a task of another app (see :class:`~.apps.ForeignTask`) is
+#: put back in the queue, for a worker of its own app to take.
+FOREIGN_DELAY = 2.0
 
 _running: ContextVar[str | None] = ContextVar("flask_notifications_consumer", default=None)
 
@@ -53,7 +60,11 @@ class ConsumerTask(Task):  # type: ignore[misc]
     def __call__(self, event_json: str, target: Any, app_key: str | None = None) -> Any:
         if has_app_context():
             return super().__call__(event_json, target, app_key)
-        with flask_app_for(self.app, app_key).app_context():
+        try:
+            app = flask_app_for(self.app, app_key)
+        except ForeignTask as exc:
+            return _hand_back(self, (event_json, target, app_key), exc)
+        with app.app_context():
             return super().__call__(event_json, target, app_key)
 
 
@@ -70,8 +81,23 @@ class AppTask(Task):  # type: ignore[misc]
     def __call__(self, app_key: str | None, *args: Any, **kwargs: Any) -> Any:
         if has_app_context():
             return super().__call__(app_key, *args, **kwargs)
-        with flask_app_for(self.app, app_key).app_context():
+        try:
+            app = flask_app_for(self.app, app_key)
+        except ForeignTask as exc:
+            return _hand_back(self, (app_key, *args), exc, kwargs)
+        with app.app_context():
             return super().__call__(app_key, *args, **kwargs)
+
+
+def _hand_back(
+    task: Task, args: tuple[Any, ...], exc: ForeignTask, kwargs: dict[str, Any] | None = None
+) -> None:
+    """Put a task of another app back in the queue, a little later, for a
+    worker of that app: never run it with this app's hubs and consumers.
+    (Rejecting it for an immediate requeue would spin when only this app's
+    workers are up.)"""
+    logger.warning("%s; %s handed back to the queue", exc, task.name)
+    task.apply_async(args, kwargs or None, countdown=FOREIGN_DELAY, serializer="json")
 
 
 @contextlib.contextmanager
