@@ -121,13 +121,7 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
     deadline = time.monotonic() + config["NOTIFICATIONS_SEND_TIMEOUT"]
     event_id = event["event_id"]
     app_key = state.app_key
-    tasks = state.celery.tasks
-    if len(targets) == 1:
-        ((hub_id, name),) = targets
-        task, args = tasks[name], (payload, hub_id, app_key)
-    else:
-        # One message, whatever the number of consumers: the worker runs them.
-        task, args = tasks[EVENT_TASK], (payload, targets, app_key)
+    task, args = _task_for(state, targets, payload)
     due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
     ttl = config["NOTIFICATIONS_DEDUP_TTL"]
     # One round trip: claim the event id and record the task in the outbox.
@@ -229,12 +223,7 @@ def enqueue_targets(state: State, event: Event, targets: list[list[str]]) -> boo
     deadline = time.monotonic() + config["NOTIFICATIONS_SEND_TIMEOUT"]
     event_id, app_key = event["event_id"], state.app_key
     payload = event.to_json()
-    tasks = state.celery.tasks
-    if len(targets) == 1:
-        ((hub_id, name),) = targets
-        task, args = tasks[name], (payload, hub_id, app_key)
-    else:
-        task, args = tasks[EVENT_TASK], (payload, targets, app_key)
+    task, args = _task_for(state, targets, payload)
     due = time.time() + config["NOTIFICATIONS_REDELIVER_AFTER"]
     ttl = config["NOTIFICATIONS_DEDUP_TTL"]
     outbox = [(task.name, args[1], app_key)]
@@ -279,3 +268,14 @@ def _retrying(call: Callable[[], Any], deadline: float, event_id: str) -> Any:
                 ) from exc
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def _task_for(state: State, targets: list[list[str]], payload: str) -> tuple[Any, tuple[Any, ...]]:
+    """The one task (and its arguments) that carries ``payload`` to
+    ``targets``: the consumer's own task for one, else the event task, one
+    message whatever the number of consumers (the worker runs them)."""
+    tasks = state.celery.tasks
+    if len(targets) == 1:
+        ((hub_id, name),) = targets
+        return tasks[name], (payload, hub_id, state.app_key)
+    return tasks[EVENT_TASK], (payload, targets, state.app_key)
