@@ -347,3 +347,34 @@ def test_the_stream_gets_the_item_that_took_the_event_in_else_the_event(group_ap
     ]
     assert published[2]["actors"] == ["carol", "bob"] and published[2]["recipients"] == ["alice"]
     assert published[2]["notification_id"] == published[0]["notification_id"]
+
+
+def test_the_stream_gets_the_item_whatever_the_registration_order(
+    make_app, tmp_path, redis_client, worker
+):
+    """A PushConsumer registered before the StoreConsumer still publishes the
+    updated items: the event task runs the inbox's consumers first."""
+    import json
+
+    from flask_notifications.consumers import PushConsumer
+    from flask_notifications.pubsub.redis_pubsub import RedisPubSub
+
+    from .conftest import wait_for
+
+    app = make_app(NOTIFICATIONS_DATABASE_URI=f"sqlite:///{tmp_path / 'order.sqlite'}")
+    notifications = Notifications(app)
+    hub = notifications.create_hub("Ordered")
+    with app.app_context():
+        hub.register_consumer(PushConsumer(notifications.redis, hub))
+    hub.register_consumer(StoreConsumer())
+    history = RedisPubSub(redis_client)
+    with worker(app), app.app_context():
+        for title, sender in (("bob commented", "bob"), ("carol commented", "carol")):
+            notifications.send(comment(title, sender))
+        wait_for(lambda: len(history.history(hub.hub_id, None).entries) == 2, 20)
+    published = [json.loads(data) for _, data in history.history(hub.hub_id, None).entries]
+    assert [(p["title"], p.get("count")) for p in published] == [
+        ("bob commented", 1),
+        ("carol commented", 2),
+    ]
+    get_state(app).engine.dispose()

@@ -20,6 +20,7 @@ from flask import current_app
 from kombu.exceptions import OperationalError
 from sqlalchemy.exc import SQLAlchemyError
 
+from ..consumers.store_consumer import StoreConsumer
 from ..errors import NotificationsUnavailable
 from ..event import Event
 from ..i18n import prepare as prepare_message
@@ -102,8 +103,8 @@ def dispatch(state: State, hubs: tuple[EventHub, ...], event: Event, payload: st
     for hub in hubs:
         if hub.filter(event):
             taken.append(hub)
-            targets.extend([hub.hub_id, name] for name in hub._names)
             consumers = hub._consumers  # .get: a consumer may be deregistered meanwhile
+            targets.extend([hub.hub_id, name] for name in _stores_first(hub._names, consumers))
             for name in hub._names:
                 consumer = consumers.get(name)
                 if consumer is not None and consumer.channel is not None and consumer.wants(event):
@@ -279,3 +280,13 @@ def _task_for(state: State, targets: list[list[str]], payload: str) -> tuple[Any
         ((hub_id, name),) = targets
         return tasks[name], (payload, hub_id, state.app_key)
     return tasks[EVENT_TASK], (payload, targets, state.app_key)
+
+
+def _stores_first(names: list[str], consumers: dict[str, Any]) -> list[str]:
+    """``names`` in registration order, but the inbox's consumers first: the
+    event task runs its consumers in this order, so a stream's consumer finds
+    the event stored (a grouped event goes out as the recipient's updated
+    item) however the hub's consumers were registered."""
+    if len(names) < 2:
+        return names
+    return sorted(names, key=lambda name: not isinstance(consumers.get(name), StoreConsumer))
