@@ -129,3 +129,26 @@ def test_every_send_that_returned_is_delivered_across_a_redis_restart(
     assert set(returned) <= set(log)  # every send() that returned was delivered
     assert len(log) == len(set(log))  # and nothing twice
     assert len(returned) + refused == 150
+
+
+def test_redis_down_when_a_consumer_finishes_does_not_run_it_again(
+    files, monkeypatch, tmp_path, celery_app
+):
+    # The consumer ran; Redis goes away before its completion record is
+    # written: the worker waits Redis out instead of failing the task (which
+    # the sweeper or the broker would run again).
+    with RedisServer(directory=tmp_path / "redis", appendonly=True) as server:
+        app, notifications = load_app(server.url, monkeypatch)
+        files["HOLD"].touch()
+        with app.app_context():
+            sent = notifications.send(Event(None, "test", "t", "b"))
+        with worker_process("reliability_app:celery", server.url, cwd=ROOT / "tests") as worker:
+            wait_for(lambda: files["STARTED"].exists(), 30)
+            server.stop(keep_directory=True)
+            files["HOLD"].unlink()  # the consumer finishes while Redis is down
+            wait_for(lambda: consumed(files["LOG"]), 10)
+            time.sleep(1.0)  # the record's write meets a closed Redis
+            server.start()
+            time.sleep(7)  # room for a wrong second run: visibility 2 s, redelivery 3 s
+            output = "".join(worker.output[-40:])
+        assert consumed(files["LOG"]) == [sent["event_id"]], output

@@ -25,8 +25,9 @@ and dead letters; the sweeper and the dead-letter tools go through every bucket.
 from __future__ import annotations
 
 import json
+import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -358,3 +359,25 @@ def mark_delivered(task_name: str, event_id: str, target: str, ttl: int) -> None
     client = redis_client()
     if client is not None:
         client.set(_delivered_key(task_name, event_id, target), 1, ex=ttl)
+
+
+def retry_while(
+    errors: tuple[type[BaseException], ...], call: Callable[[], Any], deadline: float
+) -> Any:
+    """Run ``call`` until it does not raise one of ``errors`` (Redis or the
+    broker unreachable), backing off from 50 ms to 1 s; past ``deadline``
+    (monotonic), the last error is raised.
+
+    :param errors: what to wait out.
+    :param call: the work.
+    :param deadline: when to give up.
+    """
+    delay = 0.05
+    while True:
+        try:
+            return call()
+        except errors:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)

@@ -258,17 +258,12 @@ def _queued(event: Event, channels: dict[str, None]) -> tuple[str, int, list[str
 
 def _retrying(call: Callable[[], Any], deadline: float, event_id: str) -> Any:
     """Run ``call`` until it works or ``deadline`` (monotonic) passes."""
-    delay = 0.05
-    while True:
-        try:
-            return call()
-        except _UNAVAILABLE as exc:
-            if time.monotonic() + delay > deadline:
-                raise NotificationsUnavailable(
-                    f"event {event_id} was not sent: Redis or the broker is unavailable ({exc})"
-                ) from exc
-            time.sleep(delay)
-            delay = min(delay * 2, 1.0)
+    try:
+        return records.retry_while(_UNAVAILABLE, call, deadline)
+    except _UNAVAILABLE as exc:
+        raise NotificationsUnavailable(
+            f"event {event_id} was not sent: Redis or the broker is unavailable ({exc})"
+        ) from exc
 
 
 def _task_for(state: State, targets: list[list[str]], payload: str) -> tuple[Any, tuple[Any, ...]]:

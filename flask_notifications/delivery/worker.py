@@ -25,6 +25,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import redis
 from celery.utils.time import get_exponential_backoff_interval
 from flask import current_app
 
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
     from ..event_hub import EventHub
 
 logger = logging.getLogger("flask_notifications")
+
+#: Seconds a worker waits for Redis to keep the record of a consumer that ran.
+_RECORD_PATIENCE = 30.0
 
 #: One consumer of an event: its hub, its task name, the consumer.
 _Found = tuple["EventHub", str, "Consumer"]
@@ -271,7 +275,13 @@ def run_consumer(task: ConsumerTask, event_json: str, hub_id: str, app_key: str)
     ttl = current_app.config["NOTIFICATIONS_DEDUP_TTL"]
     entries = delivery_log.finish_run(run, consumer, event, "ok") if logging_on else []
     extra = delivery_log.commands(event_id, entries) if entries else ()
-    records.mark_done(task.name, hub_id, app_key, event_id, ttl, extra)
+    # The consumer ran: its record must not be lost to a Redis restart (the
+    # sweeper would run it again), so wait Redis out for a while.
+    records.retry_while(
+        (redis.ConnectionError, redis.TimeoutError),
+        lambda: records.mark_done(task.name, hub_id, app_key, event_id, ttl, extra),
+        time.monotonic() + _RECORD_PATIENCE,
+    )
     event_consumed.send(current_app._get_current_object(), event=event, hub=hub, consumer=consumer)
 
 
