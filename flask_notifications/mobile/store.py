@@ -9,12 +9,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from ..errors import ConfigurationError, InvalidQueryError
-from ..inbox.database import get_engine
+from ..errors import InvalidQueryError
+from ..inbox._user_devices import _UserDevices, positive_int_setting
 from ..inbox.models import mobile_devices as table
 from ..inbox.store import user_id
 
@@ -28,7 +25,6 @@ MAX_TOKEN_LENGTH = 2048
 MAX_DEVICES = "NOTIFICATIONS_MOBILE_MAX_DEVICES"
 #: Default ``NOTIFICATIONS_MOBILE_MAX_DEVICES``: devices per user.
 DEFAULT_MAX_DEVICES = 10
-_CHUNK = 1000
 
 
 def max_devices(config: Mapping[str, Any]) -> int:
@@ -37,10 +33,7 @@ def max_devices(config: Mapping[str, Any]) -> int:
     :param config: the app's configuration.
     :raises ConfigurationError: unless it is an integer >= 1.
     """
-    value = config.get(MAX_DEVICES, DEFAULT_MAX_DEVICES)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{MAX_DEVICES} must be an integer >= 1, not {value!r}")
-    return value
+    return positive_int_setting(config, MAX_DEVICES, DEFAULT_MAX_DEVICES)
 
 
 def _check_token(token: object) -> str:
@@ -102,7 +95,7 @@ def _row(row: Any) -> Device:
     )
 
 
-class Devices:
+class Devices(_UserDevices):
     """The native apps' devices of the current app, in the inbox database
     (table ``flask_notification_mobile_devices``).
 
@@ -114,6 +107,12 @@ class Devices:
     ``NOTIFICATIONS_MOBILE_MAX_DEVICES`` devices: registering one more deletes
     the user's least recently registered.
     """
+
+    _table = table
+    _key = "token"
+    _order = "registered_at"
+    _evicted = "devices: deleted the least recently registered"
+    _row = staticmethod(_row)
 
     def add(self, user: str | int, device: Mapping[str, Any]) -> tuple[int, bool]:
         """Register a device for ``user`` (an upsert by token), in an
@@ -128,61 +127,21 @@ class Devices:
         """
         recipient = user_id(user)
         dev = parse_device(device)
-        token = dev["token"]
-        limit = max_devices(current_app.config)
-        for _ in range(3):  # a concurrent insert of the same token: update it then
-            now = time.time()
-            with get_engine().begin() as conn:
-                found = conn.execute(
-                    select(table.c.id, table.c.recipient).where(table.c.token == token)
-                ).one_or_none()
-                if found is not None:
-                    if found.recipient != recipient:
-                        logger.info(
-                            "device %s moved from user %s to user %s, who registered it",
-                            found.id, found.recipient, recipient,
-                        )  # fmt: skip
-                    conn.execute(
-                        update(table)
-                        .where(table.c.id == found.id)
-                        .values(recipient=recipient, platform=dev["platform"], registered_at=now)
-                    )
-                    self._evict(conn, recipient, limit)
-                    return int(found.id), False
-                try:
-                    result = conn.execute(
-                        insert(table).values(
-                            token=token,
-                            platform=dev["platform"],
-                            recipient=recipient,
-                            registered_at=now,
-                        )
-                    )
-                except IntegrityError:
-                    continue
-                self._evict(conn, recipient, limit)
-                return int(result.inserted_primary_key[0]), True
-        raise InvalidQueryError("could not store the device")
+        values = {"recipient": recipient, "platform": dev["platform"]}
 
-    @staticmethod
-    def _evict(conn: Connection, recipient: str, limit: int) -> None:
-        """Delete the least recently registered devices of ``recipient`` beyond ``limit``."""
-        beyond = (
-            conn.execute(
-                select(table.c.id)
-                .where(table.c.recipient == recipient)
-                .order_by(table.c.registered_at.desc(), table.c.id.desc())
-                .offset(limit)
-            )
-            .scalars()
-            .all()
-        )
-        if beyond:
-            conn.execute(delete(table).where(table.c.id.in_(beyond)))
-            logger.info(
-                "user %s has more than %d devices: deleted the least recently registered (%s)",
-                recipient, limit, ", ".join(str(i) for i in beyond),
-            )  # fmt: skip
+        def known(found: Any) -> dict[str, Any]:
+            if found.recipient != recipient:
+                logger.info(
+                    "device %s moved from user %s to user %s, who registered it",
+                    found.id, found.recipient, recipient,
+                )  # fmt: skip
+            return {**values, "registered_at": time.time()}
+
+        return self._upsert(
+            recipient, dev["token"], max_devices(current_app.config), (), known,
+            lambda: {"platform": dev["platform"], "registered_at": time.time()},
+            "could not store the device",
+        )  # fmt: skip
 
     def remove(self, user: str | int, token: str) -> bool:
         """Delete the user's device with ``token`` (the app signs out).
@@ -192,12 +151,7 @@ class Devices:
         :returns: whether there was one.
         """
         recipient = user_id(user)
-        _check_token(token)
-        with get_engine().begin() as conn:
-            result = conn.execute(
-                delete(table).where(table.c.token == token, table.c.recipient == recipient)
-            )
-        return bool(result.rowcount)
+        return self._remove(recipient, _check_token(token))
 
     def delete_token(self, token: str) -> bool:
         """Delete the device with ``token``, whoever it belongs to (APNs or
@@ -206,9 +160,7 @@ class Devices:
         :param token: the device's token.
         :returns: whether there was one.
         """
-        with get_engine().begin() as conn:
-            result = conn.execute(delete(table).where(table.c.token == token))
-        return bool(result.rowcount)
+        return self._delete(token)
 
     def for_user(self, user: str | int) -> list[Device]:
         """The devices of ``user``, by id.
@@ -222,15 +174,8 @@ class Devices:
 
         :param users: the users.
         """
-        wanted = list(dict.fromkeys(user_id(u) for u in users))
-        found: list[Device] = []
-        with get_engine().connect() as conn:
-            for i in range(0, len(wanted), _CHUNK):
-                query = select(table).where(table.c.recipient.in_(wanted[i : i + _CHUNK]))
-                found.extend(_row(r) for r in conn.execute(query))
-        return sorted(found, key=lambda d: d.id)
+        return self._for_users(users)
 
     def all(self) -> list[Device]:
         """Every device, by id (for broadcast events)."""
-        with get_engine().connect() as conn:
-            return [_row(r) for r in conn.execute(select(table).order_by(table.c.id))]
+        return self._all()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -10,25 +9,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from flask import current_app
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
 
-from ..errors import ConfigurationError, InvalidQueryError, PushSubscriptionConflict
-from ..inbox.database import get_engine
+from ..errors import InvalidQueryError, PushSubscriptionConflict
+from ..inbox._user_devices import _UserDevices, positive_int_setting
 from ..inbox.models import push_subscriptions as table
 from ..inbox.store import user_id
 from ._ssrf import EndpointPolicy
 from .keys import b64url_decode, b64url_encode
-
-logger = logging.getLogger("flask_notifications")
 
 #: Longest accepted endpoint URL (push services use a few hundred characters).
 MAX_ENDPOINT_LENGTH = 2048
 MAX_SUBSCRIPTIONS = "NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS"
 #: Default ``NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS``: browsers per user.
 DEFAULT_MAX_SUBSCRIPTIONS = 10
-_CHUNK = 1000
 
 
 def max_subscriptions(config: Mapping[str, Any]) -> int:
@@ -38,10 +31,7 @@ def max_subscriptions(config: Mapping[str, Any]) -> int:
     :param config: the app's configuration.
     :raises ConfigurationError: unless it is an integer >= 1.
     """
-    value = config.get(MAX_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{MAX_SUBSCRIPTIONS} must be an integer >= 1, not {value!r}")
-    return value
+    return positive_int_setting(config, MAX_SUBSCRIPTIONS, DEFAULT_MAX_SUBSCRIPTIONS)
 
 
 @dataclass(frozen=True)
@@ -141,7 +131,7 @@ def _row(row: Any) -> PushSubscription:
     )
 
 
-class PushSubscriptions:
+class PushSubscriptions(_UserDevices):
     """The browsers' Web Push subscriptions of the current app, in the inbox
     database (table ``flask_notification_push_subscriptions``).
 
@@ -152,6 +142,12 @@ class PushSubscriptions:
     keeps at most ``NOTIFICATIONS_WEBPUSH_MAX_SUBSCRIPTIONS`` subscriptions:
     storing one more deletes the user's oldest.
     """
+
+    _table = table
+    _key = "endpoint"
+    _order = "created_at"
+    _evicted = "push subscriptions: deleted the oldest"
+    _row = staticmethod(_row)
 
     def add(self, user: str | int, subscription: Mapping[str, Any]) -> tuple[int, bool]:
         """Store a browser's subscription for ``user`` (an upsert by endpoint),
@@ -182,56 +178,23 @@ class PushSubscriptions:
         limit = max_subscriptions(config)
         EndpointPolicy.from_config(config).check(endpoint)
         keys = {"p256dh": sub["keys"]["p256dh"], "auth": sub["keys"]["auth"]}
-        for _ in range(3):  # a concurrent insert of the same endpoint: update it then
-            with get_engine().begin() as conn:
-                found = conn.execute(
-                    select(table.c.id, table.c.recipient, table.c.p256dh, table.c.auth).where(
-                        table.c.endpoint == endpoint
-                    )
-                ).one_or_none()
-                if found is not None:
-                    values: dict[str, Any] = dict(keys)
-                    if found.recipient != recipient:
-                        if (found.p256dh, found.auth) != (keys["p256dh"], keys["auth"]):
-                            raise PushSubscriptionConflict(
-                                "this push endpoint is registered for another user with other "
-                                "keys; subscribe this browser again to get a new endpoint"
-                            )
-                        values.update(recipient=recipient, created_at=time.time())
-                    conn.execute(update(table).where(table.c.id == found.id).values(**values))
-                    self._evict(conn, recipient, limit)
-                    return int(found.id), False
-                try:
-                    result = conn.execute(
-                        insert(table).values(
-                            endpoint=endpoint, recipient=recipient, created_at=time.time(), **keys
-                        )
-                    )
-                except IntegrityError:
-                    continue
-                self._evict(conn, recipient, limit)
-                return int(result.inserted_primary_key[0]), True
-        raise InvalidQueryError(f"could not store the subscription of {endpoint[:80]!r}")
 
-    @staticmethod
-    def _evict(conn: Connection, recipient: str, limit: int) -> None:
-        """Delete the oldest subscriptions of ``recipient`` beyond ``limit``."""
-        beyond = (
-            conn.execute(
-                select(table.c.id)
-                .where(table.c.recipient == recipient)
-                .order_by(table.c.created_at.desc(), table.c.id.desc())
-                .offset(limit)
-            )
-            .scalars()
-            .all()
-        )
-        if beyond:
-            conn.execute(delete(table).where(table.c.id.in_(beyond)))
-            logger.info(
-                "user %s has more than %d push subscriptions: deleted the oldest (%s)",
-                recipient, limit, ", ".join(str(i) for i in beyond),
-            )  # fmt: skip
+        def known(found: Any) -> dict[str, Any]:
+            values: dict[str, Any] = dict(keys)
+            if found.recipient != recipient:
+                if (found.p256dh, found.auth) != (keys["p256dh"], keys["auth"]):
+                    raise PushSubscriptionConflict(
+                        "this push endpoint is registered for another user with other "
+                        "keys; subscribe this browser again to get a new endpoint"
+                    )
+                values.update(recipient=recipient, created_at=time.time())
+            return values
+
+        return self._upsert(
+            recipient, endpoint, limit, ("p256dh", "auth"), known,
+            lambda: {"created_at": time.time(), **keys},
+            f"could not store the subscription of {endpoint[:80]!r}",
+        )  # fmt: skip
 
     def remove(self, user: str | int, endpoint: str) -> bool:
         """Delete the user's subscription of ``endpoint``.
@@ -243,11 +206,7 @@ class PushSubscriptions:
         recipient = user_id(user)
         if not isinstance(endpoint, str) or not endpoint:
             raise InvalidQueryError("endpoint must be a non-empty string")
-        with get_engine().begin() as conn:
-            result = conn.execute(
-                delete(table).where(table.c.endpoint == endpoint, table.c.recipient == recipient)
-            )
-        return bool(result.rowcount)
+        return self._remove(recipient, endpoint)
 
     def delete_endpoint(self, endpoint: str) -> bool:
         """Delete the subscription of ``endpoint``, whoever it belongs to (the
@@ -256,24 +215,15 @@ class PushSubscriptions:
         :param endpoint: the subscription's endpoint.
         :returns: whether there was one.
         """
-        with get_engine().begin() as conn:
-            result = conn.execute(delete(table).where(table.c.endpoint == endpoint))
-        return bool(result.rowcount)
+        return self._delete(endpoint)
 
     def for_users(self, users: Iterable[str | int]) -> list[PushSubscription]:
         """The subscriptions of ``users`` (every browser of each), by id.
 
         :param users: the users.
         """
-        wanted = list(dict.fromkeys(user_id(u) for u in users))
-        found: list[PushSubscription] = []
-        with get_engine().connect() as conn:
-            for i in range(0, len(wanted), _CHUNK):
-                query = select(table).where(table.c.recipient.in_(wanted[i : i + _CHUNK]))
-                found.extend(_row(r) for r in conn.execute(query))
-        return sorted(found, key=lambda s: s.id)
+        return self._for_users(users)
 
     def all(self) -> list[PushSubscription]:
         """Every subscription, by id (for broadcast events)."""
-        with get_engine().connect() as conn:
-            return [_row(r) for r in conn.execute(select(table).order_by(table.c.id))]
+        return self._all()
