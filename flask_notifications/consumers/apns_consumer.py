@@ -14,14 +14,13 @@ from typing import Any
 
 from flask import current_app
 
-from .. import reliability
 from .._state import get_state
-from ..delivery import log as delivery_log
-from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
+from ..errors import ConfigurationError, PushServiceUnavailable
 from ..event import Event
 from ..i18n import localized_for
 from ..mobile.store import Device
 from ._badge import unread_badges
+from ._device_batch import _DeviceBatch
 from ._recipients import mobile_devices, push_data
 from .consumer import Consumer
 from .fcm_consumer import retry_after, ssl_context
@@ -213,12 +212,10 @@ class APNsConsumer(Consumer):
         if not devices:
             return 0
         token = self.provider_token(settings["KEY_FILE"], settings["KEY_ID"], settings["TEAM_ID"])
-        task_name = self.task_name()
-        event_id = event["event_id"]
-        ttl = config["NOTIFICATIONS_DEDUP_TTL"]
-        targets = {target_key(d.token): d for d in devices}
-        done = reliability.delivered(task_name, event_id, list(targets))
-        todo = [(k, d) for k, d in targets.items() if k not in done]
+        batch = _DeviceBatch(
+            self, event, {target_key(d.token): d for d in devices}, "APNs notification(s)"
+        )
+        todo = batch.todo
         if not todo:
             return 0
         base = {"authorization": f"bearer {token}", "apns-topic": settings["TOPIC"]}
@@ -249,12 +246,9 @@ class APNsConsumer(Consumer):
 
         outcomes = asyncio.run(send_all())
         store = get_state().extension.devices
-        sent = 0
-        transient: list[tuple[str, float | None]] = []
-        rejected: list[str] = []
         for (k, device), outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                transient.append((f"APNs is unreachable: {type(outcome).__name__} {outcome}", None))
+                batch.retry(f"APNs is unreachable: {type(outcome).__name__} {outcome}")
                 continue
             status = outcome.status
             try:
@@ -262,30 +256,15 @@ class APNsConsumer(Consumer):
             except (ValueError, AttributeError):
                 reason = ""
             if status == 200:
-                sent += 1
-                delivery_log.record(event_id, device.recipient, self.channel, "delivered")
+                batch.delivered(k, device)
             elif status == 410 or reason in GONE_REASONS:
                 logger.info("device %d is no longer valid at APNs (%d %s); deleted",
                             device.id, status, reason)  # fmt: skip
                 store.delete_token(device.token)
+                batch.done(k)
             elif status == 429 or status >= 500:
                 wait = retry_after(outcome.headers.get("retry-after"))
-                transient.append((f"APNs answered {status} {reason}", wait))
-                continue
+                batch.retry(f"APNs answered {status} {reason}", wait)
             else:
-                rejected.append(f"APNs answered {status} {reason}")
-            reliability.mark_delivered(task_name, event_id, k, ttl)
-        if transient:
-            waits = [w for _, w in transient if w is not None]
-            exc = PushServiceUnavailable(
-                f"{len(transient)} of {len(targets)} APNs notification(s) of event {event_id} "
-                f"failed and will be retried; first: {transient[0][0]}"
-            )
-            exc.retry_after = max(waits) if waits else None
-            raise exc
-        if rejected:
-            raise PushRejected(
-                f"{len(rejected)} of {len(targets)} APNs notification(s) of event {event_id} "
-                f"were refused: {rejected[0]}"
-            )
-        return sent
+                batch.refused(k, f"APNs answered {status} {reason}")
+        return batch.finish()

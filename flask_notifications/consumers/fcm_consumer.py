@@ -15,14 +15,13 @@ from typing import Any
 
 from flask import current_app
 
-from .. import reliability
 from .._state import get_state
-from ..delivery import log as delivery_log
 from ..errors import ConfigurationError, PushRejected, PushServiceUnavailable
 from ..event import Event
 from ..i18n import localized_for
 from ..mobile.store import Device
 from ._badge import unread_badges
+from ._device_batch import _DeviceBatch
 from ._fcm_credentials import CREDENTIALS, Credentials
 from ._push_http import retry_after, ssl_context
 from ._recipients import mobile_devices, push_data
@@ -229,12 +228,9 @@ class FCMConsumer(Consumer):
         devices = self.devices_for(event)
         if not devices:
             return 0
-        task_name = self.task_name()
-        event_id = event["event_id"]
-        ttl = config["NOTIFICATIONS_DEDUP_TTL"]
         targets = {target_key(d.platform, d.token): d for d in devices}
-        done = reliability.delivered(task_name, event_id, list(targets))
-        todo = [(k, d) for k, d in targets.items() if k not in done]
+        batch = _DeviceBatch(self, event, targets, "FCM message(s)")
+        todo = batch.todo
         if not todo:
             return 0
         token = key.token(self.timeout)
@@ -276,54 +272,31 @@ class FCMConsumer(Consumer):
                     fresh = send_all([todo[i][1] for i in again], token)
                     for i, outcome in zip(again, fresh, strict=True):
                         outcomes[i] = outcome
-        sent = 0
-        transient: list[tuple[str, float | None]] = []
-        rejected: list[str] = []
         for (k, device), outcome in zip(todo, outcomes, strict=True):
             if isinstance(outcome, Exception):
-                transient.append((f"FCM is unreachable: {outcome}", None))
+                batch.retry(f"FCM is unreachable: {outcome}")
                 continue
             status = outcome.status_code
             reason = _reason(outcome)
             if 200 <= status < 300:
-                sent += 1
-                delivery_log.record(event_id, device.recipient, self.channel, "delivered")
+                batch.delivered(k, device)
             elif status == 404 or "UNREGISTERED" in reason:
                 logger.info(
                     "device %d is no longer registered at FCM (%d); deleted", device.id, status
                 )
                 store.delete_token(device.token)
+                batch.done(k)
             elif status == 401:
                 # Refused again with a token just issued (or none could be
                 # had): retried with the task, which fetches another, and a
                 # dead letter naming it once the retries are spent.
-                transient.append((f"FCM answered 401 {reason} {unauthorized}", None))
-                continue
+                batch.retry(f"FCM answered 401 {reason} {unauthorized}")
             elif status == 429 or status >= 500:
-                transient.append(
-                    (
-                        f"FCM answered {status} {reason}",
-                        retry_after(outcome.headers.get("Retry-After")),
-                    )
-                )
-                continue
+                wait = retry_after(outcome.headers.get("Retry-After"))
+                batch.retry(f"FCM answered {status} {reason}", wait)
             else:
-                rejected.append(f"FCM answered {status} {reason}")
-            reliability.mark_delivered(task_name, event_id, k, ttl)
-        if transient:
-            waits = [w for _, w in transient if w is not None]
-            exc = PushServiceUnavailable(
-                f"{len(transient)} of {len(targets)} FCM message(s) of event {event_id} "
-                f"failed and will be retried; first: {transient[0][0]}"
-            )
-            exc.retry_after = max(waits) if waits else None
-            raise exc
-        if rejected:
-            raise PushRejected(
-                f"{len(rejected)} of {len(targets)} FCM message(s) of event {event_id} "
-                f"were refused: {rejected[0]}"
-            )
-        return sent
+                batch.refused(k, f"FCM answered {status} {reason}")
+        return batch.finish()
 
 
 def _reason(response: Any) -> str:
