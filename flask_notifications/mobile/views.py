@@ -10,15 +10,11 @@
 
 from __future__ import annotations
 
-import logging
-
 from flask import Blueprint, Response, jsonify
 
+from .._push_views import add_for_current_user, remove_for_current_user
 from .._state import get_state
-from ..blueprint import error, identified, json_body
-from ..errors import ConfigurationError, InvalidQueryError
-
-logger = logging.getLogger("flask_notifications")
+from ..blueprint import identified
 
 
 def add_device() -> Response:
@@ -26,20 +22,11 @@ def add_device() -> Response:
     "platform", "token"}`` for a new device, ``200`` for a known token
     (updated; a token registered by another user moves to the current one);
     400 naming the bad field."""
-    identity, body, failure = json_body()
-    if failure is not None:
-        return failure
-    devices = get_state().extension.devices
-    try:
-        device_id, created = devices.add(identity, body)  # type: ignore[arg-type]
-    except ConfigurationError as exc:
-        logger.error("mobile push is misconfigured: %s", exc)
-        return error(500, "mobile push is misconfigured on the server")
-    except InvalidQueryError as exc:
-        return error(400, str(exc))
-    response = jsonify(id=device_id, platform=body["platform"], token=body["token"])  # type: ignore[index]
-    response.status_code = 201 if created else 200
-    return response
+    return add_for_current_user(
+        get_state().extension.devices.add,
+        "mobile push",
+        lambda body: {"platform": body["platform"], "token": body["token"]},
+    )
 
 
 @identified
@@ -52,17 +39,7 @@ def list_devices(identity: str) -> Response:
 def remove_device() -> Response:
     """``DELETE <prefix>/devices`` with ``{"token": ...}``: 204, or 404 when
     the current user has no device with that token."""
-    identity, body, failure = json_body()
-    if failure is not None:
-        return failure
-    token = body.get("token") if isinstance(body, dict) else None
-    try:
-        removed = get_state().extension.devices.remove(identity, token)  # type: ignore[arg-type]
-    except InvalidQueryError as exc:
-        return error(400, str(exc))
-    if not removed:
-        return error(404, "no such device")
-    return Response(status=204)
+    return remove_for_current_user("token", get_state().extension.devices.remove, "no such device")
 
 
 def register(blueprint: Blueprint) -> None:

@@ -17,9 +17,10 @@ import os
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_from_directory
 
+from .._push_views import add_for_current_user, remove_for_current_user
 from .._state import get_state
-from ..blueprint import error, json_body
-from ..errors import ConfigurationError, InvalidQueryError, PushSubscriptionConflict
+from ..blueprint import error
+from ..errors import ConfigurationError
 from .keys import public_key_from_config
 
 logger = logging.getLogger("flask_notifications")
@@ -65,35 +66,19 @@ def add_push_subscription() -> Response:
     why the endpoint is refused (not ``https``, not a public address, not an
     allowed push service); 409 when the endpoint is another user's with other
     keys."""
-    identity, body, failure = json_body()
-    if failure is not None:
-        return failure
-    try:
-        sub_id, created = get_state().extension.push_subscriptions.add(identity, body)  # type: ignore[arg-type]
-    except PushSubscriptionConflict as exc:
-        return error(409, str(exc))
-    except ConfigurationError as exc:
-        logger.error("Web Push is misconfigured: %s", exc)
-        return error(500, "Web Push is misconfigured on the server")
-    except InvalidQueryError as exc:
-        return error(400, str(exc))
-    response = jsonify(id=sub_id, endpoint=body["endpoint"])  # type: ignore[index]
-    response.status_code = 201 if created else 200
-    return response
+    return add_for_current_user(
+        get_state().extension.push_subscriptions.add,
+        "Web Push",
+        lambda body: {"endpoint": body["endpoint"]},
+    )
 
 
 def remove_push_subscription() -> Response:
     """``DELETE <prefix>/push-subscriptions`` with ``{"endpoint": ...}``: 204,
     or 404 when the current user has no subscription with that endpoint."""
-    identity, body, failure = json_body()
-    if failure is not None:
-        return failure
-    endpoint = body.get("endpoint") if isinstance(body, dict) else None
-    if not isinstance(endpoint, str) or not endpoint:
-        return error(400, "endpoint must be a non-empty string")
-    if not get_state().extension.push_subscriptions.remove(identity, endpoint):  # type: ignore[arg-type]
-        return error(404, "no such push subscription")
-    return Response(status=204)
+    return remove_for_current_user(
+        "endpoint", get_state().extension.push_subscriptions.remove, "no such push subscription"
+    )
 
 
 def register(blueprint: Blueprint) -> None:
