@@ -15,14 +15,14 @@ from typing import Any
 from flask import current_app
 
 from .._state import get_state
-from ..errors import ConfigurationError, PushServiceUnavailable
+from ..errors import ConfigurationError
 from ..event import Event
 from ..i18n import localized_for
 from ..mobile.store import Device
 from ._badge import unread_badges
 from ._device_batch import _DeviceBatch
+from ._mobile_consumer import _MobilePushConsumer
 from ._recipients import mobile_devices, push_data
-from .consumer import Consumer
 from .fcm_consumer import retry_after, ssl_context
 
 logger = logging.getLogger("flask_notifications")
@@ -62,7 +62,7 @@ def _settings(config: Mapping[str, Any]) -> dict[str, Any]:
     return values
 
 
-class APNsConsumer(Consumer):
+class APNsConsumer(_MobilePushConsumer):
     """Sends each event to the iOS devices (platform ``"ios"``) of its
     recipients through APNs over HTTP/2 (one connection, the requests
     multiplexed), authenticated with a provider token signed by the ``.p8``
@@ -87,11 +87,6 @@ class APNsConsumer(Consumer):
     :param celery_task_name: the task name.
     """
 
-    channel = "mobile"
-    #: Each delivery is recorded; a recipient without a device is ``suppressed``.
-    delivery_status = "suppressed"
-    own_task = True
-    retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)
     #: How many requests of one event are in flight at once (on one connection).
     max_parallel: int = 100
 
@@ -102,11 +97,7 @@ class APNsConsumer(Consumer):
         timeout: float = 10.0,
         celery_task_name: str | None = None,
     ) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
-        self.broadcast = bool(broadcast)
-        self.timeout = float(timeout)
-        self.celery_task_name = celery_task_name
+        super().__init__(broadcast=broadcast, timeout=timeout, celery_task_name=celery_task_name)
         self._token: tuple[tuple[str, str, str], str, float] | None = None
         self._lock = threading.Lock()
 

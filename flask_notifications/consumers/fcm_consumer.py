@@ -23,9 +23,9 @@ from ..mobile.store import Device
 from ._badge import unread_badges
 from ._device_batch import _DeviceBatch
 from ._fcm_credentials import CREDENTIALS, Credentials
+from ._mobile_consumer import _MobilePushConsumer
 from ._push_http import retry_after, ssl_context
 from ._recipients import mobile_devices, push_data
-from .consumer import Consumer
 
 __all__ = ["DEFAULT_ENDPOINT", "ENDPOINT", "SCOPE", "FCMConsumer", "retry_after", "ssl_context",
            "target_key"]  # fmt: skip
@@ -60,7 +60,7 @@ def _strings(data: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-class FCMConsumer(Consumer):
+class FCMConsumer(_MobilePushConsumer):
     """Sends each event through Firebase Cloud Messaging (HTTP v1 API) to
     the stored devices (:attr:`notifications.devices
     <flask_notifications.Notifications.devices>`) of its recipients, except
@@ -93,13 +93,6 @@ class FCMConsumer(Consumer):
     :param celery_task_name: the task name.
     """
 
-    #: The preferences (and per-event ``channels``) name of this consumer.
-    channel = "mobile"
-    #: Each delivery is recorded; a recipient without a device is ``suppressed``.
-    delivery_status = "suppressed"
-    #: A task of its own: FCM must delay no other consumer.
-    own_task = True
-    retry_for: tuple[type[BaseException], ...] = (*Consumer.retry_for, PushServiceUnavailable)
     #: How many requests of one event are sent at once.
     max_parallel: int = 10
 
@@ -113,12 +106,8 @@ class FCMConsumer(Consumer):
     ) -> None:
         if not platforms or any(p not in ("android", "ios") for p in platforms):
             raise ValueError(f"platforms must be some of android, ios, not {platforms!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ValueError(f"timeout must be a number of seconds > 0, not {timeout!r}")
+        super().__init__(broadcast=broadcast, timeout=timeout, celery_task_name=celery_task_name)
         self.platforms = tuple(platforms)
-        self.broadcast = bool(broadcast)
-        self.timeout = float(timeout)
-        self.celery_task_name = celery_task_name
         self._keys: dict[str, Credentials] = {}
         self._keys_lock = threading.Lock()
 
