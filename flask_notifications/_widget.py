@@ -9,6 +9,7 @@ app's Jinja environment. See ``docs/widget.rst``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -18,17 +19,39 @@ from markupsafe import Markup, escape
 
 from ._state import get_state
 from .errors import ConfigurationError
+from .i18n import babel_on, lookup
 
 __all__ = ["WIDGET_LABELS", "inbox_widget", "script_tags"]
 
-#: The texts of the widget a ``labels`` mapping may replace (``{n}``: a number,
-#: ``{actor}``: the first of a grouped item's actors).
-WIDGET_LABELS = frozenset(
-    {
-        "bell", "unread", "heading", "empty", "loading", "error", "loadMore", "markRead",
-        "markAllRead", "preferences", "unreadItem", "othersOne", "othersMany",
-    }
-)  # fmt: skip
+logger = logging.getLogger("flask_notifications")
+
+
+def _(msgid: str) -> str:
+    """Marks ``msgid`` for ``pybabel extract`` (translated at render time)."""
+    return msgid
+
+
+#: The widget's English texts (the ``LABELS`` of ``flask_notifications_inbox.js``),
+#: also the msgids of their translations in the package's catalog
+#: (``{n}``: a number, ``{actor}``: the first of a grouped item's actors).
+_DEFAULT_LABELS = {
+    "bell": _("Notifications"),
+    "unread": _("{n} unread"),
+    "heading": _("Notifications"),
+    "empty": _("No notifications yet."),
+    "loading": _("Loading\u2026"),
+    "error": _("The notifications could not be loaded."),
+    "loadMore": _("Load more"),
+    "markRead": _("Mark read"),
+    "markAllRead": _("Mark all read"),
+    "preferences": _("Notification settings"),
+    "unreadItem": _("Unread:"),
+    "othersOne": _("{actor} and 1 other"),
+    "othersMany": _("{actor} and {n} others"),
+}
+#: The texts of the widget a ``labels`` mapping may replace.
+WIDGET_LABELS = frozenset(_DEFAULT_LABELS)
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _THEMES = ("light", "dark", "auto")
 _ALIGNS = ("start", "end")
 # SSE event names the client can listen to: no spaces (the attribute is space-separated).
@@ -82,7 +105,9 @@ def inbox_widget(
     :param page_size: items per page, at most ``NOTIFICATIONS_INBOX_MAX_PER_PAGE``.
     :param theme: ``"light"``, ``"dark"`` or ``"auto"`` (the browser's colour scheme).
     :param align: the dropdown's edge aligned with the bell: ``"end"`` (right) or ``"start"``.
-    :param labels: texts replacing the English defaults (keys: :data:`WIDGET_LABELS`).
+    :param labels: texts replacing the defaults (keys: :data:`WIDGET_LABELS`).
+        The defaults are English, translated in the request's locale when the
+        app uses Flask-Babel (the app's catalog, then the package's).
     :param headers: headers of the widget's requests, e.g. ``{"X-CSRFToken": csrf_token()}``.
     :param types: more event types to listen to on the stream (the widget
         already follows every inbox change through the unread counts).
@@ -108,8 +133,9 @@ def inbox_widget(
         if not isinstance(preferences_url, str) or not preferences_url:
             raise ConfigurationError("preferences_url must be a non-empty string or None")
         attributes["preferences-url"] = preferences_url
-    if labels:
-        attributes["labels"] = _json(_strings("labels", labels, WIDGET_LABELS))
+    texts = {**_translated_labels(), **_strings("labels", labels or {}, WIDGET_LABELS)}
+    if texts:
+        attributes["labels"] = _json(texts)
     if headers:
         attributes["headers"] = _json(_strings("headers", headers, None))
     if types:
@@ -125,6 +151,27 @@ def inbox_widget(
     html = "".join(f' {name}="{escape(value)}"' for name, value in attributes.items())
     tags = script_tags(CLIENT, WIDGET) if scripts else Markup("")
     return tags + Markup(f"<flask-notifications-inbox{html}></flask-notifications-inbox>")
+
+
+def _translated_labels() -> dict[str, str]:
+    """The default texts translated in the current locale (only those that
+    have a translation: the element's own defaults are the English ones).
+    A translation that lost or added a ``{placeholder}`` is left out."""
+    if not babel_on():
+        return {}
+    result = {}
+    for key, msgid in _DEFAULT_LABELS.items():
+        text, found = lookup(msgid)
+        if not found:
+            continue
+        if set(_PLACEHOLDER.findall(text)) != set(_PLACEHOLDER.findall(msgid)):
+            logger.warning(
+                "the translation %r of %r changes its {placeholders}; the English text is used",
+                text[:80], msgid,
+            )  # fmt: skip
+            continue
+        result[key] = text
+    return result
 
 
 def _need_blueprint() -> None:

@@ -378,8 +378,10 @@ def test_compiled_catalogs_match_their_sources(po):
             assert all(message.string), message.id
             for n, expected in ((1, message.string[0]), (5, message.string[-1])):
                 assert translations.ngettext(*message.id, n) == expected
-        names = set(re.findall(r"%\((\w+)\)", str(message.id)))
-        assert names == set(re.findall(r"%\((\w+)\)", str(message.string))), message.id
+        # Both placeholder styles: %(name)s (gettext) and {name} (the inbox widget's).
+        for placeholder in (r"%\((\w+)\)", r"\{(\w+)\}"):
+            names = set(re.findall(placeholder, str(message.id)))
+            assert names == set(re.findall(placeholder, str(message.string))), message.id
 
 
 def test_a_digest_is_rendered_in_its_recipients_language(

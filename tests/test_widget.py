@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import itertools
+import json
 import os
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -21,7 +23,7 @@ from celery import Celery
 from celery.contrib.testing.worker import start_worker
 from flask import render_template_string
 
-from flask_notifications import Event, Notifications
+from flask_notifications import Event, Notifications, _widget
 from flask_notifications.consumers import StoreConsumer
 from flask_notifications.errors import ConfigurationError
 from flask_notifications.testing import free_port, stop_process, wait_for_http
@@ -86,8 +88,6 @@ def test_the_global_renders_the_element_with_escaped_options(inbox_app):
         "/notifications/static/flask_notifications_inbox.js",
     ]
     (widget,) = [attrs for tag, attrs in tags if tag == "flask-notifications-inbox"]
-    import json
-
     assert widget == {
         "hub": "Inbox",  # the hub with a StoreConsumer
         "prefix": "/notifications",
@@ -163,6 +163,106 @@ def test_the_global_needs_the_blueprint(make_app):
     Notifications(app).create_hub("Inbox").register_consumer(StoreConsumer())
     with app.test_request_context(), pytest.raises(RuntimeError, match="blueprint"):
         render_template_string("{{ notifications_inbox() }}")
+
+
+# -- the default texts in the request's locale ----------------------------------------------
+
+FRENCH = {
+    "unread": "non lues : {n}",
+    "empty": "Aucune notification pour l’instant.",
+    "loading": "Chargement…",
+    "error": "Les notifications n’ont pas pu être chargées.",
+    "loadMore": "Voir plus",
+    "markRead": "Marquer comme lu",
+    "markAllRead": "Tout marquer comme lu",
+    "preferences": "Paramètres des notifications",
+    "unreadItem": "Non lu :",
+    "othersOne": "{actor} et 1 autre",
+    "othersMany": "{actor} et {n} autres",
+}  # "Notifications" (bell, heading) is the same word in French: the element's default
+
+
+def _labels(app, locale=None, template="{{ notifications_inbox() }}", **context):
+    """The ``labels`` of the element rendered for bob (``None``: no attribute)."""
+    headers = {"X-User": "bob", **({"X-Locale": locale} if locale else {})}
+    with app.test_request_context(headers=headers):
+        html = render_template_string(template, **context)
+    (widget,) = [attrs for tag, attrs in _tags(html) if tag == "flask-notifications-inbox"]
+    return json.loads(widget["labels"]) if "labels" in widget else None
+
+
+@pytest.fixture
+def babel_inbox_app(inbox_app):
+    """``inbox_app`` with Flask-Babel, the locale from the request's X-Locale header."""
+    from flask import request
+    from flask_babel import Babel
+
+    app, _ = inbox_app
+    Babel(app, locale_selector=lambda: request.headers.get("X-Locale"))
+    return app
+
+
+def test_the_default_texts_come_in_the_request_locale(babel_inbox_app):
+    assert _labels(babel_inbox_app, "fr") == FRENCH
+    assert _labels(babel_inbox_app, "fr_FR") == FRENCH
+    assert _labels(babel_inbox_app, "en") is None  # the element's English defaults
+    assert _labels(babel_inbox_app) is None  # Flask-Babel's default locale: en
+
+
+def test_explicit_labels_win_over_the_translations(babel_inbox_app):
+    template = "{{ notifications_inbox(labels=labels) }}"
+    mine = {"markAllRead": "Tout lire", "othersMany": "{actor} + {n}"}
+    assert _labels(babel_inbox_app, "fr", template, labels=mine) == {**FRENCH, **mine}
+    assert _labels(babel_inbox_app, "en", template, labels=mine) == mine
+
+
+def test_without_flask_babel_the_texts_stay_english(inbox_app):
+    app, _ = inbox_app
+    assert "babel" not in app.extensions
+    assert _labels(app, "fr") is None
+
+
+def test_the_translations_keep_their_placeholders(inbox_app, tmp_path, caplog):
+    """``{n}`` and ``{actor}`` survive translation (the element fills them);
+    an entry of the app's catalog that drops or adds one is not used."""
+    from babel.messages import mofile
+    from babel.messages.catalog import Catalog
+    from flask import request
+    from flask_babel import Babel
+
+    for key, text in FRENCH.items():
+        english = _widget._DEFAULT_LABELS[key]
+        assert set(re.findall(r"\{\w+\}", text)) == set(re.findall(r"\{\w+\}", english)), key
+    assert "{n}" in FRENCH["unread"] and "{n}" in FRENCH["othersMany"]
+    # The app's own catalog comes first: one good entry, two broken ones.
+    catalog = Catalog(locale="fr")
+    catalog.add("Mark all read", "Tout lire")
+    catalog.add("{n} unread", "non lues")  # lost its {n}
+    catalog.add("Load more", "Plus ({n})")  # a {n} nobody fills
+    (tmp_path / "fr" / "LC_MESSAGES").mkdir(parents=True)
+    with open(tmp_path / "fr" / "LC_MESSAGES" / "messages.mo", "wb") as out:
+        mofile.write_mo(out, catalog)
+    app, _ = inbox_app
+    app.config["BABEL_TRANSLATION_DIRECTORIES"] = str(tmp_path)
+    Babel(app, locale_selector=lambda: request.headers.get("X-Locale"))
+    with caplog.at_level("WARNING", "flask_notifications"):
+        labels = _labels(app, "fr")
+    assert "unread" not in labels and "loadMore" not in labels  # the element's English
+    assert labels["markAllRead"] == "Tout lire"  # the app's
+    assert labels["markRead"] == "Marquer comme lu"  # the package's
+    assert caplog.text.count("changes its {placeholders}") == 2
+
+
+def test_the_python_defaults_are_the_elements_defaults():
+    """The msgids are the ``LABELS`` of flask_notifications_inbox.js."""
+    source = (ROOT / "flask_notifications" / "static" / "flask_notifications_inbox.js").read_text()
+    block = re.search(r"var LABELS = \{(.*?)\};", source, re.S).group(1)
+    labels = {
+        key: json.loads(value)
+        for key, value in re.findall(r'^\s*(\w+): ("(?:[^"\\]|\\.)*"),$', block, re.M)
+    }
+    assert labels == _widget._DEFAULT_LABELS
+    assert set(labels) == _widget.WIDGET_LABELS
 
 
 # -- in the browser, against the real stack ---------------------------------------------------
