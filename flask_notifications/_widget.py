@@ -154,22 +154,21 @@ def inbox_widget(
 
 
 def _translated_labels() -> dict[str, str]:
-    """The default texts translated in the current locale (only those that
-    have a translation: the element's own defaults are the English ones).
-    A translation that lost or added a ``{placeholder}`` is left out."""
+    """With Flask-Babel, every default text in the current locale (the English
+    one where no catalog translates it); without it, none (the element's own
+    English defaults apply). A translation that lost or added a
+    ``{placeholder}`` is not used."""
     if not babel_on():
         return {}
     result = {}
     for key, msgid in _DEFAULT_LABELS.items():
-        text, found = lookup(msgid)
-        if not found:
-            continue
+        text, _found = lookup(msgid)
         if set(_PLACEHOLDER.findall(text)) != set(_PLACEHOLDER.findall(msgid)):
             logger.warning(
                 "the translation %r of %r changes its {placeholders}; the English text is used",
                 text[:80], msgid,
             )  # fmt: skip
-            continue
+            text = msgid
         result[key] = text
     return result
 

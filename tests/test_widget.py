@@ -168,6 +168,8 @@ def test_the_global_needs_the_blueprint(make_app):
 # -- the default texts in the request's locale ----------------------------------------------
 
 FRENCH = {
+    "bell": "Notifications",  # the same word in French
+    "heading": "Notifications",
     "unread": "non lues : {n}",
     "empty": "Aucune notification pour l’instant.",
     "loading": "Chargement…",
@@ -179,7 +181,7 @@ FRENCH = {
     "unreadItem": "Non lu :",
     "othersOne": "{actor} et 1 autre",
     "othersMany": "{actor} et {n} autres",
-}  # "Notifications" (bell, heading) is the same word in French: the element's default
+}
 
 
 def _labels(app, locale=None, template="{{ notifications_inbox() }}", **context):
@@ -205,15 +207,21 @@ def babel_inbox_app(inbox_app):
 def test_the_default_texts_come_in_the_request_locale(babel_inbox_app):
     assert _labels(babel_inbox_app, "fr") == FRENCH
     assert _labels(babel_inbox_app, "fr_FR") == FRENCH
-    assert _labels(babel_inbox_app, "en") is None  # the element's English defaults
-    assert _labels(babel_inbox_app) is None  # Flask-Babel's default locale: en
+    english = _widget._DEFAULT_LABELS
+    assert _labels(babel_inbox_app, "en") == english
+    assert _labels(babel_inbox_app) == english  # Flask-Babel's default locale: en
+    assert _labels(babel_inbox_app, "de") == english  # no catalog for German
+    assert english["markAllRead"] == "Mark all read" and english["unread"] == "{n} unread"
 
 
 def test_explicit_labels_win_over_the_translations(babel_inbox_app):
     template = "{{ notifications_inbox(labels=labels) }}"
     mine = {"markAllRead": "Tout lire", "othersMany": "{actor} + {n}"}
     assert _labels(babel_inbox_app, "fr", template, labels=mine) == {**FRENCH, **mine}
-    assert _labels(babel_inbox_app, "en", template, labels=mine) == mine
+    assert _labels(babel_inbox_app, "en", template, labels=mine) == {
+        **_widget._DEFAULT_LABELS,
+        **mine,
+    }
 
 
 def test_without_flask_babel_the_texts_stay_english(inbox_app):
@@ -247,7 +255,7 @@ def test_the_translations_keep_their_placeholders(inbox_app, tmp_path, caplog):
     Babel(app, locale_selector=lambda: request.headers.get("X-Locale"))
     with caplog.at_level("WARNING", "flask_notifications"):
         labels = _labels(app, "fr")
-    assert "unread" not in labels and "loadMore" not in labels  # the element's English
+    assert labels["unread"] == "{n} unread" and labels["loadMore"] == "Load more"  # English
     assert labels["markAllRead"] == "Tout lire"  # the app's
     assert labels["markRead"] == "Marquer comme lu"  # the package's
     assert caplog.text.count("changes its {placeholders}") == 2
