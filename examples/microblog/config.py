@@ -14,6 +14,8 @@ LANGUAGES = {"en": "English", "fr": "Français"}
 DEMO_PASSWORD = "demo"
 #: The longest message, post or comment body, in characters.
 MAX_MESSAGE = 140
+#: The demo database in the instance folder (see the configuration below).
+DATABASE_FILE = "microblog-2026-11-29.sqlite"
 
 
 def from_environment() -> dict[str, Any]:
@@ -24,7 +26,9 @@ def from_environment() -> dict[str, Any]:
     return {
         "SECRET_KEY": env("SECRET_KEY", "dev only: set SECRET_KEY in production"),
         # A relative SQLite path lives in the instance folder (Flask-SQLAlchemy 3).
-        "SQLALCHEMY_DATABASE_URI": "sqlite:///" + env("MICROBLOG_DATABASE", "microblog.sqlite"),
+        # The demo does not migrate its data: a new file each time its tables
+        # (or the inbox's) change, so an older demo database is left aside.
+        "SQLALCHEMY_DATABASE_URI": "sqlite:///" + env("MICROBLOG_DATABASE", DATABASE_FILE),
         "NOTIFICATIONS_REDIS_URL": env("REDIS_URL", "redis://localhost:6379/0"),
         "MAIL_SERVER": env("MAIL_SERVER", "localhost"),
         "MAIL_PORT": int(env("MAIL_PORT", "8025")),
