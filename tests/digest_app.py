@@ -15,6 +15,7 @@ from flask import Flask
 from flask_notifications import Notifications
 from flask_notifications.consumers import FlaskEmailConsumer
 from flask_notifications.filters import WithEventType
+from flask_notifications.testing import FAST_REDELIVERY
 
 app = Flask("digest_app")
 app.config.update(
@@ -28,11 +29,7 @@ app.config.update(
     # unacknowledged tasks come back after 2 s (see docs/reliability.md).
     NOTIFICATIONS_TIMER_LEASE=2,
     NOTIFICATIONS_TIMER_POLL=0.2,
-    CELERY_BROKER_TRANSPORT_OPTIONS={
-        "visibility_timeout": 2,
-        "unacked_restore_interval": 1,
-        "unacked_restore_throttle": 1,
-    },
+    CELERY_BROKER_TRANSPORT_OPTIONS=FAST_REDELIVERY,
 )
 notifications = Notifications(app)
 celery = app.extensions["notifications"].celery

@@ -20,6 +20,7 @@ from flask import Flask
 
 from flask_notifications import Notifications
 from flask_notifications.filters import WithEventType
+from flask_notifications.testing import FAST_REDELIVERY
 
 app = Flask("reliability_app")
 app.config.update(
@@ -30,11 +31,7 @@ app.config.update(
     # instead of every 100 s (see docs/reliability.md).
     # A task the broker lost (see docs/reliability.md) is enqueued again after 3 s.
     NOTIFICATIONS_REDELIVER_AFTER=3,
-    CELERY_BROKER_TRANSPORT_OPTIONS={
-        "visibility_timeout": 2,
-        "unacked_restore_interval": 1,
-        "unacked_restore_throttle": 1,
-    },
+    CELERY_BROKER_TRANSPORT_OPTIONS=FAST_REDELIVERY,
 )
 notifications = Notifications(app)
 celery = app.extensions["notifications"].celery

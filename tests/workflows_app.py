@@ -22,6 +22,7 @@ from flask import Flask
 from flask_notifications import Notifications
 from flask_notifications.consumers import StoreConsumer
 from flask_notifications.filters import WithEventType
+from flask_notifications.testing import FAST_REDELIVERY
 from flask_notifications.workflows import timers
 
 app = Flask("workflows_app")
@@ -29,11 +30,7 @@ app.config.update(
     NOTIFICATIONS_REDIS_URL=os.environ["REDIS_URL"],
     NOTIFICATIONS_DATABASE_URI=os.environ["DATABASE_URI"],
     broker_connection_retry_on_startup=True,
-    CELERY_BROKER_TRANSPORT_OPTIONS={
-        "visibility_timeout": 2,
-        "unacked_restore_interval": 1,
-        "unacked_restore_throttle": 1,
-    },
+    CELERY_BROKER_TRANSPORT_OPTIONS=FAST_REDELIVERY,
 )
 notifications = Notifications(app)
 celery = app.extensions["notifications"].celery
