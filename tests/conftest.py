@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -45,6 +46,24 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 10.0, interval: floa
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout}s: {predicate}")
         time.sleep(interval)
+
+
+def send_and_finish(
+    app: Flask, notifications: Notifications, hub: Any, event: Any, task: str
+) -> None:
+    """Send ``event`` and wait until the consumer task ``task`` of ``hub``
+    completed or failed for good (a dead letter)."""
+    from flask_notifications import reliability
+
+    with app.app_context():
+        notifications.send(event)
+        event_id = event["event_id"]
+        wait_for(
+            lambda: reliability.is_done(task, hub.hub_id, event_id)
+            or any(json.loads(d["event"])["event_id"] == event_id
+                   for d in reliability.dead_letters()),
+            timeout=20,
+        )  # fmt: skip
 
 
 @pytest.fixture(scope="session")

@@ -21,7 +21,7 @@ from flask_notifications.consumers import FlaskEmailConsumer, WebPushConsumer
 
 from .conftest import ROOT, wait_for
 from .test_mobile_fcm import ca, fcm  # noqa: F401 - the fake FCM's fixtures
-from .test_webpush import LOOPBACK, SUB, PushService
+from .test_webpush import LOOPBACK, SUB, push_service  # noqa: F401 - the push service's fixture
 
 ADDRESSES = {
     "alice": "alice@example.org",  # French
@@ -62,16 +62,6 @@ def vapid_keys():
     from flask_notifications.webpush import generate_vapid_keys
 
     return generate_vapid_keys()
-
-
-@pytest.fixture
-def push_service(vapid_keys):
-    service = PushService(SUB, vapid_keys[1])
-    service.thread.start()
-    yield service
-    service.server.shutdown()
-    service.server.server_close()
-    assert service.errors == [], "the push service refused a request"
 
 
 @pytest.fixture
@@ -123,7 +113,7 @@ def parts(mail):
     return mail.get_body(("plain",)).get_content(), mail.get_body(("html",)).get_content()
 
 
-def test_a_french_and_an_english_user_each_get_their_language(i18n_app, push_service, worker):
+def test_a_french_and_an_english_user_each_get_their_language(i18n_app, push_service, worker):  # noqa: F811
     app, notifications, server = i18n_app
     browsers = {user: push_service.browser() for user in ("alice", "bob")}
     with app.app_context():

@@ -5,6 +5,7 @@ token, and can send GOAWAY with requests in flight."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,7 @@ from flask_notifications import Event, Notifications, reliability
 from flask_notifications._state import get_state
 from flask_notifications.errors import ConfigurationError, PushRejected, PushServiceUnavailable
 
-from .conftest import wait_for
+from .conftest import send_and_finish as send_and_finish_task
 
 jwt = pytest.importorskip("jwt")
 pytest.importorskip("h2")
@@ -89,16 +90,8 @@ def comment(recipients, **custom):
                  recipients=recipients, **custom)  # fmt: skip
 
 
-def send_and_finish(app, notifications, hub, event):
-    with app.app_context():
-        notifications.send(event)
-        event_id = event["event_id"]
-        wait_for(
-            lambda: reliability.is_done(TASK, hub.hub_id, event_id)
-            or any(json.loads(d["event"])["event_id"] == event_id
-                   for d in reliability.dead_letters()),
-            timeout=20,
-        )  # fmt: skip
+#: Send an event and wait until the consumer's task completed or failed for good.
+send_and_finish = functools.partial(send_and_finish_task, task=TASK)
 
 
 def test_notifications_reach_the_ios_devices_over_http2(apns_app, apns, worker):

@@ -3,6 +3,7 @@ over TLS with a fixture-made certificate, on 127.0.0.1 only."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import ssl
@@ -20,7 +21,7 @@ from flask_notifications import Event, Notifications, reliability
 from flask_notifications._state import get_state
 from flask_notifications.errors import ConfigurationError, PushRejected, PushServiceUnavailable
 
-from .conftest import wait_for
+from .conftest import send_and_finish as send_and_finish_task
 
 pytest.importorskip("google.auth")
 pytest.importorskip("httpx")
@@ -238,16 +239,8 @@ def comment(recipients, **custom):
                  recipients=recipients, **custom)  # fmt: skip
 
 
-def send_and_finish(app, notifications, hub, event):
-    with app.app_context():
-        notifications.send(event)
-        event_id = event["event_id"]
-        wait_for(
-            lambda: reliability.is_done(TASK, hub.hub_id, event_id)
-            or any(json.loads(d["event"])["event_id"] == event_id
-                   for d in reliability.dead_letters()),
-            timeout=20,
-        )  # fmt: skip
+#: Send an event and wait until the consumer's task completed or failed for good.
+send_and_finish = functools.partial(send_and_finish_task, task=TASK)
 
 
 def test_messages_reach_every_device_of_the_recipients(fcm_app, fcm, worker):

@@ -9,6 +9,7 @@ the ``aes128gcm`` body with the keys of a browser-like subscription.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import json
 import os
@@ -43,6 +44,7 @@ from flask_notifications.errors import PushSubscriptionConflict
 from flask_notifications.inbox.models import push_subscriptions as table
 from flask_notifications.webpush import generate_vapid_keys
 
+from .conftest import send_and_finish as send_and_finish_task
 from .conftest import wait_for
 
 SUB = "mailto:push-admin@example.com"
@@ -274,17 +276,8 @@ def comment(recipients, title="New comment", body="Nice post!", **custom):
     return Event(None, "comment", title, body, sender="bob", recipients=recipients, **custom)
 
 
-def send_and_finish(app, notifications, hub, event):
-    """Send ``event`` and wait until the consumer task completed or failed for good."""
-    with app.app_context():
-        notifications.send(event)
-        event_id = event["event_id"]
-        wait_for(
-            lambda: reliability.is_done(TASK, hub.hub_id, event_id)
-            or any(json.loads(d["event"])["event_id"] == event_id
-                   for d in reliability.dead_letters()),
-            timeout=20,
-        )  # fmt: skip
+#: Send an event and wait until the consumer's task completed or failed for good.
+send_and_finish = functools.partial(send_and_finish_task, task=TASK)
 
 
 # -- delivery through a real worker ---------------------------------------------------
