@@ -66,6 +66,29 @@ def send_and_finish(
         )  # fmt: skip
 
 
+@contextlib.contextmanager
+def alerts_app(app: Flask, consumer: Any, task: str) -> Iterator[tuple[Any, ...]]:
+    """``app`` with the extension (identity from the ``X-User`` header) and a
+    hub ``Alerts`` whose consumer is ``consumer``, registered as ``task`` and
+    retried without waiting: ``(app, notifications, hub, consumer)``; the
+    inbox's engine is disposed of afterwards."""
+    from flask import request
+
+    from flask_notifications._state import get_state
+
+    notifications = Notifications(app)
+    notifications.identity_loader(lambda: request.headers.get("X-User"))
+    consumer.retry_backoff = 0
+    consumer.retry_jitter = False
+    hub = notifications.create_hub("Alerts")
+    hub.register_consumer(consumer, celery_task_name=task)
+    yield app, notifications, hub, consumer
+    with app.app_context():
+        engine = get_state(app).engine
+        if engine is not None:
+            engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Where tests save what a person may want to look at (screenshots):

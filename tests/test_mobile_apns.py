@@ -12,10 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from flask_notifications import Event, Notifications, reliability
-from flask_notifications._state import get_state
+from flask_notifications import Event, reliability
 from flask_notifications.errors import ConfigurationError, PushRejected, PushServiceUnavailable
 
+from .conftest import alerts_app
 from .conftest import send_and_finish as send_and_finish_task
 
 jwt = pytest.importorskip("jwt")
@@ -67,17 +67,8 @@ def apns_app(make_app, tmp_path, apns):
         NOTIFICATIONS_APNS_TOPIC=TOPIC,
         NOTIFICATIONS_APNS_ENDPOINT=apns.base,
     )
-    notifications = Notifications(app)
-    consumer = APNsConsumer()
-    consumer.retry_backoff = 0
-    consumer.retry_jitter = False
-    hub = notifications.create_hub("Alerts")
-    hub.register_consumer(consumer, celery_task_name=TASK)
-    yield app, notifications, hub, consumer
-    with app.app_context():
-        engine = get_state(app).engine
-        if engine is not None:
-            engine.dispose()
+    with alerts_app(app, APNsConsumer(), TASK) as stack:
+        yield stack
 
 
 def register(app, notifications, user, token, platform="ios"):

@@ -15,12 +15,11 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import pytest
-from flask import request
 
-from flask_notifications import Event, Notifications, reliability
-from flask_notifications._state import get_state
+from flask_notifications import Event, reliability
 from flask_notifications.errors import ConfigurationError, PushRejected, PushServiceUnavailable
 
+from .conftest import alerts_app
 from .conftest import send_and_finish as send_and_finish_task
 
 pytest.importorskip("google.auth")
@@ -215,18 +214,8 @@ def fcm_app(make_app, tmp_path, fcm):
         NOTIFICATIONS_FCM_CREDENTIALS=str(fcm.credentials),
         NOTIFICATIONS_FCM_ENDPOINT=fcm.base,
     )
-    notifications = Notifications(app)
-    notifications.identity_loader(lambda: request.headers.get("X-User"))
-    consumer = FCMConsumer()
-    consumer.retry_backoff = 0
-    consumer.retry_jitter = False
-    hub = notifications.create_hub("Alerts")
-    hub.register_consumer(consumer, celery_task_name=TASK)
-    yield app, notifications, hub, consumer
-    with app.app_context():
-        engine = get_state(app).engine
-        if engine is not None:
-            engine.dispose()
+    with alerts_app(app, FCMConsumer(), TASK) as stack:
+        yield stack
 
 
 def register(app, notifications, user, token, platform="android"):

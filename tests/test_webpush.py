@@ -27,7 +27,6 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
-from flask import request
 
 from flask_notifications import (
     ConfigurationError,
@@ -44,8 +43,8 @@ from flask_notifications.errors import PushSubscriptionConflict
 from flask_notifications.inbox.models import push_subscriptions as table
 from flask_notifications.webpush import generate_vapid_keys
 
+from .conftest import alerts_app, wait_for
 from .conftest import send_and_finish as send_and_finish_task
-from .conftest import wait_for
 
 SUB = "mailto:push-admin@example.com"
 TASK = "tests.webpush.push"
@@ -253,18 +252,8 @@ def push_app(make_app, tmp_path, vapid_keys):
         NOTIFICATIONS_VAPID_CLAIMS_SUB=SUB,
         **LOOPBACK,
     )
-    notifications = Notifications(app)
-    notifications.identity_loader(lambda: request.headers.get("X-User"))
-    consumer = WebPushConsumer(ttl=3600, timeout=5)
-    consumer.retry_backoff = 0
-    consumer.retry_jitter = False
-    hub = notifications.create_hub("Alerts")
-    hub.register_consumer(consumer, celery_task_name=TASK)
-    yield app, notifications, hub, consumer
-    with app.app_context():
-        engine = get_state(app).engine
-        if engine is not None:
-            engine.dispose()
+    with alerts_app(app, WebPushConsumer(ttl=3600, timeout=5), TASK) as stack:
+        yield stack
 
 
 def subscribe(app, notifications, user, browser):
